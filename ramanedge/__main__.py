@@ -1,0 +1,3 @@
+from ramanedge.cli import main
+
+raise SystemExit(main())

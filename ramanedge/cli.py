@@ -1,0 +1,113 @@
+"""``ramanedge`` console entry point.
+
+Each package owns its subcommands in its own ``cli.py`` module, which defines ``configure_<cmd>(parser)`` and
+``run_<cmd>(args) -> int`` and imports nothing heavy at module level: the light commands (serve, devices,
+info, ...) work with the base install, and a command whose extra is missing says which extra to install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from spectral_core.errors import MissingExtraError, RamanEdgeError
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+logger = logging.getLogger("ramanedge")
+
+
+class Command(NamedTuple):
+    module: str
+    extra: str | None  # the extra that provides its heavy dependencies, None for the base install
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "info": Command("spectral_core.cli", None, "summarise a data file or folder as JSON"),
+    "synth": Command("spectral_core.cli", None, "write a synthetic, physically shaped Raman data set"),
+    "train": Command("trainer.cli", "train", "train RamanNet on a data set"),
+    "evaluate": Command("trainer.cli", "train", "cross-validate RamanNet and baselines on identical folds"),
+    "explain": Command("trainer.cli", "train", "SHAP attributions of a trained run by spectral region"),
+    "embed": Command("trainer.cli", "train", "compare the RamanNet embedding with PCA"),
+    "export": Command("export.cli", "train", "export a trained run to one ONNX file with its contract"),
+    "validate": Command("export.cli", "train", "prove an ONNX model answers as the PyTorch run does"),
+    "devices": Command("device_drivers.cli", None, "list serial ports and spectrometers"),
+    "acquire": Command("device_drivers.cli", None, "record spectra from a device URL to a file"),
+    "simulate": Command("device_drivers.cli", None, "run a simulated instrument on a pty or TCP port"),
+    "serve": Command("edge_runtime.cli", None, "classify spectra from devices and drop folders in real time"),
+}
+
+_HEAVY = {"torch", "onnx", "onnxscript", "shap", "matplotlib", "sklearn", "safetensors", "h5py"}
+
+
+def _load(name: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
+    cmd = COMMANDS[name]
+    mod = importlib.import_module(cmd.module)
+    return getattr(mod, f"configure_{name}"), getattr(mod, f"run_{name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ramanedge",
+        description="Train RamanNet, export it to ONNX, and classify spectra beside the instrument.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--version", action="version", version="ramanedge 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        try:
+            configure, _ = _load(name)
+        except (ImportError, AttributeError) as exc:
+            # A package that is not installed (or not built yet) must not break the other commands.
+            p.set_defaults(_unavailable=f"{exc}")
+            continue
+        configure(p)
+    return parser
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    level = min(level, logging.INFO) if os.environ.get("RAMANEDGE_LOG_INFO") else level
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    _setup_logging(args.verbose)
+    if getattr(args, "_unavailable", None):
+        print(f"ramanedge {args.command}: not available ({args._unavailable})", file=sys.stderr)
+        return 3
+    cmd = COMMANDS[args.command]
+    _, run = _load(args.command)
+    try:
+        return int(run(args) or 0)
+    except MissingExtraError as exc:
+        print(f"ramanedge {args.command}: {exc}", file=sys.stderr)
+        return 3
+    except ModuleNotFoundError as exc:
+        if cmd.extra and (exc.name or "").split(".")[0] in _HEAVY:
+            print(
+                f"ramanedge {args.command} needs the [{cmd.extra}] extra ({exc.name} is not installed): "
+                f"pip install 'ramanedge[{cmd.extra}]'",
+                file=sys.stderr,
+            )
+            return 3
+        raise
+    except RamanEdgeError as exc:
+        print(f"ramanedge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,140 @@
+"""The model contract: everything a runtime needs to use a model, stored inside the ONNX file.
+
+It round-trips through ONNX ``metadata_props`` as one versioned JSON document under the key
+:data:`METADATA_KEY`. onnxruntime exposes that map (``session.get_modelmeta().custom_metadata_map``), so the
+edge runtime reads the contract without torch or onnx installed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from spectral_core.errors import ContractError
+from spectral_core.preprocess import STEPS, PreprocessConfig
+from spectral_core.spectrum import check_axis
+
+__all__ = ["CONTRACT_VERSION", "METADATA_KEY", "ModelContract", "OpenSet", "ReferenceSpectra"]
+
+CONTRACT_VERSION = 1
+METADATA_KEY = "ramanedge.contract"
+
+
+class OpenSet(BaseModel):
+    """Open-set ("unknown") detection: a spectrum farther than ``thresholds[c]`` from the centroid of its
+    predicted class ``c`` in the L2-normalised embedding space is reported as unknown."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: Literal["cosine"] = "cosine"
+    centroids: list[list[float]]
+    thresholds: list[float]
+    quantile: float = Field(default=0.99, gt=0, le=1, description="training-distance quantile of the thresholds")
+
+
+class ReferenceSpectra(BaseModel):
+    """A few spectra on the model axis with the probabilities the exporter computed for them: the runtime's
+    self-test before it serves a model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[list[float]]
+    probabilities: list[list[float]]
+    atol: float = 1e-3
+
+
+class ModelContract(BaseModel):
+    """What a model expects and what it answers. Versioned; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contract_version: int = CONTRACT_VERSION
+    model_name: str = "ramannet"
+    classes: list[str]
+    axis: list[float] = Field(description="the model axis, cm^-1, one value per input point")
+    axis_unit: Literal["cm^-1"] = "cm^-1"
+    input_name: str = "spectrum"
+    input_dtype: Literal["float32", "float16"] = "float32"
+    output_names: dict[str, str] = Field(
+        default_factory=lambda: {"probabilities": "probabilities", "logits": "logits", "embedding": "embedding"}
+    )
+    preprocess: PreprocessConfig
+    preprocess_hash: str
+    in_graph_steps: list[str] = Field(
+        default_factory=list, description="preprocessing steps the graph runs itself (skipped on the host)"
+    )
+    open_set: OpenSet | None = None
+    reference: ReferenceSpectra | None = None
+    weights_sha256: str = ""
+    data_sha256: str = ""
+    package_version: str = ""
+    opset: int = 0
+    precision: Literal["fp32", "fp16", "int8-dynamic", "int8-static"] = "fp32"
+    created: str = ""
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelContract:
+        if self.contract_version != CONTRACT_VERSION:
+            raise ValueError(
+                f"contract version {self.contract_version} is not supported (this ramanedge reads {CONTRACT_VERSION})"
+            )
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes must be at least 2 distinct names, got {self.classes}")
+        check_axis(self.axis, what="contract axis")
+        if self.preprocess.hash() != self.preprocess_hash:
+            raise ValueError("preprocess_hash does not match the preprocessing config (edited or corrupted)")
+        unknown = set(self.in_graph_steps) - set(STEPS)
+        if unknown:
+            raise ValueError(f"unknown in-graph step(s) {sorted(unknown)}")
+        if self.open_set is not None:
+            k = len(self.classes)
+            if len(self.open_set.centroids) != k or len(self.open_set.thresholds) != k:
+                raise ValueError(f"open_set needs one centroid and one threshold per class ({k})")
+        return self
+
+    @property
+    def n_points(self) -> int:
+        return len(self.axis)
+
+    def axis_array(self) -> NDArray[np.float64]:
+        return np.asarray(self.axis, dtype=np.float64)
+
+    def to_metadata(self) -> dict[str, str]:
+        """The ``metadata_props`` entries to embed in an ONNX model."""
+        return {METADATA_KEY: self.model_dump_json()}
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str]) -> ModelContract:
+        """Read and check the contract from ONNX metadata (e.g. ``custom_metadata_map`` of an ORT session)."""
+        text = metadata.get(METADATA_KEY)
+        if text is None:
+            raise ContractError(
+                f"the model carries no ramanedge contract (metadata key {METADATA_KEY!r} missing); "
+                "export it with `ramanedge export`"
+            )
+        try:
+            json.loads(text)
+            return cls.model_validate_json(text)
+        except (ValidationError, ValueError) as exc:
+            raise ContractError(f"the model's contract is invalid: {exc}") from None
+
+    def check_axis_matches(self, axis: NDArray[np.float64], *, what: str = "data", atol: float = 1e-6) -> None:
+        """Raise :class:`ContractError` unless ``axis`` is the model axis."""
+        a = np.asarray(axis, dtype=np.float64)
+        ref = self.axis_array()
+        if a.shape != ref.shape or not np.allclose(a, ref, rtol=0, atol=atol):
+            raise ContractError(
+                f"{what} axis ({a.size} points, {a[0]:g}-{a[-1]:g} cm^-1) is not the model axis "
+                f"({ref.size} points, {ref[0]:g}-{ref[-1]:g} cm^-1)"
+            )
+
+    def check_classes_match(self, classes: list[str] | tuple[str, ...], *, what: str = "data") -> None:
+        """Raise :class:`ContractError` unless ``classes`` equal the model's classes, in order."""
+        if list(classes) != list(self.classes):
+            raise ContractError(f"{what} classes {list(classes)} differ from the model's {self.classes}")

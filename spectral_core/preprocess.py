@@ -1,0 +1,377 @@
+"""THE preprocessing of ramanedge, used by training and by serving alike.
+
+A :class:`PreprocessConfig` (versioned, JSON-serialisable, hashable) describes the pipeline; a
+:class:`Preprocessor` applies it. The steps always run in this order, each optional:
+
+1. despike   - cosmic-ray removal on the instrument's own axis (Whitaker-Hayes modified z-score of
+               first differences; spikes are one or two pixels wide, so this must precede resampling)
+2. crop      - keep ``crop = (low, high)`` cm^-1
+3. resample  - onto ``target_axis`` (cubic spline as in the RamanNet paper, or linear)
+4. baseline  - background removal with ``pybaselines`` (arpls, asls, airpls, modpoly, imodpoly, snip)
+5. smooth    - Savitzky-Golay
+6. normalise - minmax (the paper), vector (L2), area (L1), snv, or none
+
+Steps 2, 3 and 5 (when no baseline sits between them) are linear: for a given source axis they are fused
+into one banded operator that is computed once and cached, so per-spectrum work is one small matrix product.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from spectral_core.errors import PreprocessError
+from spectral_core.hashing import sha256_arrays, sha256_json
+from spectral_core.linop import BandedOperator
+from spectral_core.spectrum import SpectralDataset, check_axis
+
+__all__ = [
+    "NORMALISATIONS",
+    "PREPROCESS_VERSION",
+    "AxisSpec",
+    "BaselineConfig",
+    "DespikeConfig",
+    "PreprocessConfig",
+    "Preprocessor",
+    "SmoothConfig",
+    "normalise",
+]
+
+PREPROCESS_VERSION = 1
+STEPS = ("despike", "crop", "resample", "baseline", "smooth", "normalise")
+NORMALISATIONS = ("none", "minmax", "vector", "area", "snv")
+Normalisation = Literal["none", "minmax", "vector", "area", "snv"]
+# A spectrum whose dynamic range (or norm) is below this is flat: normalising it would only amplify noise
+# or divide by zero, so it is rejected with a reason instead of silently becoming garbage.
+FLAT_EPS = 1e-12
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AxisSpec(_Model):
+    """A uniform axis: ``points`` values from ``start`` to ``stop`` cm^-1 inclusive."""
+
+    start: float
+    stop: float
+    points: int = Field(ge=2)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> AxisSpec:
+        if not self.stop > self.start:
+            raise ValueError(f"axis stop ({self.stop}) must be greater than start ({self.start})")
+        return self
+
+    def values(self) -> NDArray[np.float64]:
+        return np.linspace(self.start, self.stop, self.points, dtype=np.float64)
+
+
+class DespikeConfig(_Model):
+    threshold: float = Field(default=7.0, gt=0, description="modified z-score above which a step is a spike")
+    width: int = Field(default=2, ge=1, le=10, description="pixels replaced either side of a detected step")
+
+
+class BaselineConfig(_Model):
+    method: Literal["arpls", "asls", "airpls", "modpoly", "imodpoly", "snip"] = "arpls"
+    lam: float = Field(default=1e5, gt=0, description="smoothness (Whittaker methods)")
+    p: float = Field(default=0.01, gt=0, lt=1, description="asymmetry (asls)")
+    poly_order: int = Field(default=3, ge=0, le=10, description="polynomial order (modpoly, imodpoly)")
+    max_half_window: int = Field(default=40, ge=1, description="half window in points (snip)")
+
+
+class SmoothConfig(_Model):
+    window: int = Field(default=9, ge=3, description="Savitzky-Golay window, odd, in points")
+    polyorder: int = Field(default=3, ge=0)
+
+    @model_validator(mode="after")
+    def _odd(self) -> SmoothConfig:
+        if self.window % 2 == 0:
+            raise ValueError(f"smoothing window must be odd, got {self.window}")
+        if self.polyorder >= self.window:
+            raise ValueError(f"polyorder {self.polyorder} must be below the window {self.window}")
+        return self
+
+
+class PreprocessConfig(_Model):
+    """The whole preprocessing pipeline. Serialises to JSON and travels inside the ONNX model contract."""
+
+    version: Literal[1] = PREPROCESS_VERSION
+    despike: DespikeConfig | None = None
+    crop: tuple[float, float] | None = None
+    target_axis: AxisSpec | None = None
+    interpolation: Literal["cubic", "linear"] = "cubic"
+    baseline: BaselineConfig | None = None
+    smooth: SmoothConfig | None = None
+    normalise: Normalisation = "minmax"
+
+    @model_validator(mode="after")
+    def _crop_order(self) -> PreprocessConfig:
+        if self.crop is not None and not self.crop[1] > self.crop[0]:
+            raise ValueError(f"crop high ({self.crop[1]}) must exceed crop low ({self.crop[0]})")
+        return self
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> PreprocessConfig:
+        return cls.model_validate_json(text)
+
+    def hash(self) -> str:
+        """A stable SHA-256 of the configuration (canonical JSON)."""
+        return sha256_json(self.model_dump(mode="json"))
+
+
+def _resample_matrix(
+    src: NDArray[np.float64], dst: NDArray[np.float64], kind: str
+) -> NDArray[np.float64]:
+    n = src.size
+    if kind == "linear":
+        m = np.zeros((dst.size, n))
+        j = np.clip(np.searchsorted(src, dst, side="right") - 1, 0, n - 2)
+        t = (dst - src[j]) / (src[j + 1] - src[j])
+        rows = np.arange(dst.size)
+        m[rows, j] = 1.0 - t
+        m[rows, j + 1] = t
+        return m
+    from scipy.interpolate import CubicSpline
+
+    # The spline of the identity matrix's columns is the spline operator itself (interpolation is linear).
+    return np.asarray(CubicSpline(src, np.eye(n), axis=0, bc_type="not-a-knot")(dst), dtype=np.float64)
+
+
+def _savgol_matrix(n: int, cfg: SmoothConfig) -> NDArray[np.float64]:
+    from scipy.signal import savgol_filter
+
+    if cfg.window > n:
+        raise PreprocessError(f"smoothing window {cfg.window} is longer than the spectrum ({n} points)")
+    # mode="interp" keeps the filter linear and shift-free at the edges.
+    return np.asarray(savgol_filter(np.eye(n), cfg.window, cfg.polyorder, axis=0, mode="interp"))
+
+
+def normalise(X: NDArray[np.float32], method: str) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """Normalise each row; returns (normalised, flat) where ``flat`` marks rows that cannot be normalised."""
+    x = np.asarray(X, dtype=np.float32)
+    if method == "none":
+        return x, np.zeros(x.shape[0], dtype=bool)
+    if method == "minmax":
+        lo = x.min(axis=1, keepdims=True)
+        scale = x.max(axis=1, keepdims=True) - lo
+        shift = lo
+    elif method == "vector":
+        scale = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))[:, None].astype(np.float32)
+        shift = None
+    elif method == "area":
+        scale = np.abs(x).sum(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+        shift = None
+    elif method == "snv":
+        shift = x.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+        scale = x.std(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+    else:
+        raise PreprocessError(f"unknown normalisation {method!r}; choose from {NORMALISATIONS}")
+    flat = (scale[:, 0] <= FLAT_EPS) | ~np.isfinite(scale[:, 0])
+    safe = np.where(flat[:, None], np.float32(1.0), scale)
+    out = (x - shift) / safe if shift is not None else x / safe
+    return out.astype(np.float32, copy=False), flat
+
+
+def _despike(X: NDArray[np.float32], cfg: DespikeConfig) -> NDArray[np.float32]:
+    d = np.diff(X.astype(np.float64), axis=1)
+    med = np.median(d, axis=1, keepdims=True)
+    mad = np.median(np.abs(d - med), axis=1, keepdims=True)
+    mad[mad == 0] = np.finfo(np.float64).tiny
+    z = 0.6745 * (d - med) / mad
+    steps = np.abs(z) > cfg.threshold
+    rows = np.flatnonzero(steps.any(axis=1))
+    if rows.size == 0:
+        return X
+    out = X.copy()
+    n = X.shape[1]
+    idx = np.arange(n)
+    for r in rows:
+        bad = np.zeros(n, dtype=bool)
+        for s in np.flatnonzero(steps[r]):
+            bad[max(0, s - cfg.width + 1) : min(n, s + cfg.width + 1)] = True
+        good = ~bad
+        if good.sum() < 2:
+            continue
+        out[r, bad] = np.interp(idx[bad], idx[good], X[r, good].astype(np.float64)).astype(np.float32)
+    return out
+
+
+def _baseline(X: NDArray[np.float32], axis: NDArray[np.float64], cfg: BaselineConfig) -> NDArray[np.float32]:
+    from pybaselines import Baseline
+
+    fitter = Baseline(x_data=axis)
+    out = np.empty_like(X)
+    for i, row in enumerate(X.astype(np.float64)):
+        if cfg.method == "arpls":
+            bl, _ = fitter.arpls(row, lam=cfg.lam)
+        elif cfg.method == "asls":
+            bl, _ = fitter.asls(row, lam=cfg.lam, p=cfg.p)
+        elif cfg.method == "airpls":
+            bl, _ = fitter.airpls(row, lam=cfg.lam)
+        elif cfg.method == "modpoly":
+            bl, _ = fitter.modpoly(row, poly_order=cfg.poly_order)
+        elif cfg.method == "imodpoly":
+            bl, _ = fitter.imodpoly(row, poly_order=cfg.poly_order)
+        else:
+            bl, _ = fitter.snip(row, max_half_window=cfg.max_half_window)
+        out[i] = row - bl
+    return out
+
+
+class _Plan:
+    """What the pipeline does for one source axis: the fused linear operators and the output axis."""
+
+    def __init__(self, cfg: PreprocessConfig, src: NDArray[np.float64]) -> None:
+        axis = src
+        lo, hi = float(src[0]), float(src[-1])
+        keep = slice(None)
+        if cfg.crop is not None:
+            c0, c1 = cfg.crop
+            if c0 < lo - 1e-9 * abs(hi - lo) or c1 > hi + 1e-9 * abs(hi - lo):
+                raise PreprocessError(
+                    f"crop range {c0:g}-{c1:g} cm^-1 lies outside the measured range {lo:g}-{hi:g} cm^-1"
+                )
+            i0 = int(np.searchsorted(src, c0, side="left"))
+            i1 = int(np.searchsorted(src, c1, side="right"))
+            if i1 - i0 < 2:
+                raise PreprocessError(f"crop range {c0:g}-{c1:g} cm^-1 keeps fewer than 2 points")
+            keep = slice(i0, i1)
+            axis = src[keep]
+        self.crop = keep
+        pre: NDArray[np.float64] | None = None
+        if cfg.target_axis is not None:
+            dst = cfg.target_axis.values()
+            a0, a1 = float(axis[0]), float(axis[-1])
+            tol = 1e-6 * (a1 - a0)
+            if dst[0] < a0 - tol or dst[-1] > a1 + tol:
+                raise PreprocessError(
+                    f"resampling target {dst[0]:g}-{dst[-1]:g} cm^-1 lies outside the measured range "
+                    f"{a0:g}-{a1:g} cm^-1 (extrapolation would invent data)"
+                )
+            pre = _resample_matrix(axis, np.clip(dst, a0, a1), cfg.interpolation)
+            axis = dst
+        post: NDArray[np.float64] | None = None
+        if cfg.smooth is not None:
+            s = _savgol_matrix(axis.size, cfg.smooth)
+            if cfg.baseline is None:
+                pre = s if pre is None else s @ pre
+            else:
+                post = s
+        self.pre = None if pre is None else BandedOperator(pre)
+        self.post = None if post is None else BandedOperator(post)
+        self.axis = np.asarray(axis, dtype=np.float64)
+
+
+class Preprocessor:
+    """Applies a :class:`PreprocessConfig`; caches the fused linear operator per source axis.
+
+    Args:
+        config: the pipeline.
+        skip: step names not to run here, because the model graph runs them (e.g. ``("normalise",)``
+            for an exported model that normalises inside ONNX).
+    """
+
+    def __init__(self, config: PreprocessConfig, *, skip: Iterable[str] = (), cache_size: int = 16) -> None:
+        self.config = config
+        self.skip = frozenset(skip)
+        unknown = self.skip - set(STEPS)
+        if unknown:
+            raise PreprocessError(f"unknown step(s) to skip: {sorted(unknown)}; steps are {STEPS}")
+        self._cache: OrderedDict[str, _Plan] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def _plan(self, axis: ArrayLike) -> _Plan:
+        src = check_axis(axis, what="source axis")
+        key = sha256_arrays(src)
+        with self._lock:
+            plan = self._cache.get(key)
+            if plan is not None:
+                self._cache.move_to_end(key)
+                return plan
+        try:
+            plan = _Plan(self.config, src)
+        except ValueError as exc:
+            if isinstance(exc, PreprocessError):
+                raise
+            raise PreprocessError(str(exc)) from exc
+        with self._lock:
+            self._cache[key] = plan
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return plan
+
+    def output_axis(self, source_axis: ArrayLike) -> NDArray[np.float64]:
+        """The axis (cm^-1) of the preprocessed spectra for spectra measured on ``source_axis``."""
+        return self._plan(source_axis).axis
+
+    def transform_rows(
+        self, X: ArrayLike, axis: ArrayLike
+    ) -> tuple[NDArray[np.float32], dict[int, str]]:
+        """Preprocess a batch, separating rows that cannot be preprocessed.
+
+        Returns:
+            (out, bad): ``out`` has one row per input row; rows listed in ``bad`` (index -> reason) hold
+            unusable values and must be reported as errors, never classified.
+        """
+        plan = self._plan(axis)
+        x = np.asarray(X, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None, :]
+        n_src = np.asarray(axis).size
+        if x.ndim != 2 or x.shape[1] != n_src:
+            raise PreprocessError(f"spectra of shape {x.shape} do not match the axis ({n_src} points)")
+        bad: dict[int, str] = {}
+        finite = np.isfinite(x).all(axis=1)
+        for i in np.flatnonzero(~finite):
+            bad[int(i)] = f"{int((~np.isfinite(x[i])).sum())} NaN/inf value(s)"
+        if not finite.all():
+            x = np.where(np.isfinite(x), x, 0.0).astype(np.float32)
+        cfg = self.config
+        if cfg.despike is not None and "despike" not in self.skip:
+            x = _despike(x, cfg.despike)
+        x = x[:, plan.crop]
+        if plan.pre is not None:
+            x = plan.pre.apply(x)
+        if cfg.baseline is not None and "baseline" not in self.skip:
+            x = _baseline(x, plan.axis, cfg.baseline)
+        if plan.post is not None:
+            x = plan.post.apply(x)
+        # Flatness is checked even when the graph normalises: a flat row would divide by zero in there.
+        normed, flat = normalise(x, cfg.normalise)
+        if "normalise" not in self.skip:
+            x = normed
+        for i in np.flatnonzero(flat):
+            bad.setdefault(int(i), f"flat spectrum: cannot apply {cfg.normalise} normalisation")
+        return np.ascontiguousarray(x, dtype=np.float32), bad
+
+    def transform(self, X: ArrayLike, axis: ArrayLike) -> NDArray[np.float32]:
+        """Preprocess a batch (or one spectrum); raises :class:`PreprocessError` if any row is unusable."""
+        one = np.asarray(X).ndim == 1
+        out, bad = self.transform_rows(X, axis)
+        if bad:
+            first = min(bad)
+            raise PreprocessError(f"{len(bad)} spectrum/spectra cannot be preprocessed; row {first}: {bad[first]}")
+        return out[0] if one else out
+
+    def transform_dataset(self, ds: SpectralDataset) -> SpectralDataset:
+        """Preprocess a whole dataset; the result lives on the output axis."""
+        out = self.transform(ds.X, ds.axis)
+        return SpectralDataset(
+            X=out,
+            axis=self.output_axis(ds.axis),
+            y=ds.y,
+            classes=ds.classes,
+            groups=ds.groups,
+            provenance={**ds.provenance, "preprocess_hash": self.config.hash()},
+        )
