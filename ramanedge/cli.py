@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -26,17 +27,23 @@ class Command(NamedTuple):
     module: str
     extra: str | None  # the extra that provides its heavy dependencies, None for the base install
     help: str
+    needs: tuple[str, ...] = ()  # importable modules the command cannot run without
 
 
 COMMANDS: dict[str, Command] = {
     "info": Command("spectral_core.cli", None, "summarise a data file or folder as JSON"),
     "synth": Command("spectral_core.cli", None, "write a synthetic, physically shaped Raman data set"),
-    "train": Command("trainer.cli", "train", "train RamanNet on a data set"),
-    "evaluate": Command("trainer.cli", "train", "cross-validate RamanNet and baselines on identical folds"),
-    "explain": Command("trainer.cli", "train", "SHAP attributions of a trained run by spectral region"),
-    "embed": Command("trainer.cli", "train", "compare the RamanNet embedding with PCA"),
-    "export": Command("export.cli", "train", "export a trained run to one ONNX file with its contract"),
-    "validate": Command("export.cli", "train", "prove an ONNX model answers as the PyTorch run does"),
+    "train": Command("trainer.cli", "train", "train RamanNet on a data set", ("torch", "safetensors")),
+    "evaluate": Command(
+        "trainer.cli", "train", "cross-validate RamanNet and baselines on identical folds", ("torch", "sklearn")
+    ),
+    "explain": Command("trainer.cli", "train", "SHAP attributions of a trained run by spectral region",
+                       ("torch", "shap", "matplotlib")),
+    "embed": Command("trainer.cli", "train", "compare the RamanNet embedding with PCA", ("torch", "sklearn")),
+    "export": Command("export.cli", "train", "export a trained run to one ONNX file with its contract",
+                      ("torch", "onnx")),
+    "validate": Command("export.cli", "train", "prove an ONNX model answers as the PyTorch run does",
+                        ("torch", "onnx")),
     "devices": Command("device_drivers.cli", None, "list serial ports and spectrometers"),
     "acquire": Command("device_drivers.cli", None, "record spectra from a device URL to a file"),
     "simulate": Command("device_drivers.cli", None, "run a simulated instrument on a pty or TCP port"),
@@ -50,6 +57,18 @@ def _load(name: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callabl
     cmd = COMMANDS[name]
     mod = importlib.import_module(cmd.module)
     return getattr(mod, f"configure_{name}"), getattr(mod, f"run_{name}")
+
+
+def _missing(modules: tuple[str, ...]) -> list[str]:
+    out = []
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            out.append(name)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         except (ImportError, AttributeError) as exc:
             # A package that is not installed (or not built yet) must not break the other commands.
             p.set_defaults(_unavailable=f"{exc}")
+            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
             continue
         configure(p)
     return parser
@@ -87,10 +107,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_logging(args.verbose)
+    cmd = COMMANDS[args.command]
+    missing = _missing(cmd.needs)
+    if missing and cmd.extra:
+        print(
+            f"ramanedge {args.command} needs the [{cmd.extra}] extra ({', '.join(missing)} not installed): "
+            f"pip install 'ramanedge[{cmd.extra}]'",
+            file=sys.stderr,
+        )
+        return 3
     if getattr(args, "_unavailable", None):
         print(f"ramanedge {args.command}: not available ({args._unavailable})", file=sys.stderr)
         return 3
-    cmd = COMMANDS[args.command]
     _, run = _load(args.command)
     try:
         return int(run(args) or 0)

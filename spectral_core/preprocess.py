@@ -102,7 +102,7 @@ class SmoothConfig(_Model):
 class PreprocessConfig(_Model):
     """The whole preprocessing pipeline. Serialises to JSON and travels inside the ONNX model contract."""
 
-    version: Literal[1] = PREPROCESS_VERSION
+    version: Literal[1] = 1
     despike: DespikeConfig | None = None
     crop: tuple[float, float] | None = None
     target_axis: AxisSpec | None = None

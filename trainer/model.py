@@ -77,6 +77,8 @@ def window_starts(length: int, window: int, step: int, *, paper_compat: bool = F
 class RamanNet(nn.Module):
     """RamanNet. ``forward`` returns ``(logits, embedding)``; the embedding is L2-normalised."""
 
+    window_index: torch.Tensor
+
     def __init__(self, config: RamanNetConfig) -> None:
         super().__init__()
         self.config = config
