@@ -86,7 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
         except (ImportError, AttributeError) as exc:
             # A package that is not installed (or not built yet) must not break the other commands.
             p.set_defaults(_unavailable=f"{exc}")
-            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
             continue
         configure(p)
     return parser
@@ -102,7 +101,9 @@ def _setup_logging(verbose: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "_unavailable", None):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not args.command:
         parser.print_help()
         return 2
