@@ -42,3 +42,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.fixturenames.append("data_dir")  # type: ignore[attr-defined]
         if item.get_closest_marker("gpu") is not None and not config.getoption("-m"):
             item.add_marker(pytest.mark.skip(reason="GPU test: opt in with `pytest -m gpu` on a machine with a GPU"))
+
+
+# --- trainer fixtures (owned by the trainer; export and edge_runtime tests build on them) -------------------
+# A tiny RamanNet trained once per session on synthetic data: 4 classes x 40 spectra x 300 points
+# (400-1800 cm^-1), windows 20/10, n2 64, embedding 32, 30 epochs; about a second on 2 CPU cores.
+TINY_DATA_ARGS = {"classes": 4, "per_class": 40, "points": 300, "seed": 0}
+TINY_TRAIN_CONFIG = {
+    "epochs": 30,
+    "batch_size": 32,
+    "lr": 3e-3,
+    "seed": 0,
+    "model": {"window": 20, "step": 10, "n2": 64, "embedding_dim": 32, "bn_momentum": 0.1},
+    "num_threads": 1,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An .npz (spectral_core.io.write_npz) of ``synth_dataset(classes=4, per_class=40, points=300, seed=0)``."""
+    from spectral_core.io import write_npz
+    from spectral_core.synth import synth_dataset
+
+    path = tmp_path_factory.mktemp("tiny_data") / "tiny.npz"
+    write_npz(synth_dataset(**TINY_DATA_ARGS), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A RUN directory (trainer.checkpoint format) of a tiny RamanNet trained on ``tiny_data``."""
+    pytest.importorskip("torch")
+    from spectral_core.io import read_dataset
+    from trainer.train import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("tiny_run") / "run"
+    train(read_dataset(tiny_data), run, TrainConfig.model_validate(TINY_TRAIN_CONFIG))
+    return run

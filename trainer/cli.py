@@ -1,0 +1,162 @@
+"""``ramanedge train`` and ``ramanedge evaluate``. Nothing heavy at module level: torch is imported in run_*."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from spectral_core.cli import _add_read_options, read_options
+
+if TYPE_CHECKING:
+    from spectral_core.spectrum import SpectralDataset
+    from trainer.train import EpochStats, TrainConfig
+
+__all__ = ["configure_evaluate", "configure_train", "run_evaluate", "run_train"]
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="a data file or a folder with one sub-folder per class")
+    _add_read_options(p)
+    p.add_argument("--classes", help="keep only these classes, in this order: A,B (e.g. a binary task)")
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training options (override --config)")
+    g.add_argument("--config", help="a TrainConfig as .toml or .json (or a run.json to repeat a run)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float, help="Adam learning rate")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--val-fraction", type=float, help="share of the training data held out for validation")
+    g.add_argument("--early-stopping", type=int, metavar="EPOCHS", help="stop after EPOCHS without improvement")
+    g.add_argument("--triplet-margin", type=float)
+    g.add_argument("--window", type=int, help="RamanNet window length w, points")
+    g.add_argument("--step", type=int, help="RamanNet window step dw, points")
+    g.add_argument("--paper-compat", action="store_true", default=None,
+                   help="reproduce the original code's window loop (drops the spectrum's tail)")
+    g.add_argument("--threads", type=int, help="torch CPU threads")
+    g.add_argument("--target-axis", metavar="START:STOP:POINTS",
+                   help="resample every spectrum onto this uniform axis (cm^-1)")
+    g.add_argument("--normalise", choices=["none", "minmax", "vector", "area", "snv"])
+
+
+def _parse_axis(text: str) -> dict[str, Any]:
+    from spectral_core.errors import DataError
+
+    parts = text.split(":")
+    try:
+        start, stop, points = float(parts[0]), float(parts[1]), int(parts[2])
+    except (IndexError, ValueError):
+        raise DataError(f"--target-axis wants START:STOP:POINTS (cm^-1), got {text!r}") from None
+    return {"start": start, "stop": stop, "points": points}
+
+
+def build_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of ``--config`` (or the defaults) with the command-line flags applied."""
+    from trainer.train import TrainConfig
+
+    cfg = TrainConfig.from_file(args.config) if getattr(args, "config", None) else TrainConfig()
+    overrides: dict[str, Any] = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "val_fraction": args.val_fraction,
+        "early_stopping_patience": args.early_stopping,
+        "triplet_margin": args.triplet_margin,
+        "num_threads": args.threads,
+        "model.window": args.window,
+        "model.step": args.step,
+        "model.paper_compat": args.paper_compat,
+        "preprocess.normalise": args.normalise,
+    }
+    if args.target_axis:
+        overrides["preprocess.target_axis"] = _parse_axis(args.target_axis)
+    return cfg.with_overrides(overrides)
+
+
+def load_data(args: argparse.Namespace) -> SpectralDataset:
+    """Read ``--data`` with the shared reader options and keep ``--classes`` if given."""
+    from spectral_core.io import read_dataset
+
+    ds = read_dataset(args.data, **read_options(args))
+    if getattr(args, "classes", None):
+        ds = ds.select_classes([c.strip() for c in args.classes.split(",") if c.strip()])
+    return ds
+
+
+class _Progress:
+    """A tqdm bar on a terminal, one concise line per epoch otherwise (both on stderr)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.tty = sys.stderr.isatty()
+        self.bar: Any = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=epochs, unit="epoch", file=sys.stderr, dynamic_ncols=True)
+
+    def __call__(self, s: EpochStats) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{s.loss:.4f}", ce=f"{s.ce:.3f}", trip=f"{s.triplet:.3f}",
+                                 val_loss=f"{s.val_loss:.4f}", val_acc=f"{s.val_acc:.3f}", refresh=False)
+            self.bar.update(1)
+        else:
+            mark = " *" if s.best else ""
+            print(
+                f"epoch {s.epoch}/{s.epochs} loss {s.loss:.4f} (ce {s.ce:.4f} triplet {s.triplet:.4f}) "
+                f"acc {s.acc:.3f} val_loss {s.val_loss:.4f} val_acc {s.val_acc:.3f} lr {s.lr:.3g} "
+                f"{s.seconds:.2f}s{mark}",
+                file=sys.stderr, flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def configure_train(p: argparse.ArgumentParser) -> None:
+    _add_data_options(p)
+    p.add_argument("--out", required=True, help="the RUN directory to write")
+    p.add_argument("--force", action="store_true", help="overwrite a RUN directory that holds another run")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_config_options(p)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from trainer.train import train
+
+    cfg = build_config(args)
+    ds = load_data(args)
+    prog = None if args.quiet else _Progress(cfg.epochs)
+    try:
+        info = train(ds, args.out, cfg, force=args.force, progress=prog)
+    finally:
+        if prog is not None:
+            prog.close()
+    print(json.dumps({"run": str(args.out), "classes": len(info.classes), **info.metrics}))
+    return 0
+
+
+def configure_evaluate(p: argparse.ArgumentParser) -> None:
+    _add_data_options(p)
+    p.add_argument("--out", required=True, help="directory for splits, results.json, tables and figures")
+    p.add_argument("--protocol", choices=["kfold", "holdout", "fixed"], default="kfold")
+    p.add_argument("--folds", type=int, default=5, help="k of k-fold")
+    p.add_argument("--repeats", type=int, default=50, help="random hold-out repeats")
+    p.add_argument("--test-fraction", type=float, default=0.3, help="hold-out test share")
+    p.add_argument("--finetune", help="fixed protocol: the fine-tuning data file")
+    p.add_argument("--test", help="fixed protocol: the test data file")
+    p.add_argument("--model", default="ramannet",
+                   help="comma-separated: ramannet, svm, logreg, pca-svm, knn (the same splits for all)")
+    p.add_argument("--force", action="store_true", help="overwrite an evaluation directory")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_config_options(p)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from trainer.evaluate import run_evaluate_cli
+
+    return run_evaluate_cli(args, build_config(args), load_data)

@@ -1,0 +1,509 @@
+"""Training RamanNet: cross-entropy + semi-hard triplet loss, Adam, reduce-LR-on-plateau, best-validation
+checkpoint, open-set centroids and thresholds, and a run directory (see :mod:`trainer.checkpoint`).
+
+As in the paper (and its Keras code): total loss = 0.5 * cross-entropy + 0.5 * triplet loss on the
+L2-normalised embedding; Adam; ReduceLROnPlateau(factor 0.9, patience 10) on the validation loss; the
+checkpoint kept is the one of the best validation loss. The data are preprocessed once with THE
+:class:`spectral_core.preprocess.Preprocessor`, the very code the edge runtime runs.
+
+Reproducible on CPU: same data, same :class:`TrainConfig` (seed included), same thread count -> bit-identical
+weights. All randomness (initialisation, dropout, batch order) is drawn from the seed inside a forked RNG, so
+training does not disturb (or depend on) the caller's global torch RNG.
+
+Under ``torchrun`` (``torch.distributed`` initialised) the model is wrapped in DistributedDataParallel: each
+global batch of ``batch_size`` spectra is shared between the processes, gradients are averaged, batch-norm
+buffers are taken from rank 0 before every evaluation, and only rank 0 writes the run.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from spectral_core.errors import DataError, RamanEdgeError
+from spectral_core.preprocess import PreprocessConfig, Preprocessor
+from spectral_core.spectrum import SpectralDataset
+from trainer.checkpoint import RUN_JSON, RunInfo, save_run, versions
+from trainer.data import MIN_PER_CLASS, check_labelled, validation_split
+from trainer.losses import triplet_semihard_loss
+from trainer.model import RamanNet, RamanNetConfig
+from trainer.openset import fit_open_set
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "EpochStats",
+    "RunExistsError",
+    "TrainConfig",
+    "predict",
+    "train",
+]
+
+logger = logging.getLogger(__name__)
+
+HISTORY_CSV = "history.csv"
+CURVES_PNG = "curves.png"
+_DERIVED = ("input_length", "n_classes")  # model fields set from the data, never by the user
+
+
+class RunExistsError(RamanEdgeError, FileExistsError):
+    """The output directory already holds something other than this very run; pass ``force`` to overwrite."""
+
+
+class TrainConfig(BaseModel):
+    """Everything that decides a training run's result. Written into ``run.json`` beside the weights."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(default=100, ge=1, description="maximum number of epochs")
+    batch_size: int = Field(default=256, ge=2, description="spectra per (global) batch")
+    lr: float = Field(default=1e-3, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(default=0.0, ge=0)
+    ce_weight: float = Field(default=0.5, ge=0, description="weight of the cross-entropy loss")
+    triplet_weight: float = Field(default=0.5, ge=0, description="weight of the semi-hard triplet loss")
+    triplet_margin: float = Field(default=1.0, gt=0, description="triplet margin (tfa default), embedding units")
+    plateau_factor: float = Field(default=0.9, gt=0, lt=1, description="LR multiplier on a plateau")
+    plateau_patience: int = Field(default=10, ge=0, description="epochs without improvement before LR drops")
+    min_lr: float = Field(default=0.0, ge=0)
+    early_stopping_patience: int | None = Field(
+        default=None, ge=1, description="stop after this many epochs without improvement (None: never)"
+    )
+    val_fraction: float = Field(default=0.1, ge=0, lt=1, description="share of the data held out for validation")
+    seed: int = Field(default=0, ge=0)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    model: dict[str, Any] = Field(
+        default_factory=dict, description="RamanNetConfig overrides (window, step, n1, n2, paper_compat, ...)"
+    )
+    num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads (None: torch default)")
+    open_set_quantile: float = Field(default=0.99, gt=0, le=1)
+    open_set_margin: float = Field(default=0.0, ge=0, description="added to each cosine-distance threshold")
+
+    @field_validator("model")
+    @classmethod
+    def _model_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        allowed = set(RamanNetConfig.model_fields) - set(_DERIVED)
+        unknown = sorted(set(v) - allowed)
+        if unknown:
+            raise ValueError(f"unknown model option(s) {unknown}; choose from {sorted(allowed)}")
+        # Validate the values now (with placeholder sizes) so a typo fails before any data is read.
+        RamanNetConfig(input_length=max(int(v.get("window", 50)), 2), n_classes=2, **v)
+        return v
+
+    def model_for(self, input_length: int, n_classes: int) -> RamanNetConfig:
+        """The RamanNet architecture for data of ``input_length`` points and ``n_classes`` classes."""
+        return RamanNetConfig(input_length=input_length, n_classes=n_classes, **self.model)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        """Read a config from a ``.toml`` or ``.json`` file (never executed as code).
+
+        Raises:
+            DataError: unreadable file, unknown extension or invalid fields.
+        """
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as exc:
+            raise DataError(f"{p}: cannot read the training config ({exc})") from None
+        try:
+            if p.suffix.lower() == ".toml":
+                raw = tomllib.loads(text)
+            elif p.suffix.lower() == ".json":
+                raw = json.loads(text)
+            else:
+                raise DataError(f"{p}: training config must be .toml or .json")
+        except (tomllib.TOMLDecodeError, ValueError) as exc:
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(f"{p}: invalid {p.suffix[1:]} ({exc})") from None
+        # A run.json may be given: its "train" section is a TrainConfig.
+        if isinstance(raw, dict) and raw.get("format") == "ramanedge-run":
+            raw = raw.get("train", {})
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise DataError(f"{p}: invalid training config: {exc}") from None
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> TrainConfig:
+        """A copy with ``overrides`` applied; ``None`` values are ignored; ``"model.window"`` sets a model key.
+
+        Raises:
+            DataError: an override is not a valid field or value.
+        """
+        data = self.model_dump()
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key.startswith("model."):
+                data["model"] = {**data["model"], key.split(".", 1)[1]: value}
+            elif key.startswith("preprocess."):
+                data["preprocess"] = {**data["preprocess"], key.split(".", 1)[1]: value}
+            else:
+                data[key] = value
+        try:
+            return TrainConfig.model_validate(data)
+        except ValidationError as exc:
+            raise DataError(f"invalid training option: {exc}") from None
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One epoch's numbers, handed to the ``progress`` callback and written to history.csv.
+
+    Losses are means over the epoch's spectra; accuracies are fractions in [0, 1]; ``val_*`` are NaN when
+    there is no validation split; ``seconds`` is the epoch's wall time.
+    """
+
+    epoch: int
+    epochs: int
+    lr: float
+    loss: float
+    ce: float
+    triplet: float
+    acc: float
+    val_loss: float
+    val_ce: float
+    val_triplet: float
+    val_acc: float
+    seconds: float
+    best: bool
+
+
+ProgressFn = Callable[[EpochStats], None]
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size) of torch.distributed, (0, 1) when it is not in use."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _check_run_dir(out: Path, data_sha: str, train_cfg: dict[str, Any], force: bool) -> None:
+    """Refuse a directory that holds anything but this very run (same data and config) unless ``force``."""
+    if force or not out.exists():
+        return
+    if not out.is_dir():
+        raise RunExistsError(f"{out} exists and is not a directory")
+    rj = out / RUN_JSON
+    if rj.is_file():
+        try:
+            raw = json.loads(rj.read_text())
+        except (OSError, ValueError):
+            raw = {}
+        if raw.get("data_sha256") == data_sha and raw.get("train") == train_cfg:
+            logger.info("%s holds a run of the same data and config; it will be reproduced in place", out)
+            return
+        raise RunExistsError(
+            f"{out} already holds a different run (other data or config); choose another --out or pass --force"
+        )
+    if any(out.iterdir()):
+        raise RunExistsError(f"{out} is not empty and holds no ramanedge run; choose another --out or pass --force")
+
+
+@torch.no_grad()
+def predict(
+    model: RamanNet, X: NDArray[np.float32] | torch.Tensor, *, batch_size: int = 1024
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Logits [N, C] and L2-normalised embeddings [N, D] of preprocessed spectra, in eval mode.
+
+    The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+    logits, embs = [], []
+    try:
+        for i in range(0, x.shape[0], batch_size):
+            lo, em = model(x[i : i + batch_size])
+            logits.append(lo)
+            embs.append(em)
+    finally:
+        model.train(was_training)
+    c, d = model.config.n_classes, model.config.embedding_dim
+    lg = torch.cat(logits).numpy() if logits else np.zeros((0, c), np.float32)
+    eb = torch.cat(embs).numpy() if embs else np.zeros((0, d), np.float32)
+    return lg, eb
+
+
+@torch.no_grad()
+def _evaluate(
+    model: RamanNet, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig
+) -> tuple[float, float, float, float]:
+    """(loss, ce, triplet, accuracy) in eval mode; the triplet loss per chunk of ``batch_size`` as Keras does."""
+    model.eval()
+    n = x.shape[0]
+    ce_sum = tl_sum = 0.0
+    correct = 0
+    for i in range(0, n, cfg.batch_size):
+        xb, yb = x[i : i + cfg.batch_size], y[i : i + cfg.batch_size]
+        logits, emb = model(xb)
+        m = xb.shape[0]
+        ce_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+        tl_sum += float(triplet_semihard_loss(yb, emb, cfg.triplet_margin)) * m
+        correct += int((logits.argmax(1) == yb).sum())
+    ce, tl = ce_sum / n, tl_sum / n
+    return cfg.ce_weight * ce + cfg.triplet_weight * tl, ce, tl, correct / n
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """A shuffled epoch as ceil(n / batch_size) batches of near-equal size (never a lone spectrum, which
+    batch norm cannot train on, and rarely a batch without triplet positives)."""
+    perm = torch.randperm(n, generator=gen)
+    k = max(1, math.ceil(n / batch_size))
+    return list(torch.tensor_split(perm, k))
+
+
+def _broadcast_buffers(model: torch.nn.Module) -> None:
+    """Give every process rank 0's batch-norm running statistics (DDP lets them drift between syncs)."""
+    for b in model.buffers():
+        torch.distributed.broadcast(b, src=0)
+
+
+def _allreduce_mean(values: list[float], weight: float) -> list[float]:
+    """Weighted mean of per-process numbers across processes (identity without torch.distributed)."""
+    _, world = _dist()
+    if world == 1:
+        return values
+    t = torch.tensor([v * weight for v in values] + [weight], dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return [float(v) / float(t[-1]) for v in t[:-1]]
+
+
+def train(
+    ds: SpectralDataset,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+    val: SpectralDataset | None = None,
+) -> RunInfo:
+    """Train RamanNet on ``ds`` and write the run to ``out_dir``.
+
+    Args:
+        ds: labelled spectra on any axis the preprocessing accepts.
+        out_dir: the RUN directory (created). Refused if it holds a different run, unless ``force``.
+        config: training configuration (defaults: the paper's).
+        force: overwrite whatever ``out_dir`` holds.
+        progress: called after every epoch with its :class:`EpochStats` (on rank 0 only).
+        val: an explicit validation set (same classes); when given, ``config.val_fraction`` is not used.
+
+    Returns:
+        The :class:`RunInfo` written to ``out_dir/run.json``.
+
+    Raises:
+        DataError: unlabelled data, one class only, too few spectra, a class too small, data that cannot be
+            preprocessed or is too short for the model's window, all before any training.
+        RunExistsError: ``out_dir`` holds something else and ``force`` is false.
+    """
+    cfg = config or TrainConfig()
+    out = Path(out_dir)
+    rank, world = _dist()
+    check_labelled(ds, min_per_class=MIN_PER_CLASS)
+    if val is not None and (val.y is None or tuple(val.classes) != tuple(ds.classes)):
+        raise DataError(f"validation classes {list(val.classes)} differ from the training classes {list(ds.classes)}")
+    if ds.y is None:  # for the type checker; check_labelled already refused it
+        raise DataError("training data is unlabelled")
+    data_sha = ds.fingerprint()
+    train_dump = cfg.model_dump(mode="json")
+    if rank == 0:
+        _check_run_dir(out, data_sha, train_dump, force)
+
+    pre = Preprocessor(cfg.preprocess)
+    X_all = pre.transform(ds.X, ds.axis)
+    axis = pre.output_axis(ds.axis)
+    y_all = ds.y
+    if val is not None:
+        if val.y is None:
+            raise DataError("validation data is unlabelled")
+        tr_idx = np.arange(ds.n_spectra, dtype=np.int64)
+        X_tr, y_tr = X_all, y_all
+        X_va, y_va = pre.transform(val.X, val.axis), val.y
+        if not np.allclose(pre.output_axis(val.axis), axis, rtol=0, atol=1e-6):
+            raise DataError("validation spectra do not preprocess onto the training axis (set a target axis)")
+    else:
+        tr_idx, va_idx = validation_split(y_all, ds.groups, cfg.val_fraction, cfg.seed)
+        X_tr, y_tr, X_va, y_va = X_all[tr_idx], y_all[tr_idx], X_all[va_idx], y_all[va_idx]
+    counts_tr = np.bincount(y_tr, minlength=len(ds.classes))
+    if counts_tr.min() < MIN_PER_CLASS:
+        c = ds.classes[int(counts_tr.argmin())]
+        raise DataError(f"class {c!r} keeps {int(counts_tr.min())} training spectra after the validation split")
+    if X_tr.shape[0] < 2 * world:
+        raise DataError(f"too few training spectra ({X_tr.shape[0]}) for {world} processes")
+    try:
+        mcfg = cfg.model_for(int(axis.size), len(ds.classes))
+        RamanNet(mcfg)  # window arithmetic errors surface here, before the seeded construction below
+    except (ValueError, ValidationError) as exc:
+        raise DataError(f"model does not fit the data ({axis.size} points after preprocessing): {exc}") from None
+
+    old_threads = torch.get_num_threads()
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model, history, best_epoch = _fit(
+                mcfg, cfg, X_tr=X_tr, y_tr=y_tr, X_va=X_va, y_va=y_va, progress=progress, rank=rank, world=world
+            )
+            _, emb = predict(model, np.concatenate([X_tr, X_va]))
+    finally:
+        torch.set_num_threads(old_threads)
+
+    y_fit = np.concatenate([y_tr, y_va])
+    open_set = fit_open_set(emb, y_fit, len(ds.classes), quantile=cfg.open_set_quantile, margin=cfg.open_set_margin)
+    best = history[best_epoch - 1]
+    logits_tr, _ = predict(model, X_tr)
+    metrics: dict[str, Any] = {
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "train_accuracy": float((logits_tr.argmax(1) == y_tr).mean()),
+        "val_accuracy": best["val_acc"],
+        "val_loss": best["val_loss"],
+        "n_train": int(y_tr.size),
+        "n_val": int(y_va.size),
+        "world_size": world,
+        "seconds": float(sum(h["seconds"] for h in history)),
+    }
+    info = RunInfo(
+        model=mcfg,
+        train=train_dump,
+        preprocess=cfg.preprocess,
+        classes=list(ds.classes),
+        axis=[float(a) for a in axis],
+        data_sha256=data_sha,
+        open_set=open_set,
+        metrics=metrics,
+        versions=versions(),
+    )
+    if rank != 0:
+        return info
+    out.mkdir(parents=True, exist_ok=True)
+    info = save_run(out, model, info)
+    _write_history(out / HISTORY_CSV, history)
+    from trainer.plots import plot_curves
+
+    plot_curves(history, out / CURVES_PNG)
+    logger.info(
+        "run written to %s: best epoch %d, val acc %.4f, %d train / %d val spectra",
+        out, best_epoch, metrics["val_accuracy"], metrics["n_train"], metrics["n_val"],
+    )
+    return info
+
+
+def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    keys = list(history[0].keys())
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for h in history:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in h.items()})
+
+
+def _fit(
+    mcfg: RamanNetConfig,
+    cfg: TrainConfig,
+    *,
+    X_tr: NDArray[np.float32],
+    y_tr: NDArray[np.int64],
+    X_va: NDArray[np.float32],
+    y_va: NDArray[np.int64],
+    progress: ProgressFn | None,
+    rank: int,
+    world: int,
+) -> tuple[RamanNet, list[dict[str, float]], int]:
+    """The training loop. Returns the model holding the best weights, the history and the best epoch (1-based)."""
+    torch.manual_seed(cfg.seed)
+    model = RamanNet(mcfg)
+    if world > 1:
+        # Same initial weights everywhere (DDP also broadcasts them); different dropout masks per process.
+        torch.manual_seed(cfg.seed + 104729 * rank)
+    net: torch.nn.Module = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    xt, yt = torch.from_numpy(np.ascontiguousarray(X_tr)), torch.from_numpy(y_tr)
+    xv, yv = torch.from_numpy(np.ascontiguousarray(X_va)), torch.from_numpy(y_va)
+    has_val = xv.shape[0] > 0
+    best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
+    since_best = 0
+    history: list[dict[str, float]] = []
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        net.train()
+        sums = [0.0, 0.0, 0.0]
+        correct = seen = 0
+        for batch in _batches(xt.shape[0], cfg.batch_size, gen):
+            idx = batch[rank::world]
+            xb, yb = xt[idx], yt[idx]
+            logits, emb = net(xb)
+            ce = F.cross_entropy(logits, yb)
+            tl = triplet_semihard_loss(yb, emb, cfg.triplet_margin)
+            loss = cfg.ce_weight * ce + cfg.triplet_weight * tl
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            m = int(yb.shape[0])
+            sums[0] += float(loss.detach()) * m
+            sums[1] += float(ce.detach()) * m
+            sums[2] += float(tl.detach()) * m
+            correct += int((logits.detach().argmax(1) == yb).sum())
+            seen += m
+        tr_loss, tr_ce, tr_tl, tr_acc = _allreduce_mean([s / seen for s in sums] + [correct / seen], seen)
+        if world > 1:
+            _broadcast_buffers(model)
+        if has_val:
+            v_loss, v_ce, v_tl, v_acc = _evaluate(model, xv, yv, cfg)
+            monitor = v_loss
+        else:
+            v_loss = v_ce = v_tl = v_acc = float("nan")
+            monitor = tr_loss
+        lr = float(opt.param_groups[0]["lr"])
+        sched.step(monitor)
+        improved = monitor < best_loss
+        if improved:
+            best_loss, best_epoch, since_best = monitor, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            since_best += 1
+        stats = EpochStats(
+            epoch=epoch, epochs=cfg.epochs, lr=lr, loss=tr_loss, ce=tr_ce, triplet=tr_tl, acc=tr_acc,
+            val_loss=v_loss, val_ce=v_ce, val_triplet=v_tl, val_acc=v_acc,
+            seconds=time.perf_counter() - t0, best=improved,
+        )
+        row = asdict(stats)
+        row.pop("epochs")
+        history.append(row)
+        logger.debug(
+            "epoch %d/%d loss %.4f val_loss %.4f val_acc %.4f lr %.3g",
+            epoch, cfg.epochs, tr_loss, v_loss, v_acc, lr,
+        )
+        if progress is not None and rank == 0:
+            progress(stats)
+        if cfg.early_stopping_patience is not None and since_best >= cfg.early_stopping_patience:
+            logger.info("early stopping at epoch %d (best %d)", epoch, best_epoch)
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, history, best_epoch
