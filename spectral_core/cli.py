@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from spectral_core.io import read_dataset, write_npz
+from spectral_core.io import FORMATS, read_datasets, write_npz
 from spectral_core.spectrum import SpectralDataset
 
-__all__ = ["configure_info", "configure_synth", "run_info", "run_synth", "summarise"]
+__all__ = ["configure_info", "configure_synth", "read_options", "run_info", "run_synth", "summarise"]
 
 
 def summarise(ds: SpectralDataset) -> dict[str, Any]:
@@ -42,28 +42,57 @@ def summarise(ds: SpectralDataset) -> dict[str, Any]:
     return out
 
 
-def _add_read_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--axis", help="axis for files that do not carry one: START:STOP:POINTS (cm^-1) or a .npy file")
-    p.add_argument("--labels", help="labels for files that do not carry them (.npy with indices or one-hot)")
+def _add_read_options(p: argparse.ArgumentParser, *, classes_alias: bool = False) -> None:
+    """Reader options shared by every command that reads data (see :func:`spectral_core.io.read_dataset`)."""
+    g = p.add_argument_group("reading options")
+    g.add_argument("--axis", help="axis for files that do not carry one: START:STOP:POINTS (cm^-1) or a .npy file")
+    g.add_argument("--labels", help="labels for files that do not carry them (.npy with indices or one-hot)")
+    names = ["--class-names", "--classes"] if classes_alias else ["--class-names"]
+    g.add_argument(*names, dest="class_names", metavar="NAMES",
+                   help="class names for label indices 0,1,..., comma-separated or a .json/.txt file")
+    g.add_argument("--pattern", help="files to read inside each class folder (glob, e.g. COOH.csv)")
+    g.add_argument("--label-from-column", metavar="REGEX",
+                   help="tables with one spectrum per column: the class is the first group of REGEX on the column name")
+    g.add_argument("--label-column", help="tables with one spectrum per row: name or 0-based index of the class column")
+    g.add_argument("--layout", choices=("auto", "rows", "columns"), help="table orientation (default auto)")
+    g.add_argument("--delimiter", help="column separator of text files (sniffed by default)")
+    g.add_argument("--encoding", help="text encoding (default: UTF-8, then Latin-1 for textual files)")
+    g.add_argument("--x-var", help=".mat: variable holding the spectra (default X)")
+    g.add_argument("--y-var", help=".mat: variable holding the labels (default Y or y)")
+    g.add_argument("--axis-var", help=".mat: variable holding the axis (default wave_number or axis)")
+    g.add_argument("--excitation-nm", type=float, help="JCAMP-DX in nanometres: laser wavelength to convert to cm^-1")
+    g.add_argument("--format", choices=FORMATS, help="force a reader instead of sniffing the content")
+
+
+_READ_OPTIONS = (
+    "axis", "labels", "class_names", "pattern", "label_from_column", "label_column", "layout", "delimiter",
+    "encoding", "x_var", "y_var", "axis_var", "excitation_nm", "format",
+)
 
 
 def read_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Reader options shared by every command that reads data (--axis, --labels)."""
+    """Reader options given on the command line, as keyword arguments of ``read_dataset``."""
     opts: dict[str, Any] = {}
-    if getattr(args, "axis", None):
-        opts["axis"] = args.axis
-    if getattr(args, "labels", None):
-        opts["labels"] = args.labels
+    for name in _READ_OPTIONS:
+        value = getattr(args, name, None)
+        if value is not None:
+            opts[name] = value
+    if "delimiter" in opts and opts["delimiter"] in ("\\t", "tab"):
+        opts["delimiter"] = "\t"
     return opts
 
 
 def configure_info(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", help="a data file or a folder with one sub-folder per class")
-    _add_read_options(p)
+    p.add_argument(
+        "data", nargs="+",
+        help="a data file or a folder with one sub-folder per class; several files on one axis are stacked",
+    )
+    _add_read_options(p, classes_alias=True)
 
 
 def run_info(args: argparse.Namespace) -> int:
-    ds = read_dataset(args.data, **read_options(args))
+    paths = args.data if isinstance(args.data, list) else [args.data]
+    ds = read_datasets(paths, **read_options(args))
     json.dump(summarise(ds), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

@@ -1,26 +1,221 @@
 """Readers and writers. Every reader returns the same data model; :func:`read_dataset` picks one by
-extension and content.
+content (magic bytes, JCAMP labels, the shape of delimited text), checked against the extension.
 
-Formats: ``.npz`` (X, y, axis, classes, groups). More readers live one module a format beside this file.
+Formats (one private module each):
+
+* ``.npz`` (X, y, axis, classes, groups): :func:`read_npz`, :func:`write_npz`.
+* ``.npy``: a spectra matrix, or a Bacteria-ID ``X_<name>.npy`` + ``y_<name>.npy`` pair; needs ``axis=``.
+* two-column text (csv/tsv/txt/...): one spectrum (:func:`read_spectrum`), :func:`write_csv`.
+* JCAMP-DX (``.jdx``/``.dx``): one spectrum, AFFN ``XYDATA`` or ``XYPOINTS``.
+* delimited tables: one spectrum per row, or the transposed layout (``WN`` column + one column a spectrum).
+* MATLAB ``.mat`` (v7.3 via h5py, older via scipy).
+* a folder with one sub-folder per class holding any of the above.
+
+Options of :func:`read_dataset` (each used by the readers it applies to; others log a warning):
+``axis``, ``labels``, ``class_names``, ``encoding``, ``delimiter``, ``layout``, ``label_column``,
+``group_column``, ``label_from_column``, ``x_var``, ``y_var``, ``axis_var``, ``excitation_nm``, ``pattern``,
+and ``format`` to force a reader (npz, npy, text, table, jcamp, mat, folder).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from spectral_core.errors import ReaderError
+from spectral_core.io._common import concat_datasets, decode_text, make_dataset, parse_class_names, read_bytes
+from spectral_core.io._folder import read_class_folders
+from spectral_core.io._grid import parse_grid
+from spectral_core.io._jcamp import is_jcamp, read_jcamp
+from spectral_core.io._mat import is_mat, read_mat
+from spectral_core.io._npy import read_npy
 from spectral_core.io._npz import read_npz, write_npz
-from spectral_core.spectrum import SpectralDataset
+from spectral_core.io._table import read_table, table_from_grid
+from spectral_core.io._text import read_text_spectrum, spectrum_from_grid, write_csv
+from spectral_core.spectrum import SpectralDataset, Spectrum
 
-__all__ = ["read_dataset", "read_npz", "write_npz"]
+__all__ = [
+    "FORMATS",
+    "concat_datasets",
+    "read_dataset",
+    "read_datasets",
+    "read_jcamp",
+    "read_mat",
+    "read_npy",
+    "read_npz",
+    "read_spectrum",
+    "read_table",
+    "read_text_spectrum",
+    "sniff_format",
+    "write_csv",
+    "write_npz",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("npz", "npy", "text", "table", "jcamp", "mat", "folder")
+_OPTIONS: dict[str, frozenset[str]] = {
+    "npz": frozenset(),
+    "npy": frozenset({"axis", "labels", "class_names"}),
+    "jcamp": frozenset({"excitation_nm", "encoding"}),
+    "mat": frozenset({"x_var", "y_var", "axis_var", "axis", "labels", "class_names"}),
+    "delimited": frozenset(
+        {"axis", "labels", "class_names", "encoding", "delimiter", "layout", "label_column", "group_column",
+         "label_from_column"}
+    ),
+}
+_ALL_OPTIONS = frozenset().union(*_OPTIONS.values()) | {"pattern"}
+_BINARY = {".npy": "npy", ".npz": "npz", ".mat": "mat"}
+_SPREADSHEETS = (".xlsx", ".xls", ".xlsm", ".ods")
+
+
+def sniff_format(path: str | Path) -> str:
+    """The reader for ``path``: folder, npz, npy, mat, jcamp or delimited (text/table), from its content.
+
+    Raises:
+        ReaderError: a missing path, a spreadsheet, or content that contradicts a binary extension.
+    """
+    p = Path(path)
+    if p.is_dir():
+        return "folder"
+    if not p.exists():
+        raise ReaderError(p, "no such file or folder")
+    suffix = p.suffix.lower()
+    if suffix in _SPREADSHEETS:
+        raise ReaderError(p, f"{suffix} spreadsheets are not read; export the sheet as .csv")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(1024)
+    except OSError as exc:
+        raise ReaderError(p, f"cannot read ({exc.strerror or exc})") from None
+    if not head:
+        raise ReaderError(p, "empty file")
+    if head.startswith(b"\x93NUMPY"):
+        kind = "npy"
+    elif head.startswith(b"PK\x03\x04"):
+        kind = "npz"
+    elif is_mat(head):
+        kind = "mat"
+    else:
+        kind = ""
+    expected = _BINARY.get(suffix)
+    if expected is not None and kind != expected and not (expected == "mat" and kind == ""):
+        found = kind or "text or unknown bytes"
+        raise ReaderError(p, f"the extension says {suffix} but the content is {found}")
+    if kind:
+        return kind
+    if expected == "mat":
+        return "mat"  # MATLAB v4 files have no header; scipy decides
+    return "delimited"
+
+
+def _warn_unused(p: Path, kind: str, options: dict[str, Any]) -> None:
+    unused = sorted(k for k, v in options.items() if v is not None and k not in _OPTIONS.get(kind, frozenset()))
+    if unused:
+        logger.warning("%s: option(s) %s do not apply to the %s reader and were ignored", p, unused, kind)
+
+
+def _read_file(path: Path, **options: Any) -> SpectralDataset:
+    fmt = options.pop("format", None)
+    kind = sniff_format(path)
+    if kind == "folder":
+        raise ReaderError(path, "is a folder where a file was expected")
+    if fmt is not None and fmt not in FORMATS:
+        raise ReaderError(path, f"unknown format {fmt!r}; choose from {FORMATS}")
+    if fmt in ("text", "table", "jcamp") and kind != "delimited":
+        raise ReaderError(path, f"format={fmt} but the content is {kind}")
+    if fmt in ("npz", "npy", "mat") and kind != fmt:
+        raise ReaderError(path, f"format={fmt} but the content is {kind if kind != 'delimited' else 'text'}")
+    if kind == "npz":
+        _warn_unused(path, "npz", options)
+        return read_npz(path)
+    if kind == "npy":
+        _warn_unused(path, "npy", options)
+        return read_npy(path, **{k: options[k] for k in _OPTIONS["npy"] if k in options})
+    if kind == "mat":
+        _warn_unused(path, "mat", options)
+        return read_mat(path, **{k: options[k] for k in _OPTIONS["mat"] if k in options})
+    text, enc = decode_text(read_bytes(path), path, options.get("encoding"))
+    if fmt == "jcamp" or (fmt is None and is_jcamp(text[:4096])):
+        _warn_unused(path, "jcamp", options)
+        s = read_jcamp(path, excitation_nm=options.get("excitation_nm"), encoding=options.get("encoding"))
+        return _one(s, path)
+    _warn_unused(path, "delimited", options)
+    grid = parse_grid(path, text, delimiter=options.get("delimiter"))
+    table_opts = {k: options[k] for k in _OPTIONS["delimited"] - {"encoding", "delimiter"} if k in options}
+    wants_table = any(table_opts.get(k) is not None for k in ("label_column", "label_from_column", "labels", "axis"))
+    if fmt == "text" or (fmt is None and grid.n_columns == 2 and not wants_table
+                         and table_opts.get("layout", "auto") == "auto"):
+        ds = _one(spectrum_from_grid(grid, encoding=enc), path)
+    else:
+        ds = table_from_grid(grid, **table_opts)
+    ds.provenance["encoding"] = enc
+    return ds
+
+
+def _one(s: Spectrum, path: Path) -> SpectralDataset:
+    return make_dataset(path, X=s.intensities[None, :], axis=s.axis, provenance=dict(s.metadata))
 
 
 def read_dataset(path: str | Path, **options: Any) -> SpectralDataset:
-    """Read spectra from ``path`` (a file or a folder), choosing the reader by extension and content."""
+    """Read spectra from ``path`` (a file or a folder of class sub-folders), choosing the reader by content.
+
+    Args:
+        path: the file or folder.
+        **options: reader options (see the module docstring), e.g. ``axis="100:4278:2090"``,
+            ``labels="array_labels.npy"``, ``class_names="COVID-19,Suspected,Healthy"``, ``pattern="COOH.csv"``,
+            ``label_from_column=r"^(\\S+)"``.
+
+    Raises:
+        ReaderError: the path and what is wrong with it.
+        MissingExtraError: a format whose optional dependency is missing (.mat v7.3 needs h5py).
+    """
     p = Path(path)
-    if not p.exists():
-        raise ReaderError(p, "no such file or folder")
-    if p.suffix.lower() == ".npz":
-        return read_npz(p)
-    raise ReaderError(p, f"unsupported format {p.suffix or '(no extension)'!r}")
+    unknown = sorted(set(options) - _ALL_OPTIONS - {"format"})
+    if unknown:
+        raise ReaderError(p, f"unknown reader option(s) {unknown}; known: {sorted(_ALL_OPTIONS | {'format'})}")
+    opts = {k: v for k, v in options.items() if v is not None}
+    if sniff_format(p) == "folder":
+        if opts.get("format") not in (None, "folder"):
+            raise ReaderError(p, f"format={opts['format']} but this is a folder")
+        opts.pop("format", None)
+        return read_class_folders(p, _read_file, **opts)
+    if "pattern" in opts:
+        logger.warning("%s: option pattern applies to folders only and was ignored", p)
+        opts.pop("pattern")
+    if opts.get("format") == "folder":
+        raise ReaderError(p, "format=folder but this is a file")
+    return _read_file(p, **opts)
+
+
+def read_datasets(paths: Sequence[str | Path], **options: Any) -> SpectralDataset:
+    """Read several files or folders with the same options and stack them (same axis required).
+
+    Classes merge in order of first appearance, or in the order of ``class_names``.
+    """
+    if len(paths) == 1:
+        return read_dataset(paths[0], **options)
+    if not paths:
+        raise ReaderError("(no paths)", "no files given")
+    names = options.get("class_names")
+    parts = [read_dataset(p, **options) for p in paths]
+    order = None if names is None else parse_class_names(names, paths[0])
+    return concat_datasets(parts, class_names=order, source=", ".join(str(p) for p in paths))
+
+
+def read_spectrum(path: str | Path, **options: Any) -> Spectrum:
+    """Read a file that holds exactly one spectrum (two-column text, JCAMP-DX, or a one-row dataset)."""
+    p = Path(path)
+    if sniff_format(p) == "delimited" and not options.get("format"):
+        text, enc = decode_text(read_bytes(p), p, options.get("encoding"))
+        if is_jcamp(text[:4096]):
+            return read_jcamp(p, excitation_nm=options.get("excitation_nm"), encoding=options.get("encoding"))
+        grid = parse_grid(p, text, delimiter=options.get("delimiter"))
+        if grid.n_columns == 2:
+            return spectrum_from_grid(grid, encoding=enc)
+    ds = read_dataset(p, **options)
+    if ds.n_spectra != 1:
+        raise ReaderError(p, f"holds {ds.n_spectra} spectra where one was expected; use read_dataset")
+    return Spectrum(ds.axis, ds.X[0], dict(ds.provenance))

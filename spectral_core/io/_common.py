@@ -1,0 +1,277 @@
+"""Helpers shared by the readers: decoding text safely, reader options (axis, labels, class names), and
+turning data-model errors into :class:`ReaderError` that name the file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from spectral_core.errors import DataError, ReaderError
+from spectral_core.spectrum import SpectralDataset
+
+__all__ = [
+    "classes_and_indices",
+    "concat_datasets",
+    "decode_text",
+    "make_dataset",
+    "parse_axis_option",
+    "parse_class_names",
+    "parse_labels_option",
+]
+
+logger = logging.getLogger(__name__)
+
+_AXIS_SPEC = re.compile(r"^\s*([-+0-9.eE]+)\s*:\s*([-+0-9.eE]+)\s*:\s*(\d+)\s*$")
+# C0 controls other than tab, LF, VT, FF, CR and the DOS end-of-file marker; DEL; C1 controls.
+_CONTROL = bytes(sorted(set(range(0x20)) - {0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1A} | {0x7F} | set(range(0x80, 0xA0))))
+
+
+def decode_text(raw: bytes, path: str | Path, encoding: str | None = None) -> tuple[str, str]:
+    """Decode a text file; returns (text, encoding used).
+
+    UTF-8 (with or without BOM) first, UTF-16 when a UTF-16 BOM is present, then Latin-1 only when the bytes
+    look like text (no NUL, no control characters): binary junk is refused, never decoded into garbage.
+
+    Raises:
+        ReaderError: empty, binary, or not decodable with ``encoding``.
+    """
+    if not raw.strip():
+        raise ReaderError(path, "empty file")
+    if encoding is not None:
+        try:
+            return raw.decode(encoding), encoding
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise ReaderError(path, f"cannot decode as {encoding}: {exc}") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise ReaderError(path, f"has a UTF-16 byte-order mark but is not valid UTF-16 ({exc})") from None
+    if b"\x00" in raw:
+        i = raw.index(b"\x00")
+        raise ReaderError(path, f"binary content (NUL byte at offset {i}), not a text file")
+    try:
+        return raw.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError as exc:
+        bad = sum(raw.count(bytes([c])) for c in _CONTROL)
+        if bad:
+            raise ReaderError(
+                path,
+                f"wrong encoding: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}) and "
+                f"{bad} control byte(s) suggest binary data",
+            ) from None
+        logger.info("%s is not UTF-8; decoding as Latin-1", path)
+        return raw.decode("latin-1"), "latin-1"
+
+
+def read_bytes(path: Path) -> bytes:
+    """Read a whole file, turning OS errors into :class:`ReaderError`."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ReaderError(path, f"cannot read ({exc.strerror or exc})") from None
+
+
+def parse_axis_option(value: Any, path: str | Path) -> NDArray[np.float64]:
+    """The ``axis=`` option: ``"START:STOP:POINTS"`` (cm^-1, inclusive), a ``.npy``/``.txt`` file, or an array.
+
+    Raises:
+        ReaderError: malformed specification or unreadable axis file (named with the data file).
+    """
+    if isinstance(value, (str, Path)):
+        text = str(value)
+        m = _AXIS_SPEC.match(text)
+        if m:
+            try:
+                start, stop, points = float(m.group(1)), float(m.group(2)), int(m.group(3))
+            except ValueError:
+                raise ReaderError(path, f"axis option {text!r} is not START:STOP:POINTS") from None
+            if points < 2 or not stop > start:
+                raise ReaderError(path, f"axis option {text!r} needs STOP > START and POINTS >= 2")
+            return np.linspace(start, stop, points, dtype=np.float64)
+        ap = Path(text)
+        if not ap.is_file():
+            raise ReaderError(path, f"axis option {text!r} is neither START:STOP:POINTS nor an existing file")
+        try:
+            if ap.suffix.lower() == ".npy":
+                arr = np.load(ap, allow_pickle=False)
+            else:
+                arr = np.loadtxt(ap, dtype=np.float64, ndmin=1)
+        except (OSError, ValueError) as exc:
+            raise ReaderError(path, f"cannot read the axis file {ap}: {exc}") from None
+    else:
+        arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu":
+        raise ReaderError(path, f"axis option holds non-numeric values (dtype {arr.dtype})")
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.ravel()
+    return arr
+
+
+def parse_class_names(value: Any, path: str | Path) -> list[str]:
+    """The ``class_names=`` option: a sequence, ``"a,b,c"``, or a ``.json`` (a list, or ``{"classes": [...]}``)
+    or ``.txt`` (one name a line) file."""
+    if isinstance(value, (str, Path)):
+        text = str(value)
+        p = Path(text)
+        if p.suffix.lower() in (".json", ".txt") and p.is_file():
+            try:
+                content = p.read_text(encoding="utf-8")
+                if p.suffix.lower() == ".json":
+                    obj = json.loads(content)
+                    names = obj.get("classes") if isinstance(obj, dict) else obj
+                    if not isinstance(names, list):
+                        raise ValueError("expected a list or an object with a 'classes' list")
+                else:
+                    names = [ln.strip() for ln in content.splitlines() if ln.strip()]
+            except (OSError, ValueError) as exc:
+                raise ReaderError(path, f"cannot read class names from {p}: {exc}") from None
+            return [str(n) for n in names]
+        return [s.strip() for s in text.split(",")]
+    if isinstance(value, (Sequence, np.ndarray)):
+        return [str(v) for v in value]
+    raise ReaderError(path, f"class_names must be a list or 'a,b,c', got {type(value).__name__}")
+
+
+def _labels_array(value: Any, path: str | Path) -> NDArray[Any]:
+    if isinstance(value, (str, Path)):
+        lp = Path(value)
+        if not lp.is_file():
+            raise ReaderError(path, f"labels file {lp} does not exist")
+        try:
+            if lp.suffix.lower() == ".npy":
+                return np.asarray(np.load(lp, allow_pickle=False))
+            if lp.suffix.lower() == ".json":
+                obj = json.loads(lp.read_text(encoding="utf-8"))
+                return np.asarray(obj.get("labels") if isinstance(obj, dict) else obj)
+            return np.asarray([ln.strip() for ln in lp.read_text(encoding="utf-8").splitlines() if ln.strip()])
+        except (OSError, ValueError) as exc:
+            raise ReaderError(path, f"cannot read labels from {lp}: {exc}") from None
+    return np.asarray(value)
+
+
+def classes_and_indices(
+    raw: NDArray[Any], n: int, path: str | Path, class_names: Any = None, what: str = "labels"
+) -> tuple[NDArray[np.int64], tuple[str, ...]]:
+    """Turn raw labels (integer or integral-float indices, one-hot rows, or strings) into (y, classes).
+
+    Indices keep their meaning: index ``i`` is ``class_names[i]`` (or the name ``"i"`` when none given).
+    String labels become classes in ``class_names`` order, or sorted.
+    """
+    lab = np.asarray(raw)
+    if lab.ndim == 2 and lab.shape[0] == n and lab.shape[1] > 1 and lab.dtype.kind in "biuf":
+        ok = np.isin(lab, (0, 1)).all() and np.all(lab.sum(axis=1) == 1)
+        if not ok:
+            raise ReaderError(path, f"{what} are 2-D {lab.shape} but not one-hot (rows of 0/1 with a single 1)")
+        n_classes = lab.shape[1]
+        y = np.argmax(lab, axis=1).astype(np.int64)
+    else:
+        if lab.ndim == 2 and 1 in lab.shape:
+            lab = lab.ravel()
+        if lab.ndim != 1:
+            raise ReaderError(path, f"{what} must be 1-D indices or 2-D one-hot, got shape {lab.shape}")
+        if lab.shape[0] != n:
+            raise ReaderError(path, f"{what} hold {lab.shape[0]} entries but the file has {n} spectra")
+        if lab.dtype.kind in "US":
+            strs = lab.astype(str).tolist()
+            names = parse_class_names(class_names, path) if class_names is not None else sorted(set(strs))
+            lookup = {s: i for i, s in enumerate(names)}
+            unknown = sorted(set(strs) - set(lookup))
+            if unknown:
+                raise ReaderError(path, f"{what} {unknown[:5]} are not among the classes {names}")
+            return np.array([lookup[s] for s in strs], dtype=np.int64), tuple(names)
+        if lab.dtype.kind == "b" or lab.dtype.kind not in "iuf":
+            raise ReaderError(path, f"{what} must be class indices, got dtype {lab.dtype}")
+        if lab.dtype.kind == "f":
+            if not np.all(np.isfinite(lab)):
+                raise ReaderError(path, f"{what} hold NaN/inf")
+            if not np.all(np.mod(lab, 1) == 0):
+                raise ReaderError(path, f"{what} hold non-integer values (e.g. {lab[np.mod(lab, 1) != 0][0]:g})")
+        y = lab.astype(np.int64)
+        if y.size and y.min() < 0:
+            raise ReaderError(path, f"{what} hold a negative class index ({int(y.min())})")
+        n_classes = int(y.max()) + 1 if y.size else 0
+    if class_names is None:
+        return y, tuple(str(i) for i in range(n_classes))
+    names = parse_class_names(class_names, path)
+    if len(names) < n_classes:
+        raise ReaderError(path, f"{len(names)} class names given but {what} use {n_classes} classes")
+    if len(set(names)) != len(names):
+        raise ReaderError(path, f"class names are not distinct: {names}")
+    return y, tuple(names)
+
+
+def parse_labels_option(
+    value: Any, n: int, path: str | Path, class_names: Any = None
+) -> tuple[NDArray[np.int64], tuple[str, ...]]:
+    """The ``labels=`` option: a .npy/.json/.txt file or an array of indices, one-hot rows or names."""
+    return classes_and_indices(_labels_array(value, path), n, path, class_names)
+
+
+def make_dataset(path: str | Path, **fields: Any) -> SpectralDataset:
+    """Build a :class:`SpectralDataset`, reporting any validation failure as a :class:`ReaderError`."""
+    try:
+        return SpectralDataset(**fields)
+    except DataError as exc:
+        if isinstance(exc, ReaderError):
+            raise
+        raise ReaderError(path, str(exc)) from None
+
+
+def concat_datasets(
+    datasets: Sequence[SpectralDataset], *, class_names: Sequence[str] | None = None, source: str = "concatenation"
+) -> SpectralDataset:
+    """Stack datasets measured on the same axis; classes merge in order of first appearance (or ``class_names``).
+
+    Raises:
+        ReaderError: axes differ (resample explicitly first), or labelled and unlabelled data are mixed.
+    """
+    if not datasets:
+        raise ReaderError(source, "no datasets to combine")
+    first = datasets[0]
+    for d in datasets[1:]:
+        if d.axis.shape != first.axis.shape or not np.allclose(d.axis, first.axis, rtol=1e-9, atol=1e-9):
+            raise ReaderError(
+                d.provenance.get("source", source),
+                f"axis ({d.n_points} points, {d.axis[0]:g}-{d.axis[-1]:g} cm^-1) differs from that of "
+                f"{first.provenance.get('source', 'the first')} ({first.n_points} points, "
+                f"{first.axis[0]:g}-{first.axis[-1]:g} cm^-1); resample onto one axis first",
+            )
+    labelled = [d.y is not None for d in datasets]
+    if any(labelled) and not all(labelled):
+        i = labelled.index(False)
+        raise ReaderError(datasets[i].provenance.get("source", source), "has no labels while the others have")
+    X = np.concatenate([d.X for d in datasets], axis=0)
+    y = None
+    names: list[str] = list(class_names) if class_names is not None else []
+    if all(labelled):
+        for d in datasets:
+            for c in d.classes:
+                if c not in names:
+                    if class_names is not None:
+                        raise ReaderError(d.provenance.get("source", source), f"class {c!r} is not in {names}")
+                    names.append(c)
+        lookup = {c: i for i, c in enumerate(names)}
+        y = np.concatenate(
+            [np.array([lookup[c] for c in d.classes], dtype=np.int64)[d.y] for d in datasets if d.y is not None]
+        )
+    groups = None
+    if all(d.groups is not None for d in datasets):
+        groups = np.concatenate([np.asarray(d.groups, dtype=str) for d in datasets])
+    provenance = {
+        "source": source,
+        "reader": "concat",
+        "parts": [
+            {"source": d.provenance.get("source"), "reader": d.provenance.get("reader"), "spectra": d.n_spectra}
+            for d in datasets
+        ],
+    }
+    return make_dataset(source, X=X, axis=first.axis, y=y, classes=tuple(names), groups=groups, provenance=provenance)
