@@ -1,0 +1,112 @@
+"""``ramanedge export`` and ``ramanedge validate``. Nothing heavy is imported at module level."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["configure_export", "configure_validate", "run_export", "run_validate"]
+
+logger = logging.getLogger(__name__)
+
+_PRECISION_CHOICES = ("fp32", "fp16", "int8", "int8-dynamic", "int8-static")
+
+
+def configure_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", type=Path, help="run directory written by `ramanedge train`")
+    parser.add_argument("--out", "-o", type=Path, required=True, help="the .onnx file to write")
+    parser.add_argument(
+        "--precision", choices=_PRECISION_CHOICES, default="fp32",
+        help="fp32 (default), fp16, int8 (= int8-static with --calibration, else int8-dynamic)",
+    )
+    parser.add_argument(
+        "--calibration", type=Path, default=None,
+        help="spectra for int8-static calibration (and the embedded self-test spectra); any readable data set",
+    )
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the pinned one, 18)")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from export.onnx_export import PINNED_OPSET, export_run
+    from spectral_core.hashing import sha256_file
+    from spectral_core.io import read_dataset
+
+    precision = args.precision
+    if precision == "int8":
+        precision = "int8-static" if args.calibration is not None else "int8-dynamic"
+    calibration = read_dataset(args.calibration) if args.calibration is not None else None
+    out = export_run(
+        args.run, args.out, precision=precision, calibration=calibration,
+        opset=args.opset if args.opset is not None else PINNED_OPSET,
+    )
+    import onnx
+
+    n = len(onnx.load(out).graph.node)
+    print(f"{out}  {precision}  opset {args.opset or PINNED_OPSET}  {n} nodes  sha256 {sha256_file(out)}")
+    return 0
+
+
+def configure_validate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="the exported .onnx file")
+    parser.add_argument("--run", type=Path, required=True, help="the run it was exported from")
+    parser.add_argument("--data", type=Path, required=True, help="labelled spectra with the model's classes")
+    parser.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu",
+                        help="onnxruntime execution provider; it must really be used (no silent fallback)")
+    parser.add_argument("--atol", action="append", default=[], metavar="OUTPUT=VALUE",
+                        help="element-wise absolute tolerance of an output (repeatable), e.g. logits=1e-4")
+    parser.add_argument("--rtol", action="append", default=[], metavar="OUTPUT=VALUE",
+                        help="element-wise relative tolerance of an output (repeatable)")
+    parser.add_argument("--min-agreement", type=float, default=None, help="minimum argmax agreement, 0-1")
+    parser.add_argument("--max-accuracy-drop", type=float, default=None,
+                        help="largest accepted accuracy loss of ONNX vs PyTorch, percentage points")
+    parser.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+
+
+def _parse_pairs(items: list[str], what: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError(item)
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"ramanedge validate: {what} expects OUTPUT=VALUE, got {item!r}") from None
+    return out
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from export.validate import DEFAULT_CRITERIA, OutputTolerance, format_report, report_path, validate_model
+    from spectral_core.contract import ModelContract
+
+    criteria = None
+    atols, rtols = _parse_pairs(args.atol, "--atol"), _parse_pairs(args.rtol, "--rtol")
+    if atols or rtols or args.min_agreement is not None or args.max_accuracy_drop is not None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        meta = ort.InferenceSession(str(args.model), so, providers=["CPUExecutionProvider"]).get_modelmeta()
+        precision = ModelContract.from_metadata(meta.custom_metadata_map).precision
+        base = DEFAULT_CRITERIA[precision]
+        tols = dict(base.tolerances)
+        for name in set(atols) | set(rtols):
+            old = tols.get(name)
+            tols[name] = OutputTolerance(
+                atol=atols.get(name, old.atol if old else 0.0), rtol=rtols.get(name, old.rtol if old else 0.0)
+            )
+        update: dict[str, object] = {"tolerances": tols}
+        if args.min_agreement is not None:
+            update["min_argmax_agreement"] = args.min_agreement
+        if args.max_accuracy_drop is not None:
+            update["max_accuracy_drop_pp"] = args.max_accuracy_drop
+        criteria = base.model_copy(update=update)
+    report = validate_model(args.model, args.run, args.data, provider=args.provider, criteria=criteria)
+    print(report.model_dump_json(indent=2) if args.json else format_report(report))
+    print(f"report: {report_path(args.model)}", file=sys.stderr)
+    if not report.passed:
+        print(f"ramanedge validate: FAILED: {report.reason}", file=sys.stderr)
+        return 1
+    return 0

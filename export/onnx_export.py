@@ -1,0 +1,370 @@
+"""Export a trained run to ONE ONNX file that carries its model contract.
+
+The graph: input ``spectrum`` [batch, L] float32 (host-preprocessed spectra on the model axis, all steps but
+the normalisation), outputs ``probabilities`` [batch, C], ``logits`` [batch, C] and ``embedding`` [batch, nf]
+(unit L2 norm), all float32 whatever the precision. The run's normalisation runs inside the graph
+(``contract.in_graph_steps == ["normalise"]``), so a runtime calls ``Preprocessor(config, skip=in_graph_steps)``.
+
+Choices, measured on torch 2.13 / onnx 1.23 / onnxruntime 1.31 (see docs/benchmarks.md):
+
+- Exporter: ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript). On the folded inference module it
+  gives 29 nodes for a minmax model against 47 for the TorchScript exporter (``dynamo=False``, deprecated),
+  which adds Constant/Shape/Unsqueeze/Concat chains around every reshape.
+- Opset 18 (pinned): the dynamo exporter's native opset (lower ones go through the ONNX version converter),
+  ReduceMin/ReduceMax take axes as inputs (opset 18 form), and onnxruntime's quantisation and float16 tools
+  and every onnxruntime >= 1.14 handle it. Opsets 18-21 are accepted; below 18 is refused.
+- fp16: weights and activations of the layers in float16, built in torch (explicit Casts) rather than by
+  onnxruntime's float16 graph converter, which duplicated node names and shared initialisers across fp16
+  and fp32 nodes here. Input, in-graph normalisation, embedding norm, softmax and outputs stay float32:
+  raw counts overflow float16 (65504) once squared or summed, and callers feed one dtype to every precision.
+- int8: onnxruntime quantisation of the MatMul weights only (the window layer, dense2, embedding and
+  classifier), int8 symmetric, per tensor (the window layer's 3-D weight has no per-channel QLinearMatMul
+  kernel). ``int8-dynamic`` quantises activations at run time; ``int8-static`` inserts QDQ pairs with ranges
+  calibrated on real spectra. Normalisation, softmax and the embedding norm stay float32.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import numpy as np
+from numpy.typing import NDArray
+
+from spectral_core.contract import ModelContract, ReferenceSpectra
+from spectral_core.errors import ContractError, RamanEdgeError
+from spectral_core.preprocess import Preprocessor
+from spectral_core.spectrum import SpectralDataset
+
+__all__ = [
+    "IN_GRAPH_STEPS",
+    "PINNED_OPSET",
+    "PRECISIONS",
+    "SUPPORTED_OPSETS",
+    "ExportError",
+    "Precision",
+    "export_run",
+    "host_preprocess",
+]
+
+logger = logging.getLogger(__name__)
+
+PINNED_OPSET = 18
+SUPPORTED_OPSETS = (18, 19, 20, 21)
+Precision = Literal["fp32", "fp16", "int8-dynamic", "int8-static"]
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8-dynamic", "int8-static")
+IN_GRAPH_STEPS = ["normalise"]
+N_REFERENCE = 8
+# Self-test tolerance on the probabilities per precision: the runtime compares its answers on the reference
+# spectra with PyTorch's. Raised to twice what onnxruntime showed at export time when that is larger.
+REFERENCE_ATOL = {"fp32": 1e-4, "fp16": 1e-2, "int8-dynamic": 5e-2, "int8-static": 5e-2}
+_QUANT_OPS = ["MatMul", "Gemm"]
+
+
+class ExportError(RamanEdgeError, ValueError):
+    """An export that cannot be produced as asked (opset, precision, missing calibration data, ...)."""
+
+
+def host_preprocess(pre: Preprocessor, ds: SpectralDataset, contract: ModelContract, *, what: str) -> SpectralDataset:
+    """Run the host part of the preprocessing on ``ds`` and check the result lives on the model axis.
+
+    Raises:
+        ContractError: the preprocessed data is not on the model axis.
+        PreprocessError: a spectrum cannot be preprocessed (NaN, flat, out of range).
+    """
+    out = pre.transform_dataset(ds)
+    contract.check_axis_matches(out.axis, what=f"{what} (after preprocessing)")
+    return out
+
+
+def _reference_inputs(
+    contract: ModelContract, data: SpectralDataset | None
+) -> NDArray[np.float32]:
+    """A few spectra on the model axis for the runtime's self-test: real ones (one per class first) when data
+    is given, else reproducible synthetic Raman spectra on the model axis."""
+    if data is not None and data.n_spectra:
+        idx: list[int] = []
+        if data.y is not None:
+            for c in range(len(data.classes)):
+                hit = np.flatnonzero(data.y == c)
+                if hit.size:
+                    idx.append(int(hit[0]))
+        for i in range(data.n_spectra):
+            if len(idx) >= N_REFERENCE:
+                break
+            if i not in idx:
+                idx.append(i)
+        return np.ascontiguousarray(data.X[sorted(idx[:N_REFERENCE])], dtype=np.float32)
+    from spectral_core.synth import synth_dataset
+
+    syn = synth_dataset(classes=N_REFERENCE, per_class=1, seed=20240607, axis=contract.axis_array())
+    return np.ascontiguousarray(syn.X, dtype=np.float32)
+
+
+def _normalise_ancestors(model: Any) -> list[str]:
+    """Names of the nodes computing the in-graph normalisation (everything upstream of the window Gather)."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    gather = next((n for n in model.graph.node if n.op_type == "Gather"), None)
+    if gather is None:
+        return []
+    seen: set[str] = set()
+    stack = [gather.input[0]]
+    while stack:
+        name = stack.pop()
+        node = producers.get(name)
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        stack.extend(node.input)
+    return sorted(seen)
+
+
+def _name_nodes(model: Any) -> None:
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type.lower()}_{i}"
+
+
+def _quantise(
+    fp32_path: Path, out_path: Path, precision: str, exclude: list[str], calibration: NDArray[np.float32] | None
+) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    if precision == "int8-dynamic":
+        quantize_dynamic(
+            fp32_path, out_path, weight_type=QuantType.QInt8, per_channel=False,
+            op_types_to_quantize=_QUANT_OPS, nodes_to_exclude=exclude,
+        )
+        return
+    if calibration is None:
+        raise ExportError("int8-static needs calibration spectra (--calibration DATA)")
+
+    class _Calibration(CalibrationDataReader):
+        """Host-preprocessed spectra in batches of 64."""
+
+        def __init__(self, X: NDArray[np.float32]) -> None:
+            self._batches: Iterator[NDArray[np.float32]] = (X[i : i + 64] for i in range(0, X.shape[0], 64))
+
+        def get_next(self) -> dict[str, NDArray[np.float32]] | None:
+            x = next(self._batches, None)
+            return None if x is None else {"spectrum": np.ascontiguousarray(x)}
+
+    quantize_static(
+        fp32_path, out_path, _Calibration(calibration), quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=False,
+        op_types_to_quantize=_QUANT_OPS, nodes_to_exclude=exclude,
+        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+    )
+
+
+def _ort_outputs(model_bytes: bytes, X: NDArray[np.float32]) -> list[NDArray[np.float32]]:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+    return [np.asarray(o) for o in sess.run(["probabilities", "logits", "embedding"], {"spectrum": X})]
+
+
+def export_run(
+    run_dir: str | Path,
+    out_path: str | Path,
+    *,
+    precision: str = "fp32",
+    calibration: SpectralDataset | None = None,
+    opset: int = PINNED_OPSET,
+    reference: SpectralDataset | None = None,
+) -> Path:
+    """Export a run to one ONNX file with its contract in ``metadata_props``; written atomically.
+
+    Args:
+        run_dir: a run written by :func:`trainer.checkpoint.save_run`.
+        out_path: the ``.onnx`` file to write (its folder is created).
+        precision: "fp32", "fp16", "int8-dynamic" or "int8-static".
+        calibration: spectra (any axis the preprocessing maps onto the model axis) for int8-static; they are
+            preprocessed with the run's host preprocessing. Also used for the reference spectra when given.
+        opset: the ONNX opset, :data:`PINNED_OPSET` by default (one of :data:`SUPPORTED_OPSETS`).
+        reference: spectra to embed as the runtime's self-test (default: ``calibration``, else synthetic).
+
+    Returns:
+        ``out_path``.
+
+    Raises:
+        ContractError: incomplete run, run of another format version, or calibration data on another axis.
+        ExportError: unsupported opset or precision, int8-static without calibration, a check that failed.
+    """
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision {precision!r} cannot be produced; choose from {', '.join(PRECISIONS)}")
+    if opset not in SUPPORTED_OPSETS:
+        raise ExportError(
+            f"opset {opset} is not supported: the exporter targets opsets {SUPPORTED_OPSETS[0]}-"
+            f"{SUPPORTED_OPSETS[-1]} (pinned default {PINNED_OPSET})"
+        )
+    if precision == "int8-static" and calibration is None:
+        raise ExportError("int8-static needs calibration spectra (--calibration DATA)")
+    out = Path(out_path)
+    from trainer.checkpoint import load_run
+
+    model, info = load_run(run_dir)  # ContractError on an incomplete run or another format version
+    contract = ModelContract(
+        classes=list(info.classes),
+        axis=list(info.axis),
+        preprocess=info.preprocess,
+        preprocess_hash=info.preprocess.hash(),
+        in_graph_steps=list(IN_GRAPH_STEPS),
+        open_set=info.open_set,
+        weights_sha256=info.weights_sha256,
+        data_sha256=info.data_sha256,
+        opset=opset,
+        precision=cast(Precision, precision),
+    )
+    host = Preprocessor(info.preprocess, skip=IN_GRAPH_STEPS)
+    calib = None if calibration is None else host_preprocess(host, calibration, contract, what="calibration data")
+    ref_ds = calib if reference is None else host_preprocess(host, reference, contract, what="reference data")
+    ref_x = _reference_inputs(contract, ref_ds)
+
+    import onnx
+    import torch
+
+    from export._graph import INPUT_NAME, OUTPUT_NAMES, InferenceRamanNet
+
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    net = InferenceRamanNet(model, info.preprocess.normalise, dtype=dtype).eval()
+    example = torch.from_numpy(np.repeat(ref_x[:1], 2, axis=0))
+    with torch.no_grad():
+        ref_logits, _ = model(torch.from_numpy(_host_normalise(ref_x, info.preprocess.normalise)))
+        ref_prob = torch.softmax(ref_logits, dim=1).numpy()
+    try:
+        prog = torch.onnx.export(
+            net, (example,), None, dynamo=True, verbose=False, opset_version=opset, optimize=True,
+            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+        )
+    except Exception as exc:  # the exporter raises many unrelated types; report them as one export failure
+        raise ExportError(f"torch.onnx.export failed at opset {opset}: {exc}") from exc
+    if prog is None:
+        raise ExportError("torch.onnx.export returned no program")
+    proto = prog.model_proto
+    _name_nodes(proto)
+    n_nodes_fp32 = len(proto.graph.node)
+    exclude = _normalise_ancestors(proto)
+
+    with tempfile.TemporaryDirectory(prefix="ramanedge-export-") as tmp:
+        work = Path(tmp)
+        if precision.startswith("int8"):
+            fp32_path = work / "fp32.onnx"
+            onnx.save(proto, fp32_path)
+            q_path = work / "int8.onnx"
+            calib_x = None if calib is None else calib.X
+            try:
+                _quantise(fp32_path, q_path, precision, exclude, calib_x)
+            except ExportError:
+                raise
+            except Exception as exc:  # onnxruntime.quantization raises bare Exceptions and ValueErrors
+                raise ExportError(f"{precision} quantisation failed: {exc}") from exc
+            proto = onnx.load(q_path)
+        proto.producer_name = "ramanedge"
+        proto.producer_version = _package_version()
+        got = _ort_outputs(proto.SerializeToString(), ref_x)
+        diff = float(np.max(np.abs(got[0] - ref_prob))) if ref_prob.size else 0.0
+        atol = max(REFERENCE_ATOL[precision], float(np.ceil(2.0 * diff * 1e4) / 1e4))
+        if precision == "fp32" and diff > REFERENCE_ATOL["fp32"]:
+            raise ExportError(
+                f"the exported fp32 graph does not reproduce PyTorch: max |probability difference| {diff:.3g} "
+                f"on the reference spectra (> {REFERENCE_ATOL['fp32']:g})"
+            )
+        contract = contract.model_copy(
+            update={
+                "reference": ReferenceSpectra(
+                    inputs=ref_x.astype(np.float64).tolist(), probabilities=ref_prob.astype(np.float64).tolist(),
+                    atol=atol,
+                ),
+                "package_version": _package_version(),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "extra": {
+                    "exporter": f"torch.onnx.export(dynamo=True) torch {torch.__version__}",
+                    "onnx": onnx.__version__,
+                    "onnxruntime": _ort_version(),
+                    "nodes": len(proto.graph.node),
+                    "nodes_fp32": n_nodes_fp32,
+                    "window_layer": "Gather + batched MatMul, batch norms folded",
+                    "reference_max_abs_diff": diff,
+                },
+            }
+        )
+        ModelContract.model_validate_json(contract.model_dump_json())  # refuse to write a contract we can't read
+        del proto.metadata_props[:]
+        for key, value in contract.to_metadata().items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        try:
+            onnx.checker.check_model(proto, full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+            raise ExportError(f"onnx.checker rejected the {precision} model: {exc}") from exc
+        _save_atomic(proto, out)
+    logger.info("exported %s (%s, opset %d, %d nodes) to %s", run_dir, precision, opset, len(proto.graph.node), out)
+    return out
+
+
+def _host_normalise(x: NDArray[np.float32], method: str) -> NDArray[np.float32]:
+    """The reference numpy normalisation (what the graph does in float32)."""
+    from spectral_core.preprocess import normalise
+
+    return normalise(x, method)[0]
+
+
+def _save_atomic(proto: Any, out: Path) -> None:
+    """Write the model to a temporary file beside ``out``, then rename: never a half-written model."""
+    import onnx
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        onnx.save(proto, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ramanedge")
+    except PackageNotFoundError:
+        return "0.1.0"
+
+
+def _ort_version() -> str:
+    import onnxruntime as ort
+
+    return str(ort.__version__)
+
+
+def check_contract_readable(path: str | Path) -> ModelContract:
+    """Read a model's contract the way the runtime does (onnxruntime only)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own pybind exception types
+        raise ContractError(f"{path}: onnxruntime cannot load the model: {exc}") from exc
+    return ModelContract.from_metadata(sess.get_modelmeta().custom_metadata_map)
+
