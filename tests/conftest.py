@@ -79,3 +79,19 @@ def tiny_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("tiny_run") / "run"
     train(read_dataset(tiny_data), run, TrainConfig.model_validate(TINY_TRAIN_CONFIG))
     return run
+
+
+# --- export fixtures (owned by export; edge_runtime tests build on them) ----------------------------------
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_run: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_run`` exported to fp32 ONNX (contract embedded, opset 18), with its validation report against
+    ``tiny_data`` written beside it (``tiny.validation.json``, passed). Treat the files as read-only."""
+    pytest.importorskip("onnx")
+    from export.onnx_export import export_run
+    from export.validate import validate_model
+
+    path = export_run(tiny_run, tmp_path_factory.mktemp("tiny_onnx") / "tiny.onnx", precision="fp32")
+    report = validate_model(path, tiny_run, tiny_data)
+    if not report.passed:
+        pytest.fail(f"tiny_onnx fixture: the exported model fails validation: {report.reason}")
+    return path
