@@ -102,7 +102,7 @@ def _split(line: str, delimiter: str | None) -> list[str]:
     if delimiter is None:
         parts = line.split()
     else:
-        parts = [c.strip() for c in line.rstrip().rstrip(delimiter).split(delimiter)]
+        parts = [c.strip() for c in line.split(delimiter)]
     return [c[1:-1].strip() if len(c) >= 2 and c[0] == c[-1] and c[0] in "\"'" else c for c in parts]
 
 
@@ -136,6 +136,9 @@ def parse_grid(path: Path, text: str, *, delimiter: str | None = None) -> Grid:
     else:
         delim = None if delimiter.strip() == "" else delimiter
     rows = [_split(ln, delim) for _, ln in body]
+    if delim is not None and all(r[-1] == "" and len(r) > 1 for r in rows):
+        # Some exporters end every line with the separator: that is not an empty last column.
+        rows = [r[:-1] for r in rows]
     lines = [no for no, _ in body]
     decimal = "."
     if delim != ",":

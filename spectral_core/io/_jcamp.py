@@ -199,7 +199,7 @@ def read_jcamp(
     if bad.any():
         raise ReaderError(p, f"{int(bad.sum())} non-finite Y value(s)")
     meta: dict[str, Any] = {"source": str(p), "reader": "jcamp", "title": ldrs.get("TITLE", "")}
-    units = _label(ldrs.get("XUNITS", ""))
+    units = re.sub(r"\s", "", ldrs.get("XUNITS", "")).upper()
     if not units:
         logger.warning("%s: no ##XUNITS; assuming 1/CM (Raman shift)", p)
         meta["xunits_assumed"] = "1/CM"

@@ -48,7 +48,7 @@ def _load_v73(path: Path) -> dict[str, NDArray[Any]]:
                     out[name] = np.asarray(obj[()]).T
                 elif not name.startswith("#"):
                     out[name] = np.asarray([], dtype=object)
-    except OSError as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ReaderError(path, f"not a readable MATLAB v7.3 (HDF5) file ({exc})") from None
     return out
 
@@ -63,6 +63,8 @@ def _load_v5(path: Path) -> dict[str, NDArray[Any]]:
         return _load_v73(path)
     except (MatReadError, ValueError, OSError, TypeError) as exc:
         raise ReaderError(path, f"not a readable MATLAB file ({exc})") from None
+    except Exception as exc:  # scipy's parser meets corrupt bytes with assorted errors: wrap them all here
+        raise ReaderError(path, f"not a readable MATLAB file ({type(exc).__name__}: {exc})") from None
     return {k: np.asarray(v) for k, v in raw.items() if not k.startswith("__")}
 
 

@@ -104,14 +104,19 @@ def _rows_layout(
             header_text = cells
     values = grid.numeric(num_cols)
     provenance: dict[str, Any] = {"layout": "rows"}
-    if header_axis is None and header_text is None and values.shape[0] > 1 and _monotonic(values[0]):
-        # A numeric first row running monotonically is a header of wavenumbers (or of column indices),
-        # not a spectrum.
+    given = None if axis is None else parse_axis_option(axis, p)
+    if header_axis is None and header_text is None and values.shape[0] > 1 and _monotonic(values[0]) and (
+        given is None
+        or _is_index_header(values[0])
+        or (given.shape == values[0].shape and np.allclose(given, values[0], rtol=1e-6))
+    ):
+        # A numeric first row running monotonically is a header of wavenumbers (or of column indices, as in
+        # the melanoma CSVs), not a spectrum. With an explicit axis only those two cases count as a header.
         header_axis, values = values[0], values[1:]
         provenance["axis_from"] = f"line {grid.lines[0]}"
         grid = Grid(grid.path, grid.header, grid.rows[1:], grid.lines[1:], grid.delimiter, grid.decimal, grid.meta)
-    if axis is not None:
-        ax = parse_axis_option(axis, p)
+    if given is not None:
+        ax = given
         if header_axis is not None and not _is_index_header(header_axis) and (
             header_axis.shape != ax.shape or not np.allclose(header_axis, ax, rtol=1e-6)
         ):
