@@ -74,7 +74,9 @@ def save_run(run_dir: str | Path, model: RamanNet, info: RunInfo) -> RunInfo:
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".weights.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(state, tmp, metadata={"format": "ramanedge-run", "format_version": str(RUN_FORMAT_VERSION)})
+        # One metadata key only: safetensors keeps metadata in a Rust HashMap whose iteration order is random
+        # per process, so two keys would make the file bytes (and weights_sha256) differ between identical runs.
+        save_file(state, tmp, metadata={"format": f"ramanedge-run/{RUN_FORMAT_VERSION}"})
         os.replace(tmp, d / WEIGHTS)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

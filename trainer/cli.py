@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from spectral_core.spectrum import SpectralDataset
     from trainer.train import EpochStats, TrainConfig
 
-__all__ = ["configure_evaluate", "configure_train", "run_evaluate", "run_train"]
+__all__ = ["configure_evaluate", "configure_explain", "configure_train", "run_evaluate", "run_explain", "run_train"]
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
@@ -160,3 +160,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from trainer.evaluate import run_evaluate_cli
 
     return run_evaluate_cli(args, build_config(args), load_data)
+
+
+# ``ramanedge explain`` lives in trainer.explain (torch-free at module level); the composition root looks the
+# command up here, so these two delegate to it.
+def configure_explain(p: argparse.ArgumentParser) -> None:
+    from trainer.explain import configure_explain as configure
+
+    configure(p)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from trainer.explain import run_explain as run
+
+    return int(run(args))

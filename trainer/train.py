@@ -41,7 +41,7 @@ from spectral_core.spectrum import SpectralDataset
 from trainer.checkpoint import RUN_JSON, RunInfo, save_run, versions
 from trainer.data import MIN_PER_CLASS, check_labelled, validation_split
 from trainer.losses import triplet_semihard_loss
-from trainer.model import RamanNet, RamanNetConfig
+from trainer.model import RamanNet, RamanNetConfig, window_starts
 from trainer.openset import fit_open_set
 
 if sys.version_info >= (3, 11):
@@ -351,7 +351,7 @@ def train(
         raise DataError(f"too few training spectra ({X_tr.shape[0]}) for {world} processes")
     try:
         mcfg = cfg.model_for(int(axis.size), len(ds.classes))
-        RamanNet(mcfg)  # window arithmetic errors surface here, before the seeded construction below
+        window_starts(mcfg.input_length, mcfg.window, mcfg.step, paper_compat=mcfg.paper_compat)
     except (ValueError, ValidationError) as exc:
         raise DataError(f"model does not fit the data ({axis.size} points after preprocessing): {exc}") from None
 
@@ -443,8 +443,8 @@ def _fit(
         opt, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr
     )
     gen = torch.Generator().manual_seed(cfg.seed)
-    xt, yt = torch.from_numpy(np.ascontiguousarray(X_tr)), torch.from_numpy(y_tr)
-    xv, yv = torch.from_numpy(np.ascontiguousarray(X_va)), torch.from_numpy(y_va)
+    xt, yt = torch.tensor(X_tr), torch.tensor(y_tr)
+    xv, yv = torch.tensor(X_va), torch.tensor(y_va)
     has_val = xv.shape[0] > 0
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
     since_best = 0
