@@ -1,0 +1,88 @@
+"""``ramanedge serve``: flags -> :class:`ServeSettings` -> :class:`Daemon`, with signal handling.
+
+Exit status: 0 after a clean stop (SIGTERM/SIGINT, --count, --duration, sources exhausted), 1 if the worker
+failed, 2 for a start-up error (bad settings, model refused, provider unavailable) via the root CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+__all__ = ["configure_serve", "run_serve"]
+
+
+def configure_serve(p: argparse.ArgumentParser) -> None:
+    """Flags of ``ramanedge serve``. Unset flags fall back to RAMANEDGE_* variables, then the config file."""
+    a = p.add_argument
+    a("--model", "-m", help="exported ONNX model (env RAMANEDGE_MODEL)")
+    a("--source", "-s", dest="sources", action="append", metavar="URL",
+      help="device URL (serial://, tcp://, sim://, replay://, seabreeze://) or watch:///dropdir; repeatable")
+    a("--config", help="TOML or JSON settings file ([serve] table); env RAMANEDGE_CONFIG")
+    a("--provider", choices=["auto", "cpu", "cuda", "tensorrt"], help="execution provider (default auto)")
+    a("--require-gpu", action="store_const", const=True, help="fail at start-up unless a GPU provider is active")
+    a("--require-validated", action="store_const", const=True,
+      help="refuse a model without a passed <model>.validation.json for this exact file")
+    a("--threads", type=int, help="onnxruntime intra-op threads (default 1)")
+    a("--max-batch", type=int, help="largest micro-batch (default 64)")
+    a("--queue-size", type=int, help="bounded queue length (default 1024)")
+    a("--db", help="SQLite ledger (default results.sqlite)")
+    a("--ledger-sync", choices=["normal", "full"], help="SQLite synchronous level (default normal)")
+    a("--jsonl", help="also write JSON lines to FILE ('-' for stdout)")
+    a("--http", help="HOST:PORT of the HTTP API (default 127.0.0.1:8765; 'off' disables; port 0 = any)")
+    a("--max-request-bytes", type=int, help="POST /classify body limit (default 1 MiB)")
+    a("--count", type=int, help="stop after N records (demos, tests)")
+    a("--duration", type=float, help="stop after S seconds")
+    a("--drain-timeout", dest="drain_timeout_s", type=float, help="bound on the shutdown drain, s (default 10)")
+    a("--on-done", choices=["move", "delete"], help="drop files after their result: move to done/ or delete")
+    a("--settle", dest="settle_s", type=float, help="drop files must be unchanged this long, s (default 0.2)")
+    a("--poll", dest="poll_s", type=float, help="drop folder scan interval, s (default 1)")
+    a("--no-watch-events", dest="watch_events", action="store_const", const=False,
+      help="poll drop folders only (network shares without inotify)")
+
+
+_FIELDS = ("model", "sources", "provider", "require_gpu", "require_validated", "threads", "max_batch", "queue_size",
+           "db", "ledger_sync", "jsonl", "http", "max_request_bytes", "count", "duration", "drain_timeout_s",
+           "on_done", "settle_s", "poll_s", "watch_events")
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Start the daemon and serve until a signal, --count or --duration stops it."""
+    import logging
+
+    from edge_runtime.daemon import Daemon
+    from edge_runtime.settings import load_settings
+
+    t0 = time.monotonic()
+    flags: dict[str, Any] = {k: getattr(args, k, None) for k in _FIELDS}
+    config = args.config or os.environ.get("RAMANEDGE_CONFIG")
+    settings = load_settings(flags, config)
+    if not settings.sources and settings.http is None:
+        print("ramanedge serve: warning: no --source and HTTP is off: nothing can arrive", file=sys.stderr)
+    daemon = Daemon(settings)
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        daemon.stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    daemon.start()
+    e = daemon.engine
+    where = daemon.http.url if daemon.http is not None else "HTTP off"
+    if e is not None:
+        print(
+            f"ramanedge serve: ready in {time.monotonic() - t0:.3f} s: {e.model_path.name} "
+            f"(sha256 {e.model_sha256[:12]}) on {e.provider} (requested {e.requested_provider}); "
+            f"{len(daemon.sources)} source(s); {where}",
+            file=sys.stderr, flush=True,
+        )
+    rc = daemon.run()
+    logging.getLogger(__name__).info("exit %d (%s)", rc, daemon.stop_reason)
+    print(f"ramanedge serve: stopped ({daemon.stop_reason}); {daemon.processed} record(s) committed",
+          file=sys.stderr, flush=True)
+    return rc

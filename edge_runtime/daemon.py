@@ -1,0 +1,275 @@
+"""The daemon: sources -> bounded queue -> micro-batches -> engine -> ledger (one transaction a batch) -> sinks.
+
+Threads: one per source, one worker (the only ledger writer), the HTTP server's. The worker takes whatever is
+already queued, up to ``max_batch``, without waiting for a batch to fill, so a lone spectrum is classified at
+once and a burst is classified in a few large batches.
+
+Shutdown (SIGTERM/SIGINT, ``count``/``duration`` reached, every finite source exhausted): intake stops, the
+queue is drained and committed, then the ledger is closed, all within ``drain_timeout_s``. A dropped file not
+committed by then stays in ``processing/`` and is classified at the next start; any other frame left over is
+recorded as a ``shutdown`` error. Nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from edge_runtime.engine import Engine, Frame, Outcome
+from edge_runtime.httpapi import HttpApi
+from edge_runtime.ledger import Ledger
+from edge_runtime.metrics import Metrics
+from edge_runtime.settings import ServeSettings, parse_host_port
+from edge_runtime.sinks import Sink, open_sink
+from edge_runtime.sources import Source, open_source
+
+__all__ = ["Daemon"]
+
+logger = logging.getLogger(__name__)
+
+_COMMIT_RETRIES = 10
+
+
+class Daemon:
+    """One serving process. ``start`` raises on any start-up problem; ``run`` serves until told to stop."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.max_request_bytes = settings.max_request_bytes
+        self.request_timeout_s = settings.request_timeout_s
+        self.engine: Engine | None = None
+        self.ledger: Ledger | None = None
+        self.sink: Sink | None = None
+        self.http: HttpApi | None = None
+        self.metrics: Metrics | None = None
+        self.sources: list[Source] = []
+        self._q: queue.Queue[Frame] = queue.Queue(maxsize=settings.queue_size)
+        self._stop = threading.Event()
+        self._intake_open = False
+        self._intake_closed = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._worker_error: BaseException | None = None
+        self._drain_deadline: float | None = None
+        self.processed = 0
+        self.stop_reason = ""
+        self.started_at = time.monotonic()
+        self.ready_s: float | None = None
+        self.left_in_processing = 0
+
+    # -- life cycle ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        s = self.settings
+        t0 = time.monotonic()
+        self.engine = Engine(s.model, provider=s.provider, require_gpu=s.require_gpu,
+                             require_validated=s.require_validated, threads=s.threads, max_batch=s.max_batch)
+        e = self.engine
+        self.ledger = Ledger(s.db, model_sha256=e.model_sha256, preprocess_hash=e.preprocess_hash,
+                             provider=e.provider, synchronous=s.ledger_sync)
+        self.sink = open_sink(s.jsonl)
+        self.metrics = Metrics(
+            {"model": e.model_path.name, "model_sha256": e.model_sha256, "provider": e.provider,
+             "preprocess_hash": e.preprocess_hash},
+            queue_depth=self._q.qsize,
+        )
+        if s.http is not None:
+            host, port = parse_host_port(s.http)
+            self.http = HttpApi(host, port, self)
+            self.http.start()
+        self._worker = threading.Thread(target=self._work, name="worker", daemon=True)
+        self._worker.start()
+        watch_opts: dict[str, Any] = {"settle_s": s.settle_s, "poll_s": s.poll_s, "on_done": s.on_done,
+                                      "temp_suffixes": s.temp_suffixes, "use_events": s.watch_events}
+        self._intake_open = True
+        try:
+            for url in s.sources:
+                src = open_source(url, self.ledger, **watch_opts)
+                src.start(self._submit)
+                self.sources.append(src)
+                axis = getattr(src, "axis", None)
+                if axis is not None:
+                    why = e.prepare(axis)
+                    if why is not None:
+                        logger.error("%s: its spectra cannot be classified by this model: %s", url, why)
+                logger.info("source %s started", url)
+        except BaseException:
+            self.stop("start-up failed")
+            self.shutdown()
+            raise
+        self.ready_s = time.monotonic() - t0
+        self.metrics.ready = True
+        logger.info("ready in %.3f s", self.ready_s)
+
+    def stop(self, reason: str) -> None:
+        """Ask the daemon to stop (safe from signal handlers and any thread)."""
+        if not self._stop.is_set():
+            self.stop_reason = reason
+            self._stop.set()
+
+    def run(self) -> int:
+        """Serve until stopped; returns the exit status (0 after a clean drain)."""
+        s = self.settings
+        t_end = None if s.duration is None else time.monotonic() + s.duration
+        while not self._stop.wait(0.05):
+            if t_end is not None and time.monotonic() >= t_end:
+                self.stop(f"duration {s.duration:g} s reached")
+            elif self._worker_error is not None:
+                self.stop("worker failed")
+            elif self.sources and all(getattr(x, "finished", False) for x in self.sources) and self._q.empty():
+                self.stop("every source finished")
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        """Stop intake, drain, commit, close. Bounded by ``drain_timeout_s``."""
+        t0 = time.monotonic()
+        self._drain_deadline = t0 + self.settings.drain_timeout_s
+        logger.info("stopping (%s): draining %d queued frame(s)", self.stop_reason or "requested", self._q.qsize())
+        if self.metrics is not None:
+            self.metrics.ready = False
+        self._intake_open = False
+        for src in self.sources:
+            src.stop()
+        for src in self.sources:
+            src.join(max(0.0, self._drain_deadline - time.monotonic()))
+        self._intake_closed.set()
+        if self._worker is not None:
+            self._worker.join(max(0.0, self._drain_deadline - time.monotonic()) + 1.0)
+        if self.http is not None:
+            self.http.stop()
+        if self.sink is not None:
+            self.sink.close()
+        if self.ledger is not None:
+            self.ledger.close()
+        logger.info("stopped after %.3f s; %d record(s) this run", time.monotonic() - t0, self.processed)
+        return 1 if self._worker_error is not None else 0
+
+    # -- intake --------------------------------------------------------------------------------------
+
+    def _submit(self, frame: Frame) -> None:
+        """For sources: queue a frame, waiting while the queue is full (back-pressure)."""
+        while True:
+            try:
+                self._q.put(frame, timeout=0.2)
+                return
+            except queue.Full:
+                if self._worker is None or not self._worker.is_alive():
+                    logger.error("worker is gone; frame %s from %s cannot be queued", frame.ref, frame.source)
+                    return
+
+    def offer(self, frame: Frame, timeout_s: float) -> bool:
+        """For HTTP: queue a frame unless intake is closed or the queue stays full for ``timeout_s``."""
+        if not self._intake_open or self._stop.is_set():
+            return False
+        try:
+            self._q.put(frame, timeout=timeout_s)
+        except queue.Full:
+            return False
+        return True
+
+    # -- the worker ----------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        max_batch = self.settings.max_batch
+        try:
+            while True:
+                try:
+                    first = self._q.get(timeout=0.05)
+                except queue.Empty:
+                    if self._intake_closed.is_set():
+                        return
+                    continue
+                batch = [first]
+                while len(batch) < max_batch:
+                    try:
+                        batch.append(self._q.get_nowait())
+                    except queue.Empty:
+                        break
+                if self._drain_deadline is not None and time.monotonic() > self._drain_deadline:
+                    self._abandon(batch)
+                    return
+                self._process(batch)
+        except BaseException as exc:
+            self._worker_error = exc
+            logger.critical("worker failed: %s", exc, exc_info=True)
+
+    def _process(self, batch: Sequence[Frame]) -> None:
+        engine, ledger = self.engine, self.ledger
+        if engine is None or ledger is None:
+            raise RuntimeError("daemon not started")
+        outcomes = engine.classify(batch)
+        self._commit(outcomes)
+
+    def _commit(self, outcomes: list[Outcome]) -> None:
+        ledger = self.ledger
+        if ledger is None:
+            raise RuntimeError("daemon not started")
+        for attempt in range(_COMMIT_RETRIES):
+            try:
+                records = ledger.commit(outcomes)
+                break
+            except sqlite3.OperationalError as exc:
+                if attempt == _COMMIT_RETRIES - 1:
+                    raise
+                logger.error("ledger commit failed (%s); retrying", exc)
+                time.sleep(0.2 * (attempt + 1))
+        if self.sink is not None:
+            self.sink.write(records)
+        if self.metrics is not None:
+            self.metrics.observe(outcomes)
+        for o in outcomes:
+            cb = o.frame.on_done
+            if cb is not None:
+                try:
+                    cb(o)
+                except (OSError, ValueError, RuntimeError) as exc:
+                    logger.error("after-commit action for %s failed: %s", o.frame.ref, exc)
+        self.processed += sum(1 for o in outcomes if not o.duplicate)
+        count = self.settings.count
+        if count is not None and self.processed >= count:
+            self.stop(f"count {count} reached")
+
+    def _abandon(self, first: list[Frame]) -> None:
+        """Drain deadline passed: leave dropped files for the next start, record the rest as errors."""
+        left = list(first)
+        while True:
+            try:
+                left.append(self._q.get_nowait())
+            except queue.Empty:
+                break
+        keep = [f for f in left if f.content_sha256 is None]
+        self.left_in_processing = len(left) - len(keep)
+        reason = f"daemon stopped before classification (drain timeout {self.settings.drain_timeout_s:g} s)"
+        if keep:
+            self._commit([Outcome.failed(f, "shutdown", reason) for f in keep])
+        logger.warning("drain timeout: %d frame(s) recorded as shutdown errors, %d file(s) left in processing/",
+                       len(keep), self.left_in_processing)
+
+    # -- what HTTP sees ------------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        return self._worker is not None and self._worker.is_alive() and self._worker_error is None
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        ready = bool(self.metrics and self.metrics.ready) and self.healthy() and not self._stop.is_set()
+        info: dict[str, Any] = {
+            "model": self.engine.describe() if self.engine else None,
+            "sources": [s.status() for s in self.sources],
+            "queue_depth": self._q.qsize(),
+            "processed": self.processed,
+            "ready_s": self.ready_s,
+        }
+        return ready, info
+
+    def metrics_text(self) -> str:
+        return self.metrics.render() if self.metrics else ""
+
+    def results_since(self, since: int, limit: int) -> list[dict[str, Any]]:
+        return self.ledger.since(since, limit) if self.ledger else []
+
+    def model_axis(self) -> list[float]:
+        return list(self.engine.contract.axis) if self.engine else []

@@ -1,0 +1,499 @@
+"""The inference engine: one onnxruntime session built from the model contract alone.
+
+Classes, the model axis and the preprocessing come from the contract embedded in the ONNX file. Execution
+providers are explicit: the provider actually in use is read back from ``session.get_providers()`` (ORT
+falls back to CPU quietly when a GPU library does not load, so asking is not enough) and a request that
+did not take effect raises :class:`ProviderError`. Spectra from any source axis are resampled onto the
+model axis by the shared :class:`~spectral_core.preprocess.Preprocessor`, whose fused linear operator is
+cached per source axis, so per-spectrum work is one small banded matrix product.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from edge_runtime.errors import ModelRefusedError, ProviderError, SelfTestError
+from spectral_core.contract import ModelContract
+from spectral_core.errors import ContractError, PreprocessError, RamanEdgeError
+from spectral_core.hashing import sha256_file
+from spectral_core.openset import cosine_distances, flag_unknown
+from spectral_core.preprocess import Preprocessor
+
+__all__ = [
+    "PROVIDERS",
+    "Engine",
+    "Frame",
+    "Outcome",
+    "ProviderName",
+    "find_validation_report",
+]
+
+logger = logging.getLogger(__name__)
+
+ProviderName = Literal["auto", "cpu", "cuda", "tensorrt"]
+PROVIDERS: dict[str, str] = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+GPU_PROVIDERS = frozenset({"TensorrtExecutionProvider", "CUDAExecutionProvider"})
+# ``auto`` tries these in order. TensorRT is left to an explicit request: it builds an engine per input
+# shape at start-up and on every new batch size, seconds each, for no gain on a model this small.
+AUTO_ORDER = ("cuda", "cpu")
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
+
+
+@dataclass
+class Frame:
+    """One spectrum on its way through the daemon, or an input that already failed (``error`` set).
+
+    Attributes:
+        source: where it came from (device URL, ``watch://`` URL, ``http``).
+        ref: the input reference inside the source (file name, ``seq=12``, request id).
+        axis: source axis, cm^-1 (None when the input could not be read).
+        intensities: counts on ``axis`` (None when the input could not be read).
+        metadata: device facts (device_serial, integration_time_us, seq, saturated, ...).
+        t_received: time.monotonic() when the frame (or file claim) arrived, s.
+        acquired_at: acquisition wall-clock time, s since the epoch, when known.
+        read_s: time spent reading/parsing the input, s.
+        error: (kind, reason) of an input that cannot be classified.
+        content_sha256: hash of the file's bytes (file drops; the exactly-once key with ``ref``).
+        on_done: called with the outcome once it is committed (file moves, HTTP replies).
+    """
+
+    source: str
+    ref: str
+    axis: NDArray[np.float64] | None
+    intensities: NDArray[Any] | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    t_received: float = field(default_factory=time.monotonic)
+    acquired_at: float | None = None
+    read_s: float = 0.0
+    error: tuple[str, str] | None = None
+    content_sha256: str | None = None
+    on_done: Callable[[Outcome], None] | None = None
+
+
+@dataclass
+class Outcome:
+    """What became of a frame: a classification or an error with a reason. Times in seconds."""
+
+    frame: Frame
+    ok: bool
+    class_name: str | None = None
+    class_index: int | None = None
+    confidence: float | None = None
+    probabilities: list[float] | None = None
+    unknown: bool | None = None
+    open_set_distance: float | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    preprocess_s: float = 0.0
+    inference_s: float = 0.0
+    batch_size: int = 0
+    record_id: int | None = None
+    completed_at: float | None = None
+    duplicate: bool = False
+    record: dict[str, Any] | None = None
+
+    @classmethod
+    def failed(cls, frame: Frame, kind: str, reason: str) -> Outcome:
+        return cls(frame=frame, ok=False, error_kind=kind, error=reason)
+
+
+def find_validation_report(model: Path) -> Path | None:
+    """``<model>.validation.json`` beside the model (``m.validation.json`` or ``m.onnx.validation.json``)."""
+    for cand in (model.with_suffix(".validation.json"), model.with_name(model.name + ".validation.json")):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _report_hash(report: dict[str, Any]) -> str | None:
+    for key in ("model_sha256", "onnx_sha256", "sha256"):
+        v = report.get(key)
+        if isinstance(v, str):
+            return v
+    model = report.get("model")
+    if isinstance(model, dict):
+        for key in ("sha256", "model_sha256"):
+            v = model.get(key)
+            if isinstance(v, str):
+                return v
+    return None
+
+
+def check_validated(model: Path, model_sha256: str) -> Path:
+    """Raise :class:`ModelRefusedError` unless a passed validation report for exactly this model exists."""
+    report_path = find_validation_report(model)
+    if report_path is None:
+        raise ModelRefusedError(
+            f"--require-validated: no validation report beside {model} "
+            f"(expected {model.with_suffix('.validation.json').name}); run `ramanedge validate` first"
+        )
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelRefusedError(f"--require-validated: cannot read {report_path}: {exc}") from None
+    if not isinstance(report, dict):
+        raise ModelRefusedError(f"--require-validated: {report_path} is not a JSON object")
+    if report.get("passed") is not True:
+        raise ModelRefusedError(f"--require-validated: {report_path} says the model did not pass validation")
+    h = _report_hash(report)
+    if h is None:
+        raise ModelRefusedError(f"--require-validated: {report_path} names no model sha256")
+    if h != model_sha256:
+        raise ModelRefusedError(
+            f"--require-validated: {report_path} validated another model (sha256 {h[:12]}..., "
+            f"this one is {model_sha256[:12]}...)"
+        )
+    return report_path
+
+
+class Engine:
+    """An onnxruntime session for one exported RamanNet model, with preprocessing, open-set and checks.
+
+    Args:
+        model: path of the ONNX file (contract embedded).
+        provider: ``auto`` (best that really loads: CUDA, then CPU), ``cpu``, ``cuda`` or ``tensorrt``.
+        require_gpu: fail unless a GPU provider is the one in use.
+        require_validated: fail unless ``<model>.validation.json`` passed for this exact file.
+        threads: ORT intra-op threads (1 suits small batches on a small edge box).
+        max_batch: largest batch sent to the session at once (TensorRT profile upper bound too).
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        provider: ProviderName = "auto",
+        require_gpu: bool = False,
+        require_validated: bool = False,
+        threads: int = 1,
+        max_batch: int = 64,
+        self_test: bool = True,
+    ) -> None:
+        t0 = time.monotonic()
+        self.model_path = Path(model)
+        if not self.model_path.is_file():
+            raise ContractError(f"model file {self.model_path} does not exist")
+        if provider not in ("auto", *PROVIDERS):
+            raise ProviderError(f"unknown provider {provider!r}; choose auto, cpu, cuda or tensorrt")
+        self.max_batch = max(1, int(max_batch))
+        self.model_sha256 = sha256_file(self.model_path)
+        self.validation_report: Path | None = None
+        if require_validated:
+            self.validation_report = check_validated(self.model_path, self.model_sha256)
+            logger.info("validation report %s accepted", self.validation_report)
+        self.requested_provider = provider
+        self.session, self.provider = self._open(provider, threads)
+        if require_gpu and self.provider not in GPU_PROVIDERS:
+            raise ProviderError(
+                f"--require-gpu: the session runs on {self.provider}; no GPU provider is active "
+                f"(onnxruntime offers {ort.get_available_providers()})"
+            )
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.contract = ModelContract.from_metadata(meta)
+        self._check_io()
+        self.classes: list[str] = list(self.contract.classes)
+        self.preprocess_hash = self.contract.preprocess_hash
+        self.preprocessor = Preprocessor(self.contract.preprocess, skip=self.contract.in_graph_steps)
+        self._dtype = np.float16 if self.contract.input_dtype == "float16" else np.float32
+        self._axis_ok: dict[bytes, str | None] = {}
+        names = self.contract.output_names
+        self._outputs = [names["probabilities"]]
+        self._emb_name = names.get("embedding") if self.contract.open_set is not None else None
+        if self._emb_name is not None:
+            self._outputs.append(self._emb_name)
+        if self_test:
+            self.self_test()
+        # Builds a plan on the model axis now: imports the scipy parts preprocessing needs before the first
+        # real spectrum, not while it waits.
+        self.prepare(self.contract.axis_array())
+        self.load_s = time.monotonic() - t0
+        logger.info(
+            "model %s (sha256 %s, %d classes, %d points) ready on %s (requested %s) in %.3f s",
+            self.model_path.name, self.model_sha256[:12], len(self.classes), self.contract.n_points,
+            self.provider, provider, self.load_s,
+        )
+
+    # -- session and contract ------------------------------------------------------------------------
+
+    def _session(self, ep: str, threads: int) -> ort.InferenceSession:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = max(1, int(threads))
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        providers: list[Any]
+        if ep == "TensorrtExecutionProvider":
+            n = self._points_hint()
+            opts: dict[str, Any] = {"trt_engine_cache_enable": True,
+                                    "trt_engine_cache_path": str(self.model_path.parent / ".trt_cache")}
+            if n is not None:
+                opts.update(
+                    trt_profile_min_shapes=f"{self._input_hint}:1x{n}",
+                    trt_profile_opt_shapes=f"{self._input_hint}:1x{n}",
+                    trt_profile_max_shapes=f"{self._input_hint}:{self.max_batch}x{n}",
+                )
+            providers = [(ep, opts), "CUDAExecutionProvider", "CPUExecutionProvider"]
+        elif ep == "CUDAExecutionProvider":
+            providers = [ep, "CPUExecutionProvider"]
+        else:
+            providers = [ep]
+        return ort.InferenceSession(str(self.model_path), sess_options=so, providers=providers)
+
+    _input_hint = "spectrum"
+
+    def _points_hint(self) -> int | None:
+        """Input name and length from the contract, read before the TensorRT session exists."""
+        probe = ort.InferenceSession(str(self.model_path), providers=["CPUExecutionProvider"])
+        contract = ModelContract.from_metadata(probe.get_modelmeta().custom_metadata_map)
+        self._input_hint = contract.input_name
+        return contract.n_points
+
+    def _open(self, provider: str, threads: int) -> tuple[ort.InferenceSession, str]:
+        available = ort.get_available_providers()
+        wanted = AUTO_ORDER if provider == "auto" else (provider,)
+        failures: list[str] = []
+        for name in wanted:
+            ep = PROVIDERS[name]
+            if ep not in available:
+                failures.append(f"{name}: not in this onnxruntime build (it offers {available})")
+                continue
+            try:
+                sess = self._session(ep, threads)
+            except (RuntimeError, ValueError, OSError) as exc:
+                # onnxruntime raises its own Fail/RuntimeException types, all RuntimeError subclasses.
+                failures.append(f"{name}: {exc}")
+                continue
+            active = sess.get_providers()
+            if active and active[0] == ep:
+                if failures:
+                    logger.warning("provider auto: using %s; skipped %s", ep, "; ".join(failures))
+                else:
+                    logger.info("provider %s: session runs on %s", provider, ep)
+                return sess, ep
+            failures.append(f"{name}: requested {ep} but onnxruntime fell back to {active} (library did not load)")
+        raise ProviderError(f"provider {provider!r} is not usable: " + "; ".join(failures))
+
+    def _check_io(self) -> None:
+        c = self.contract
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if c.input_name not in inputs:
+            raise ContractError(f"the model has no input {c.input_name!r} named by its contract (has {list(inputs)})")
+        inp = inputs[c.input_name]
+        dtype = _ORT_TYPES.get(inp.type)
+        if dtype != c.input_dtype:
+            raise ContractError(f"model input {inp.name!r} is {inp.type}, the contract says {c.input_dtype}")
+        shape = list(inp.shape)
+        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != c.n_points):
+            raise ContractError(
+                f"model input {inp.name!r} has shape {shape}; the contract needs [batch, {c.n_points}]"
+            )
+        outputs = {o.name for o in self.session.get_outputs()}
+        need = {c.output_names["probabilities"]}
+        if c.open_set is not None:
+            need.add(c.output_names.get("embedding", "embedding"))
+        missing = need - outputs
+        if missing:
+            raise ContractError(f"model output(s) {sorted(missing)} named by the contract are missing (has {sorted(outputs)})")
+        if len(self.session.get_inputs()) != 1:
+            raise ContractError(f"the model has {len(self.session.get_inputs())} inputs; RamanNet has one")
+
+    # -- inference -----------------------------------------------------------------------------------
+
+    def infer(self, X: NDArray[Any]) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
+        """Run the session on model-axis inputs after checking them against the contract.
+
+        Returns:
+            (probabilities [N, C], embedding [N, D] or None when the model has no open-set data).
+
+        Raises:
+            ContractError: wrong rank, length or non-finite values.
+        """
+        x = np.asarray(X)
+        n = self.contract.n_points
+        if x.ndim != 2 or x.shape[1] != n:
+            raise ContractError(f"model input must be [batch, {n}], got {list(x.shape)}")
+        if x.dtype != self._dtype:
+            x = x.astype(self._dtype)
+        if not np.isfinite(x).all():
+            raise ContractError("model input holds NaN/inf")
+        outs = self.session.run(self._outputs, {self.contract.input_name: x})
+        probs = np.asarray(outs[0], dtype=np.float32)
+        emb = np.asarray(outs[1], dtype=np.float32) if len(outs) > 1 else None
+        return probs, emb
+
+    def self_test(self) -> None:
+        """Check the model reproduces the exporter's probabilities on the contract's reference spectra."""
+        ref = self.contract.reference
+        if ref is None:
+            logger.warning("the contract carries no reference spectra: self-test skipped")
+            x = np.zeros((1, self.contract.n_points), dtype=self._dtype)
+            self.infer(x)  # still load kernels now rather than on the first real spectrum
+            return
+        x = np.asarray(ref.inputs, dtype=self._dtype)
+        want = np.asarray(ref.probabilities, dtype=np.float64)
+        try:
+            got, _ = self.infer(x)
+        except (RamanEdgeError, RuntimeError, ValueError) as exc:
+            raise SelfTestError(f"self-test: the model failed on its reference spectra: {exc}") from None
+        if got.shape != want.shape:
+            raise SelfTestError(f"self-test: probabilities of shape {got.shape}, reference {want.shape}")
+        err = float(np.max(np.abs(got - want)))
+        if not err <= ref.atol:
+            raise SelfTestError(
+                f"self-test: max |p - p_ref| = {err:.3g} exceeds {ref.atol:g} on {self.provider} "
+                f"({x.shape[0]} reference spectra)"
+            )
+        if x.shape[0] < self.max_batch:
+            # warm both the single-spectrum and the batched paths before the first real spectrum
+            self.infer(np.repeat(x[:1], min(self.max_batch, 8), axis=0))
+        logger.info("self-test passed on %d reference spectra (max abs error %.2g)", x.shape[0], err)
+
+    def prepare(self, axis: NDArray[np.float64]) -> str | None:
+        """Build (and cache) the preprocessing operator for a source axis ahead of its first spectrum.
+
+        Returns:
+            None when spectra on ``axis`` can be classified, else the reason they cannot.
+        """
+        a = np.asarray(axis, dtype=np.float64)
+        reason = self._axis_error(a)
+        if reason is None:
+            self.preprocessor.transform_rows(np.ones((1, a.size), dtype=np.float32) + np.arange(a.size) % 3, a)
+        return reason
+
+    def _axis_error(self, axis: NDArray[np.float64]) -> str | None:
+        """None when spectra on ``axis`` preprocess onto the model axis, else the reason (cached)."""
+        key = axis.tobytes()
+        if key in self._axis_ok:
+            return self._axis_ok[key]
+        reason: str | None
+        try:
+            out_axis = self.preprocessor.output_axis(axis)
+            self.contract.check_axis_matches(out_axis, what="preprocessed", atol=1e-6)
+            reason = None
+        except (PreprocessError, ContractError, ValueError) as exc:
+            reason = str(exc)
+        if len(self._axis_ok) > 64:
+            self._axis_ok.clear()
+        self._axis_ok[key] = reason
+        return reason
+
+    def classify(self, frames: Sequence[Frame]) -> list[Outcome]:
+        """Classify a batch; every frame gets exactly one outcome (a class or an error with a reason)."""
+        out: dict[int, Outcome] = {}
+        groups: dict[bytes, list[int]] = {}
+        axes: dict[bytes, NDArray[np.float64]] = {}
+        for i, f in enumerate(frames):
+            if f.error is not None:
+                out[i] = Outcome.failed(f, *f.error)
+                continue
+            reason = self._frame_problem(f)
+            if reason is not None:
+                out[i] = Outcome.failed(f, "input", reason)
+                continue
+            ax = np.asarray(f.axis, dtype=np.float64)
+            key = ax.tobytes()
+            groups.setdefault(key, []).append(i)
+            axes.setdefault(key, ax)
+        for key, idx in groups.items():
+            self._classify_group([frames[i] for i in idx], axes[key], idx, out)
+        return [out[i] for i in range(len(frames))]
+
+    @staticmethod
+    def _frame_problem(f: Frame) -> str | None:
+        if f.axis is None or f.intensities is None:
+            return "no spectrum in the input"
+        try:
+            a = np.asarray(f.axis, dtype=np.float64)
+            x = np.asarray(f.intensities, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            return f"non-numeric values ({exc})"
+        if a.ndim != 1 or x.ndim != 1:
+            return f"axis and intensities must be 1-D, got shapes {a.shape} and {x.shape}"
+        if a.size != x.size:
+            return f"{x.size} intensity values for an axis of {a.size} points"
+        if a.size < 2:
+            return f"a spectrum needs at least 2 points, got {a.size}"
+        return None
+
+    def _classify_group(
+        self, frames: list[Frame], axis: NDArray[np.float64], idx: list[int], out: dict[int, Outcome]
+    ) -> None:
+        reason = self._axis_error(axis)
+        if reason is not None:
+            for i, f in zip(idx, frames, strict=True):
+                out[i] = Outcome.failed(f, "preprocess", reason)
+            return
+        t0 = time.perf_counter()
+        X = np.stack([np.asarray(f.intensities, dtype=np.float32) for f in frames])
+        try:
+            Z, bad = self.preprocessor.transform_rows(X, axis)
+        except (PreprocessError, ValueError) as exc:
+            for i, f in zip(idx, frames, strict=True):
+                out[i] = Outcome.failed(f, "preprocess", str(exc))
+            return
+        t_pre = time.perf_counter() - t0
+        good = [k for k in range(len(frames)) if k not in bad]
+        for k, why in bad.items():
+            o = Outcome.failed(frames[k], "input", why)
+            o.preprocess_s = t_pre
+            out[idx[k]] = o
+        for start in range(0, len(good), self.max_batch):
+            chunk = good[start : start + self.max_batch]
+            t1 = time.perf_counter()
+            try:
+                probs, emb = self.infer(Z[chunk])
+            except (RamanEdgeError, RuntimeError, ValueError) as exc:
+                for k in chunk:
+                    out[idx[k]] = Outcome.failed(frames[k], "inference", str(exc))
+                continue
+            t_inf = time.perf_counter() - t1
+            pred = np.argmax(probs, axis=1).astype(np.int64)
+            unknown: NDArray[np.bool_] | None = None
+            dist: NDArray[np.float64] | None = None
+            if emb is not None and self.contract.open_set is not None:
+                unknown = flag_unknown(emb, pred, self.contract.open_set)
+                dist = cosine_distances(emb, self.contract.open_set)[np.arange(pred.size), pred]
+            for j, k in enumerate(chunk):
+                c = int(pred[j])
+                out[idx[k]] = Outcome(
+                    frame=frames[k],
+                    ok=True,
+                    class_name=self.classes[c],
+                    class_index=c,
+                    confidence=float(probs[j, c]),
+                    probabilities=[float(v) for v in probs[j]],
+                    unknown=None if unknown is None else bool(unknown[j]),
+                    open_set_distance=None if dist is None else float(dist[j]),
+                    preprocess_s=t_pre,
+                    inference_s=t_inf,
+                    batch_size=len(chunk),
+                )
+
+    def describe(self) -> dict[str, Any]:
+        """What is being served (for logs, /readyz and the ledger)."""
+        return {
+            "model": str(self.model_path),
+            "model_sha256": self.model_sha256,
+            "preprocess_hash": self.preprocess_hash,
+            "provider": self.provider,
+            "requested_provider": self.requested_provider,
+            "classes": self.classes,
+            "points": self.contract.n_points,
+            "open_set": self.contract.open_set is not None,
+            "precision": self.contract.precision,
+            "load_s": round(self.load_s, 4),
+            "validation_report": str(self.validation_report) if self.validation_report else None,
+        }

@@ -1,0 +1,286 @@
+"""The ledger: every result and every error, committed to an embedded SQLite database in WAL mode.
+
+It is both the default result store and what makes file-drop processing exactly-once: a file is keyed by
+(source, input reference, SHA-256 of its bytes), and a unique index on that key means a drop can never be
+recorded twice, even if a crash happens between the commit and the file's move to ``done/``.
+
+One writer (the daemon's worker thread) commits each micro-batch in one transaction; readers (HTTP
+threads, the watch-folder source) use their own connections, which WAL lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from edge_runtime.engine import Outcome
+
+__all__ = ["SCHEMA_VERSION", "Ledger", "LedgerEntry"]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    source              TEXT NOT NULL,
+    input_ref           TEXT NOT NULL,
+    content_sha256      TEXT,
+    status              TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+    class               TEXT,
+    class_index         INTEGER,
+    confidence          REAL,
+    probabilities       TEXT,
+    unknown             INTEGER,
+    open_set_distance   REAL,
+    error_kind          TEXT,
+    error               TEXT,
+    acquired_at         REAL,
+    received_at         REAL NOT NULL,
+    completed_at        REAL NOT NULL,
+    read_ms             REAL,
+    preprocess_ms       REAL,
+    inference_ms        REAL,
+    queue_ms            REAL,
+    total_ms            REAL,
+    batch_size          INTEGER,
+    model_sha256        TEXT NOT NULL,
+    preprocess_hash     TEXT NOT NULL,
+    provider            TEXT NOT NULL,
+    device_serial       TEXT,
+    integration_time_us INTEGER,
+    seq                 INTEGER,
+    saturated           INTEGER,
+    metadata            TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS results_drop_key
+    ON results (source, input_ref, content_sha256) WHERE content_sha256 IS NOT NULL;
+"""
+
+_COLUMNS = (
+    "source", "input_ref", "content_sha256", "status", "class", "class_index", "confidence", "probabilities",
+    "unknown", "open_set_distance", "error_kind", "error", "acquired_at", "received_at", "completed_at",
+    "read_ms", "preprocess_ms", "inference_ms", "queue_ms", "total_ms", "batch_size", "model_sha256",
+    "preprocess_hash", "provider", "device_serial", "integration_time_us", "seq", "saturated", "metadata",
+)
+_INSERT = (
+    f"INSERT INTO results ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT DO NOTHING RETURNING id"
+)
+# Metadata keys that have their own column (or are timing internals) are not repeated in ``metadata``.
+_OWN_KEYS = frozenset(
+    {"device_serial", "integration_time_us", "seq", "saturated", "t_monotonic", "t_wall", "source"}
+)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What the ledger already holds for a dropped file."""
+
+    id: int
+    status: str
+    error_kind: str | None
+    error: str | None
+
+
+def _ms(s: float | None) -> float | None:
+    return None if s is None else round(s * 1e3, 4)
+
+
+def _int_or_none(v: Any) -> int | None:
+    try:
+        return None if v is None else int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+class Ledger:
+    """The SQLite result store.
+
+    Args:
+        path: database file (created with its parent folder when missing).
+        model_sha256, preprocess_hash, provider: what is being served, written into every record.
+        synchronous: ``normal`` (durable across process crashes, the WAL default) or ``full`` (also across
+            power loss, one fsync per commit).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        model_sha256: str = "",
+        preprocess_hash: str = "",
+        provider: str = "",
+        synchronous: Literal["normal", "full"] = "normal",
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.model_sha256 = model_sha256
+        self.preprocess_hash = preprocess_hash
+        self.provider = provider
+        self._sync = "FULL" if synchronous == "full" else "NORMAL"
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._writer = self._connect()
+        with self._writer:
+            self._writer.executescript(_SCHEMA)
+            row = self._writer.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                self._writer.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"{self.path}: ledger schema version {row[0]}, this ramanedge writes {SCHEMA_VERSION}"
+                )
+        self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute(f"PRAGMA synchronous={self._sync}")
+        con.execute("PRAGMA busy_timeout=30000")
+        return con
+
+    def _reader(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = self._connect()
+            con.row_factory = sqlite3.Row
+            self._local.con = con
+        return con
+
+    def _row(self, o: Outcome, now_wall: float, now_mono: float) -> tuple[Any, ...]:
+        f = o.frame
+        m = f.metadata
+        total = max(0.0, now_mono - f.t_received)
+        work = f.read_s + o.preprocess_s + o.inference_s
+        extra = {k: v for k, v in m.items() if k not in _OWN_KEYS}
+        return (
+            f.source,
+            f.ref,
+            f.content_sha256,
+            "ok" if o.ok else "error",
+            o.class_name,
+            o.class_index,
+            o.confidence,
+            None if o.probabilities is None else json.dumps([round(p, 7) for p in o.probabilities]),
+            None if o.unknown is None else int(o.unknown),
+            o.open_set_distance,
+            o.error_kind,
+            o.error,
+            f.acquired_at,
+            now_wall - total,
+            now_wall,
+            _ms(f.read_s),
+            _ms(o.preprocess_s),
+            _ms(o.inference_s),
+            _ms(max(0.0, total - work)),
+            _ms(total),
+            o.batch_size or None,
+            self.model_sha256,
+            self.preprocess_hash,
+            self.provider,
+            None if m.get("device_serial") is None else str(m.get("device_serial")),
+            _int_or_none(m.get("integration_time_us")),
+            _int_or_none(m.get("seq")),
+            None if m.get("saturated") is None else int(bool(m.get("saturated"))),
+            json.dumps(extra, default=str) if extra else None,
+        )
+
+    def commit(self, outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
+        """Record a batch in one transaction; sets ``record_id``/``completed_at`` (and ``duplicate``).
+
+        Returns:
+            the records written (duplicates left out), as /results and the JSON-lines sink show them.
+        """
+        if not outcomes:
+            return []
+        now_wall, now_mono = time.time(), time.monotonic()
+        rows = [self._row(o, now_wall, now_mono) for o in outcomes]
+        with self._lock:
+            con = self._writer
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for o, row in zip(outcomes, rows, strict=True):
+                    got = con.execute(_INSERT, row).fetchone()
+                    if got is None:
+                        # the same drop is already recorded: keep the first record, never a second one
+                        prev = con.execute(
+                            "SELECT id FROM results WHERE source = ? AND input_ref = ? AND content_sha256 = ?",
+                            (row[0], row[1], row[2]),
+                        ).fetchone()
+                        o.record_id = int(prev[0]) if prev else None
+                        o.duplicate = True
+                    else:
+                        o.record_id = int(got[0])
+                    o.completed_at = now_wall
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        records = []
+        for o, row in zip(outcomes, rows, strict=True):
+            if not o.duplicate:
+                o.record = _as_record(o.record_id, row)
+                records.append(o.record)
+        return records
+
+    def lookup(self, source: str, ref: str, content_sha256: str) -> LedgerEntry | None:
+        """The record of a dropped file, if it was already committed."""
+        row = self._reader().execute(
+            "SELECT id, status, error_kind, error FROM results "
+            "WHERE source = ? AND input_ref = ? AND content_sha256 = ?",
+            (source, ref, content_sha256),
+        ).fetchone()
+        if row is None:
+            return None
+        return LedgerEntry(int(row[0]), str(row[1]), row[2], row[3])
+
+    def since(self, since_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Records with ``id > since_id``, oldest first, at most ``limit``."""
+        rows = self._reader().execute(
+            "SELECT * FROM results WHERE id > ? ORDER BY id LIMIT ?", (int(since_id), int(limit))
+        ).fetchall()
+        return [record_dict(r) for r in rows]
+
+    def count(self) -> int:
+        row = self._reader().execute("SELECT COUNT(*) FROM results").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            self._writer.close()
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+
+
+def _as_record(record_id: int | None, row: tuple[Any, ...]) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": record_id, **dict(zip(_COLUMNS, row, strict=True))}
+    return _decode(d)
+
+
+def record_dict(row: sqlite3.Row) -> dict[str, Any]:
+    """A ledger row as the JSON record used by /results and the JSON-lines sink."""
+    return _decode(dict(row))
+
+
+def _decode(d: dict[str, Any]) -> dict[str, Any]:
+    for key in ("probabilities", "metadata"):
+        if d.get(key) is not None:
+            d[key] = json.loads(d[key])
+    for key in ("unknown", "saturated"):
+        if d.get(key) is not None:
+            d[key] = bool(d[key])
+    return d

@@ -1,0 +1,121 @@
+"""Prometheus text-format metrics, written by hand: a few counters, gauges and histograms, no dependency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from edge_runtime.engine import Outcome
+
+__all__ = ["LATENCY_BUCKETS_S", "Metrics"]
+
+#: Histogram bucket upper bounds, seconds.
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+STAGES = ("read", "preprocess", "inference", "queue", "total")
+
+
+def _esc(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class _Histogram:
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS_S) + 1)
+        self.sum = 0.0
+        self.n = 0
+
+    def observe(self, v: float) -> None:
+        i = 0
+        for i, b in enumerate(LATENCY_BUCKETS_S):  # noqa: B007
+            if v <= b:
+                break
+        else:
+            i = len(LATENCY_BUCKETS_S)
+        self.counts[i] += 1
+        self.sum += v
+        self.n += 1
+
+
+class Metrics:
+    """Counts by class and by error kind, latency histograms per stage, queue depth, what is served."""
+
+    def __init__(self, info: dict[str, str], queue_depth: Callable[[], int] = lambda: 0) -> None:
+        self.info = dict(info)
+        self.queue_depth = queue_depth
+        self._lock = threading.Lock()
+        self._by_class: dict[str, int] = {}
+        self._errors: dict[str, int] = {}
+        self._unknown = 0
+        self._duplicates = 0
+        self._batches = 0
+        self._hist = {s: _Histogram() for s in STAGES}
+        self._t0 = time.monotonic()
+        self.ready = False
+
+    def observe(self, outcomes: Sequence[Outcome], now_mono: float | None = None) -> None:
+        """Account for a committed micro-batch."""
+        now = time.monotonic() if now_mono is None else now_mono
+        with self._lock:
+            self._batches += 1
+            for o in outcomes:
+                if o.duplicate:
+                    self._duplicates += 1
+                    continue
+                if o.ok and o.class_name is not None:
+                    self._by_class[o.class_name] = self._by_class.get(o.class_name, 0) + 1
+                    if o.unknown:
+                        self._unknown += 1
+                    self._hist["preprocess"].observe(o.preprocess_s)
+                    self._hist["inference"].observe(o.inference_s)
+                else:
+                    kind = o.error_kind or "unknown"
+                    self._errors[kind] = self._errors.get(kind, 0) + 1
+                f = o.frame
+                total = max(0.0, now - f.t_received)
+                self._hist["read"].observe(f.read_s)
+                self._hist["total"].observe(total)
+                self._hist["queue"].observe(max(0.0, total - f.read_s - o.preprocess_s - o.inference_s))
+
+    @property
+    def processed(self) -> int:
+        with self._lock:
+            return sum(self._by_class.values()) + sum(self._errors.values())
+
+    def render(self) -> str:
+        """The metrics in Prometheus text exposition format 0.0.4."""
+        lines: list[str] = []
+        with self._lock:
+            labels = ",".join(f'{k}="{_esc(v)}"' for k, v in sorted(self.info.items()))
+            lines += ["# HELP ramanedge_model_info What is being served (value is always 1).",
+                      "# TYPE ramanedge_model_info gauge", f"ramanedge_model_info{{{labels}}} 1"]
+            lines += ["# HELP ramanedge_ready 1 when the daemon accepts spectra.", "# TYPE ramanedge_ready gauge",
+                      f"ramanedge_ready {int(self.ready)}"]
+            lines += ["# HELP ramanedge_uptime_seconds Seconds since start-up.",
+                      "# TYPE ramanedge_uptime_seconds gauge",
+                      f"ramanedge_uptime_seconds {time.monotonic() - self._t0:.3f}"]
+            lines += ["# HELP ramanedge_results_total Spectra classified, by predicted class.",
+                      "# TYPE ramanedge_results_total counter"]
+            lines += [f'ramanedge_results_total{{class="{_esc(c)}"}} {n}' for c, n in sorted(self._by_class.items())]
+            lines += ["# HELP ramanedge_unknown_total Spectra flagged unknown by the open-set check.",
+                      "# TYPE ramanedge_unknown_total counter", f"ramanedge_unknown_total {self._unknown}"]
+            lines += ["# HELP ramanedge_errors_total Inputs recorded as errors, by kind.",
+                      "# TYPE ramanedge_errors_total counter"]
+            lines += [f'ramanedge_errors_total{{kind="{_esc(k)}"}} {n}' for k, n in sorted(self._errors.items())]
+            lines += ["# HELP ramanedge_duplicates_total Dropped files already in the ledger (not recorded twice).",
+                      "# TYPE ramanedge_duplicates_total counter", f"ramanedge_duplicates_total {self._duplicates}"]
+            lines += ["# HELP ramanedge_batches_total Micro-batches committed.", "# TYPE ramanedge_batches_total counter",
+                      f"ramanedge_batches_total {self._batches}"]
+            lines += ["# HELP ramanedge_queue_depth Frames waiting for the engine.", "# TYPE ramanedge_queue_depth gauge",
+                      f"ramanedge_queue_depth {self.queue_depth()}"]
+            lines += ["# HELP ramanedge_latency_seconds Latency by stage (total: received to committed).",
+                      "# TYPE ramanedge_latency_seconds histogram"]
+            for stage, h in self._hist.items():
+                cum = 0
+                for b, c in zip(LATENCY_BUCKETS_S, h.counts, strict=False):
+                    cum += c
+                    lines.append(f'ramanedge_latency_seconds_bucket{{stage="{stage}",le="{b:g}"}} {cum}')
+                lines.append(f'ramanedge_latency_seconds_bucket{{stage="{stage}",le="+Inf"}} {h.n}')
+                lines.append(f'ramanedge_latency_seconds_sum{{stage="{stage}"}} {h.sum:.6f}')
+                lines.append(f'ramanedge_latency_seconds_count{{stage="{stage}"}} {h.n}')
+        return "\n".join(lines) + "\n"

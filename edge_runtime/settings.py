@@ -1,0 +1,157 @@
+"""Daemon settings: one pydantic-settings model, from flags, ``RAMANEDGE_*`` environment variables and a
+config file (TOML or JSON), in that order of precedence (a flag beats the environment beats the file)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from edge_runtime.errors import SettingsError
+
+__all__ = ["ENV_PREFIX", "ServeSettings", "load_settings", "parse_host_port"]
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "RAMANEDGE_"
+
+
+def _split_list(v: Any) -> Any:
+    """Environment lists as JSON (``["a", "b"]``) or separated by commas/whitespace (``a,b``)."""
+    if isinstance(v, str):
+        s = v.strip()
+        if s.startswith("["):
+            try:
+                return json.loads(s)
+            except ValueError as exc:
+                raise ValueError(f"not a JSON list: {exc}") from None
+        return [p for p in s.replace(",", " ").split() if p]
+    return v
+
+
+class ServeSettings(BaseSettings):
+    """Everything ``ramanedge serve`` can be told. Each field is also ``RAMANEDGE_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", case_sensitive=False)
+    config_file_values: ClassVar[dict[str, Any]] = {}
+
+    model: Path = Field(description="the exported ONNX model (contract embedded)")
+    sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="device URLs and watch:///dir drop folders"
+    )
+    provider: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
+    require_gpu: bool = False
+    require_validated: bool = False
+    threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads")
+    max_batch: int = Field(default=64, ge=1, le=4096, description="largest micro-batch, spectra")
+    queue_size: int = Field(default=1024, ge=1, description="bounded queue between sources and the engine")
+    db: Path = Field(default=Path("results.sqlite"), description="the SQLite ledger")
+    ledger_sync: Literal["normal", "full"] = "normal"
+    jsonl: str | None = Field(default=None, description="JSON-lines output file, '-' for stdout")
+    http: str | None = Field(default="127.0.0.1:8765", description="HOST:PORT of the HTTP API; 'off' disables")
+    max_request_bytes: int = Field(default=1 << 20, ge=1024)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    count: int | None = Field(default=None, ge=1, description="stop after this many records (demos, tests)")
+    duration: float | None = Field(default=None, gt=0, description="stop after this many seconds")
+    drain_timeout_s: float = Field(default=10.0, gt=0, description="bound on the SIGTERM drain, s")
+    on_done: Literal["move", "delete"] = "move"
+    settle_s: float = Field(default=0.2, ge=0, description="drop files must be unchanged this long, s")
+    poll_s: float = Field(default=1.0, gt=0, description="drop folder scan interval, s")
+    watch_events: bool = True
+    temp_suffixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".filepart",
+                                 ".swp", ".lock", "~"]
+    )
+
+    @field_validator("sources", "temp_suffixes", mode="before")
+    @classmethod
+    def _lists(cls, v: Any) -> Any:
+        return _split_list(v)
+
+    @field_validator("http", mode="after")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is None or v.strip().lower() in ("", "off", "none", "no", "false"):
+            return None
+        parse_host_port(v)
+        return v.strip()
+
+    @field_validator("sources", mode="after")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if "://" not in url:
+                raise ValueError(f"source {url!r} is not a URL (serial:///dev/ttyUSB0, sim://, watch:///dir)")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=cls.config_file_values))
+
+
+def parse_host_port(v: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8765`` for IPv6); port 0 asks the system for a free one."""
+    host, sep, port = v.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"http must be HOST:PORT, got {v!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import tomllib
+
+            data = tomllib.loads(text)
+    except ValueError as exc:
+        raise SettingsError(f"config file {path} is not valid {path.suffix.lstrip('.').upper() or 'TOML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path} must hold a table/object of settings")
+    section = data.get("serve", data)
+    if not isinstance(section, dict):
+        raise SettingsError(f"config file {path}: [serve] must be a table")
+    base = path.parent
+    out = dict(section)
+    for key in ("model", "db"):  # relative paths in a config file are relative to the file
+        if isinstance(out.get(key), str) and not Path(out[key]).is_absolute():
+            out[key] = str(base / out[key])
+    return out
+
+
+def load_settings(flags: dict[str, Any], config: str | Path | None = None) -> ServeSettings:
+    """Build the settings: ``flags`` (None values are ignored) > ``RAMANEDGE_*`` > the config file > defaults.
+
+    Raises:
+        SettingsError: unreadable config file or invalid values, with the offending field named.
+    """
+    file_values = _read_config(Path(config)) if config else {}
+
+    class _Settings(ServeSettings):
+        config_file_values: ClassVar[dict[str, Any]] = file_values
+
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        s = _Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise SettingsError(f"invalid serve settings: {problems}") from None
+    return ServeSettings.model_construct(**s.model_dump())
