@@ -1,0 +1,200 @@
+"""ramanedge explain: DeepSHAP attributions of a trained RamanNet."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from known_bands import BAND_FWHM, KNOWN_BANDS
+
+from spectral_core.errors import ContractError, DataError, MissingExtraError, PreprocessError
+from spectral_core.io import read_dataset, write_npz
+from spectral_core.spectrum import SpectralDataset
+from trainer.checkpoint import load_run
+from trainer.explain import (
+    configure_explain,
+    draw_background,
+    explain_spectra,
+    load_for_run,
+    region_bounds,
+    region_importance,
+    run_explain,
+)
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    configure_explain(p)
+    return p.parse_args(list(argv))
+
+
+@pytest.fixture(scope="module")
+def explained(band_files):
+    model, info = load_run(band_files["run"])
+    bg = draw_background(load_for_run(band_files["train"], info), 40, seed=0)
+    test = load_for_run(band_files["test"], info)
+    return model, info, bg, test, explain_spectra(model, bg, test.X)
+
+
+def test_attributions_are_finite_and_add_up_to_the_logits(explained):
+    import torch
+
+    model, info, bg, test, attr = explained
+    n, length, c = attr.values.shape
+    assert (n, length, c) == (test.X.shape[0], len(info.axis), len(info.classes))
+    assert attr.windows.shape == (n, model.n_windows, c)
+    assert np.isfinite(attr.values).all() and np.isfinite(attr.windows).all()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(test.X))[0].double().numpy()
+        bg_logits = model(torch.from_numpy(bg))[0].double().numpy()
+    # The explained logits are the model's, and the expected value is the mean over the background.
+    np.testing.assert_allclose(attr.logits, logits, atol=1e-4)
+    np.testing.assert_allclose(attr.expected, bg_logits.mean(axis=0), atol=1e-4)
+    # DeepSHAP's guarantee: per spectrum and class, the attributions sum to logit - expected value,
+    # both per wavenumber point and per window.
+    target = attr.logits - attr.expected[None, :]
+    np.testing.assert_allclose(attr.values.sum(axis=1), target, atol=1e-8)
+    np.testing.assert_allclose(attr.windows.sum(axis=1), target, atol=1e-8)
+    assert attr.additivity_error < 1e-8
+    # Not trivially zero: the model's decisions move the logits a lot.
+    assert np.abs(target).max() > 1.0
+
+
+def test_top_regions_are_the_bands_that_differ_between_classes(explained):
+    model, info, _, test, attr = explained
+    axis = np.asarray(info.axis)
+    regions = region_importance(attr.values, region_bounds(axis, model.config.step), axis, test.y, info.classes)
+    # The region tiling covers the axis once.
+    assert sum(r.stop - r.start for r in regions) == axis.size
+    bands = [c for cs in KNOWN_BANDS.values() for c in cs]
+    top = regions[: len(bands)]
+
+    def holds(r, centre):
+        return r.start_cm - BAND_FWHM / 2 <= centre <= r.end_cm + BAND_FWHM / 2
+
+    found = [b for b in bands if any(holds(r, b) for r in top)]
+    assert len(found) >= len(bands) - 1, (found, [(r.start_cm, r.end_cm) for r in top])
+    assert sum(any(holds(r, b) for b in bands) for r in top) >= len(bands) - 1
+    # The known bands carry most of the attribution mass: the shared bands (same in every class) little.
+    total = sum(r.importance for r in regions)
+    assert sum(r.importance for r in top) / total > 0.6
+    # Per class: each class's own bands rank among its most important regions.
+    for k, centres in KNOWN_BANDS.items():
+        name = info.classes[k]
+        ranked = sorted(regions, key=lambda r: -r.per_class[name])[:4]
+        assert any(holds(r, c) for r in ranked for c in centres), name
+
+
+def test_window_attributions_point_at_the_same_bands(explained):
+    model, info, _, test, attr = explained
+    from trainer.model import window_starts
+
+    axis = np.asarray(info.axis)
+    cfg = model.config
+    bounds = [(s, s + cfg.window) for s in window_starts(cfg.input_length, cfg.window, cfg.step)]
+    windows = region_importance(attr.windows, bounds, axis, test.y, info.classes, per_region=True)
+    best = windows[0]
+    bands = [c for cs in KNOWN_BANDS.values() for c in cs]
+    assert any(best.start_cm <= b <= best.end_cm for b in bands)
+
+
+def test_cli_writes_table_and_plots(band_files, tmp_path):
+    out = tmp_path / "ex"
+    rc = run_explain(_args(str(band_files["run"]), "--data", str(band_files["train"]), "--out", str(out),
+                           "--background", "30", "--max-spectra", "45", "--top", "6"))
+    assert rc == 0
+    report = json.loads((out / "regions.json").read_text())
+    assert report["n_background"] == 30 and report["n_explained"] == 45
+    assert report["additivity_max_abs_error"] < 1e-8
+    imp = [r["importance"] for r in report["regions"]]
+    assert imp == sorted(imp, reverse=True)
+    assert report["regions"][0]["start_cm"] < report["regions"][0]["end_cm"]
+    md = (out / "regions.md").read_text()
+    assert md.startswith("| rank | region (cm^-1)") and md.count("\n| ") == 6
+    for png in ("class_attributions.png", "region_violin.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with np.load(out / "attributions.npz") as z:
+        assert z["values"].shape[0] == 45 and np.isfinite(z["values"]).all()
+
+
+def test_cli_explains_one_unlabelled_spectrum(band_files, tmp_path):
+    ds = read_dataset(band_files["test"])
+    one = write_npz(SpectralDataset(X=ds.X[:1], axis=ds.axis), tmp_path / "one.npz")
+    out = tmp_path / "one"
+    rc = run_explain(_args(str(band_files["run"]), "--data", str(band_files["train"]), "--out", str(out),
+                           "--background", "20", "--spectrum", str(one)))
+    assert rc == 0
+    report = json.loads((out / "regions.json").read_text())
+    assert report["n_explained"] == 1 and report["explained_for"] == "predicted class"
+    assert (out / "spectrum_0.png").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def test_background_larger_than_data_is_refused(band_files, tmp_path):
+    with pytest.raises(DataError, match="background set of 1000"):
+        run_explain(_args(str(band_files["run"]), "--data", str(band_files["test"]), "--out", str(tmp_path),
+                          "--background", "1000"))
+
+
+def test_data_with_other_classes_is_refused(band_files, tmp_path):
+    ds = read_dataset(band_files["test"])
+    other = write_npz(
+        SpectralDataset(X=ds.X, axis=ds.axis, y=ds.y, classes=("x", "y", "z")), tmp_path / "other.npz"
+    )
+    with pytest.raises(ContractError, match="classes"):
+        run_explain(_args(str(band_files["run"]), "--data", str(other), "--out", str(tmp_path)))
+
+
+def test_subset_of_classes_in_another_order_is_mapped_by_name(band_files):
+    _, info = load_run(band_files["run"])
+    ds = read_dataset(band_files["test"])
+    keep = ds.y != 0
+    sub = SpectralDataset(X=ds.X[keep], axis=ds.axis, y=2 - ds.y[keep], classes=(info.classes[2], info.classes[1]))
+    path = write_npz(sub, Path(band_files["test"]).parent / "sub.npz")
+    data = load_for_run(path, info)
+    np.testing.assert_array_equal(data.y, ds.y[keep])
+
+
+def test_data_on_a_shorter_range_is_refused(band_files, tmp_path):
+    ds = read_dataset(band_files["test"])
+    cut = ds.axis < 1200.0
+    short = write_npz(SpectralDataset(X=ds.X[:, cut], axis=ds.axis[cut], y=ds.y, classes=ds.classes),
+                      tmp_path / "short.npz")
+    with pytest.raises(PreprocessError, match=r"short\.npz.*outside the measured range"):
+        run_explain(_args(str(band_files["run"]), "--data", str(short), "--out", str(tmp_path)))
+
+
+def test_data_on_another_axis_is_refused_when_the_run_does_not_resample(tmp_path):
+    from spectral_core.preprocess import PreprocessConfig
+    from trainer.checkpoint import RunInfo, save_run
+    from trainer.model import RamanNet, RamanNetConfig
+
+    axis = np.linspace(400.0, 1800.0, 200)
+    cfg = RamanNetConfig(input_length=200, n_classes=2, n2=8, embedding_dim=4)
+    save_run(tmp_path / "run", RamanNet(cfg).eval(),
+             RunInfo(model=cfg, preprocess=PreprocessConfig(), classes=["a", "b"], axis=axis.tolist()))
+    rng = np.random.default_rng(0)
+    other = np.linspace(400.0, 1800.0, 210)
+    path = write_npz(SpectralDataset(X=rng.random((6, 210)).astype(np.float32), axis=other,
+                                     y=np.array([0, 1] * 3), classes=("a", "b")), tmp_path / "d.npz")
+    with pytest.raises(ContractError, match="not the model axis"):
+        run_explain(_args(str(tmp_path / "run"), "--data", str(path), "--out", str(tmp_path / "o")))
+
+
+def test_unlabelled_training_data_is_refused(band_files, tmp_path):
+    ds = read_dataset(band_files["test"])
+    nolab = write_npz(SpectralDataset(X=ds.X, axis=ds.axis), tmp_path / "nolab.npz")
+    with pytest.raises(DataError, match="unlabelled"):
+        run_explain(_args(str(band_files["run"]), "--data", str(nolab), "--out", str(tmp_path)))
+
+
+def test_missing_train_extra_names_the_extra(band_files, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "shap", None)  # `import shap` now raises ImportError
+    with pytest.raises(MissingExtraError, match=r"\[train\]"):
+        run_explain(_args(str(band_files["run"]), "--data", str(band_files["test"]), "--out", str(tmp_path)))
