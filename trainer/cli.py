@@ -174,3 +174,7 @@ def run_explain(args: argparse.Namespace) -> int:
     from trainer.explain import run_explain as run
 
     return int(run(args))
+
+
+# ``ramanedge embed`` lives in trainer.embed (torch-free at module level); re-exported for the composition root.
+from trainer.embed import configure_embed, run_embed  # noqa: E402, F401
