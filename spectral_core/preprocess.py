@@ -75,7 +75,7 @@ class AxisSpec(_Model):
 
 class DespikeConfig(_Model):
     threshold: float = Field(default=7.0, gt=0, description="modified z-score above which a step is a spike")
-    width: int = Field(default=2, ge=1, le=10, description="pixels replaced either side of a detected step")
+    width: int = Field(default=2, ge=1, le=10, description="widest spike in pixels (cosmic rays hit 1-2 pixels)")
 
 
 class BaselineConfig(_Model):
@@ -182,6 +182,41 @@ def normalise(X: NDArray[np.float32], method: str) -> tuple[NDArray[np.float32],
     return out.astype(np.float32, copy=False), flat
 
 
+def _spike_pixels(z: NDArray[np.float64], steps: NDArray[np.bool_], width: int) -> NDArray[np.bool_]:
+    """Pixels of cosmic rays in one spectrum, from the modified z-scores ``z`` of its first differences.
+
+    A spike is at most ``width`` pixels wide: a sudden flagged jump (not the continuation of a ramp) is answered
+    by a flagged jump of the opposite sign within ``width`` steps. The flanks of a real Raman band also give
+    large steps, but they ramp over several pixels and must be left alone (replacing them would silently
+    flatten the band).
+    """
+    n = z.size + 1
+    bad = np.zeros(n, dtype=bool)
+    flagged = np.flatnonzero(steps)
+    paired = np.zeros(z.size, dtype=bool)
+    sign = np.sign(z) * steps
+
+    def ramp(i: int, j: int) -> bool:  # step j continues step i in the same direction: a band flank
+        return 0 <= j < z.size and sign[j] == sign[i]
+
+    for s in flagged:
+        if paired[s] or ramp(s, s - 1):
+            continue
+        window = flagged[(flagged > s) & (flagged <= s + width)]
+        partners = window[sign[window] == -sign[s]]
+        if partners.size and not ramp(int(partners[-1]), int(partners[-1]) + 1):
+            t = int(partners[-1])
+            bad[s + 1 : t + 1] = True
+            paired[s : t + 1] = True
+    # A spike on the first or last pixels has only its inner step.
+    for s in flagged[~paired[flagged]]:
+        if s < width and z[s] < 0 and not flagged[flagged < s].size:
+            bad[: s + 1] = True
+        elif s >= z.size - width and z[s] > 0 and not flagged[flagged > s].size:
+            bad[s + 1 :] = True
+    return bad
+
+
 def _despike(X: NDArray[np.float32], cfg: DespikeConfig) -> NDArray[np.float32]:
     d = np.diff(X.astype(np.float64), axis=1)
     med = np.median(d, axis=1, keepdims=True)
@@ -193,14 +228,11 @@ def _despike(X: NDArray[np.float32], cfg: DespikeConfig) -> NDArray[np.float32]:
     if rows.size == 0:
         return X
     out = X.copy()
-    n = X.shape[1]
-    idx = np.arange(n)
+    idx = np.arange(X.shape[1])
     for r in rows:
-        bad = np.zeros(n, dtype=bool)
-        for s in np.flatnonzero(steps[r]):
-            bad[max(0, s - cfg.width + 1) : min(n, s + cfg.width + 1)] = True
+        bad = _spike_pixels(z[r], steps[r], cfg.width)
         good = ~bad
-        if good.sum() < 2:
+        if not bad.any() or good.sum() < 2:
             continue
         out[r, bad] = np.interp(idx[bad], idx[good], X[r, good].astype(np.float64)).astype(np.float32)
     return out

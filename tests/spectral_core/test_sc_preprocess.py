@@ -1,0 +1,240 @@
+"""THE preprocessing: each step, resampling exactness, errors, flat rows, hashing and skipping steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.interpolate import CubicSpline
+
+from spectral_core.errors import PreprocessError
+from spectral_core.linop import BandedOperator
+from spectral_core.preprocess import (
+    AxisSpec,
+    BaselineConfig,
+    DespikeConfig,
+    PreprocessConfig,
+    Preprocessor,
+    SmoothConfig,
+    normalise,
+)
+from spectral_core.spectrum import SpectralDataset
+from spectral_core.synth import instrument_axis
+
+SRC = instrument_axis(600)  # non-uniform, about 350-1850 cm^-1
+DST = AxisSpec(start=400.0, stop=1800.0, points=500)
+
+
+def pre(**kw: object) -> Preprocessor:
+    kw.setdefault("normalise", "none")
+    return Preprocessor(PreprocessConfig(**kw))  # type: ignore[arg-type]
+
+
+def poly(x: np.ndarray, degree: int) -> np.ndarray:
+    t = (x - 1100.0) / 700.0  # scaled so every term matters over the range
+    return np.asarray(sum((k + 1) * (-1) ** k * t**k for k in range(degree + 1)) + 5.0)
+
+
+@pytest.mark.parametrize(("kind", "degree"), [("linear", 1), ("cubic", 1), ("cubic", 2), ("cubic", 3)])
+def test_resampling_reproduces_polynomials(kind: str, degree: int) -> None:
+    p = pre(target_axis=DST, interpolation=kind)
+    out = p.transform(poly(SRC, degree), SRC)
+    np.testing.assert_allclose(out, poly(DST.values(), degree), rtol=2e-6, atol=0)
+    np.testing.assert_array_equal(p.output_axis(SRC), DST.values())
+
+
+def test_linear_differs_from_cubic_on_curved_data() -> None:
+    y = np.sin(SRC / 40.0)
+    truth = np.sin(DST.values() / 40.0)
+    err_lin = np.abs(pre(target_axis=DST, interpolation="linear").transform(y, SRC) - truth).max()
+    err_cub = np.abs(pre(target_axis=DST, interpolation="cubic").transform(y, SRC) - truth).max()
+    assert err_cub < err_lin / 10  # the spline is far closer on a smooth curve
+    assert err_lin > 1e-4
+
+
+def test_banded_operator_matches_dense_cubic_spline() -> None:
+    rng = np.random.default_rng(0)
+    Y = rng.normal(size=(5, SRC.size)).cumsum(axis=1)
+    ref = CubicSpline(SRC, Y, axis=1, bc_type="not-a-knot")(DST.values())
+    out = pre(target_axis=DST).transform(Y, SRC)
+    assert np.abs(out - ref).max() <= 1e-6 * np.abs(ref).max()
+
+
+def test_banded_operator_is_its_dense_matrix() -> None:
+    rng = np.random.default_rng(1)
+    m = np.zeros((300, 400))
+    for i in range(300):
+        m[i, max(0, i - 5) : i + 20] = rng.normal(size=len(range(max(0, i - 5), min(400, i + 20))))
+    op = BandedOperator(m, block=64)
+    x = rng.normal(size=(7, 400)).astype(np.float32)
+    np.testing.assert_allclose(op.apply(x), x @ m.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(op.dense(), m.astype(np.float32))
+    assert op.nnz_band < m.size  # it is stored banded, not dense
+    np.testing.assert_allclose(op.apply(x[0]), x[0] @ m.T, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="expects 400 points"):
+        op.apply(np.ones((2, 3), np.float32))
+
+
+def test_crop() -> None:
+    x = np.linspace(100, 200, 101)
+    p = pre(crop=(120.0, 150.0))
+    np.testing.assert_array_equal(p.output_axis(x), np.arange(120.0, 151.0))
+    np.testing.assert_array_equal(p.transform(x, x), np.arange(120.0, 151.0, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    ("cfg", "match"),
+    [
+        ({"crop": (50.0, 150.0)}, "crop range 50-150 cm\\^-1 lies outside the measured range 100-200"),
+        ({"crop": (150.0, 150.5)}, "fewer than 2 points"),
+        ({"target_axis": AxisSpec(start=90.0, stop=180.0, points=10)}, "outside the measured range"),
+        ({"crop": (120.0, 160.0), "target_axis": AxisSpec(start=110.0, stop=150.0, points=10)}, "extrapolation"),
+        ({"smooth": SmoothConfig(window=201, polyorder=2)}, "longer than the spectrum"),
+    ],
+)
+def test_range_errors(cfg: dict[str, object], match: str) -> None:
+    x = np.linspace(100, 200, 101)
+    with pytest.raises(PreprocessError, match=match):
+        pre(**cfg).transform(np.ones_like(x), x)
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="crop high"):
+        PreprocessConfig(crop=(200.0, 100.0))
+    with pytest.raises(ValueError, match="odd"):
+        SmoothConfig(window=8)
+    with pytest.raises(ValueError, match="greater than start"):
+        AxisSpec(start=5.0, stop=1.0, points=3)
+    with pytest.raises(ValueError):
+        PreprocessConfig(normalise="max")  # type: ignore[arg-type]
+    with pytest.raises(PreprocessError, match="unknown step"):
+        Preprocessor(PreprocessConfig(), skip=("resampling",))
+
+
+def test_smoothing_keeps_cubic_polynomials_and_reduces_noise() -> None:
+    x = np.linspace(400, 1800, 300)
+    p = pre(smooth=SmoothConfig(window=11, polyorder=3))
+    np.testing.assert_allclose(p.transform(poly(x, 3), x), poly(x, 3), rtol=2e-6)
+    noise = np.random.default_rng(2).normal(size=x.size)
+    assert p.transform(noise, x).std() < 0.6 * noise.std()
+
+
+def test_despike_removes_a_cosmic_ray_and_leaves_the_rest() -> None:
+    x = np.linspace(400, 1800, 500)
+    clean = 100 + 50 * np.exp(-(((x - 1000) / 15) ** 2)) + np.random.default_rng(3).normal(0, 0.5, x.size)
+    spiked = clean.copy()
+    spiked[250] += 2000
+    out = pre(despike=DespikeConfig()).transform(spiked, x)
+    assert abs(out[250] - clean[250]) < 5
+    far = np.r_[0:240, 260:500]
+    np.testing.assert_allclose(out[far], clean[far].astype(np.float32))
+
+
+def test_despike_two_pixel_and_edge_spikes() -> None:
+    x = np.linspace(400, 1800, 300)
+    clean = 200 + np.random.default_rng(7).normal(0, 1.0, x.size)
+    spiked = clean.copy()
+    spiked[100] += 900
+    spiked[101] += 400  # a two-pixel cosmic ray of uneven height
+    spiked[-1] += 1000  # a spike on the last pixel has only one step
+    out = pre(despike=DespikeConfig()).transform(spiked, x)
+    assert np.abs(out[[100, 101, -1]] - clean[[100, 101, -1]]).max() < 6
+    assert np.abs(out - clean).max() < 6
+
+
+def test_despike_leaves_sharp_real_bands_alone() -> None:
+    # Regression: every large first difference used to be replaced, which flattened the flanks of real
+    # high-SNR bands 4-10 pixels wide.
+    x = np.linspace(400, 1800, 700)
+    bands = 50 * np.exp(-(((x - 900) / 6) ** 2)) + 80 * np.exp(-(((x - 1300) / 10) ** 2))
+    y = 100 + bands + np.random.default_rng(8).normal(0, 0.3, x.size)
+    np.testing.assert_array_equal(pre(despike=DespikeConfig()).transform(y, x), y.astype(np.float32))
+
+
+@pytest.mark.parametrize("method", ["modpoly", "arpls", "asls", "imodpoly", "snip", "airpls"])
+def test_baseline_removes_a_smooth_background(method: str) -> None:
+    x = np.linspace(400, 1800, 400)
+    peak = 100 * np.exp(-(((x - 1100) / 8) ** 2))
+    background = 500 + 0.3 * (x - 400) + 2e-4 * (x - 1100) ** 2
+    noise = np.random.default_rng(6).normal(0, 1.0, x.size)  # arpls weighs points by the noise level
+    cfg = BaselineConfig(method=method, poly_order=2, lam=1e5, max_half_window=30)  # type: ignore[arg-type]
+    out = pre(baseline=cfg).transform(peak + background + noise, x)
+    away = np.abs(x - 1100) > 100
+    assert np.abs(out[away]).mean() < 0.05 * background.mean()
+    assert out[np.argmin(np.abs(x - 1100))] > 60  # the band survives
+
+
+def test_normalisations() -> None:
+    rng = np.random.default_rng(4)
+    X = rng.uniform(1, 10, size=(3, 50)).astype(np.float32)
+    mm, flat = normalise(X, "minmax")
+    assert not flat.any()
+    np.testing.assert_allclose(mm.min(axis=1), 0, atol=1e-7)
+    np.testing.assert_allclose(mm.max(axis=1), 1, rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(normalise(X, "vector")[0], axis=1), 1, rtol=1e-6)
+    np.testing.assert_allclose(np.abs(normalise(X, "area")[0]).sum(axis=1), 1, rtol=1e-5)
+    snv = normalise(X, "snv")[0]
+    np.testing.assert_allclose(snv.mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(snv.std(axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(normalise(X, "none")[0], X)
+    with pytest.raises(PreprocessError, match="unknown normalisation"):
+        normalise(X, "max")
+
+
+def test_flat_and_nan_rows_are_reported_not_returned_as_garbage() -> None:
+    x = np.linspace(400, 1800, 100)
+    X = np.vstack([np.linspace(0, 1, 100), np.full(100, 7.0), np.linspace(0, 1, 100)])
+    X[2, 5] = np.nan
+    p = Preprocessor(PreprocessConfig(normalise="minmax"))
+    out, bad = p.transform_rows(X, x)
+    assert set(bad) == {1, 2}
+    assert "flat spectrum" in bad[1] and "NaN/inf" in bad[2]
+    np.testing.assert_allclose(out[0], np.linspace(0, 1, 100), atol=1e-6)
+    with pytest.raises(PreprocessError, match="2 spectrum/spectra cannot be preprocessed; row 1: flat"):
+        p.transform(X, x)
+    with pytest.raises(PreprocessError, match="do not match the axis"):
+        p.transform(np.ones((2, 99)), x)
+
+
+def test_skip_normalise_leaves_scale_but_still_reports_flat_rows() -> None:
+    x = np.linspace(400, 1800, 100)
+    X = np.vstack([np.linspace(10, 20, 100), np.full(100, 3.0)])
+    p = Preprocessor(PreprocessConfig(normalise="minmax"), skip=("normalise",))
+    out, bad = p.transform_rows(X, x)
+    np.testing.assert_allclose(out[0], np.linspace(10, 20, 100), rtol=1e-6)  # not normalised here
+    assert list(bad) == [1]
+
+
+def test_hash_is_stable_and_changes_with_the_config() -> None:
+    c = PreprocessConfig()
+    # Pinned: the hash travels in every exported model; a change here invalidates deployed contracts.
+    assert c.hash() == "921ba51a43894936a2e731995738ba9da5caf9ca2640df68f8210479a5898561"
+    assert PreprocessConfig.from_json(c.to_json()).hash() == c.hash()
+    full = PreprocessConfig(
+        despike=DespikeConfig(), crop=(500.0, 1700.0), target_axis=DST, baseline=BaselineConfig(),
+        smooth=SmoothConfig(), normalise="snv",
+    )
+    assert PreprocessConfig.from_json(full.to_json()) == full
+    hashes = {
+        c.hash(),
+        full.hash(),
+        PreprocessConfig(normalise="vector").hash(),
+        PreprocessConfig(interpolation="linear").hash(),
+        full.model_copy(update={"smooth": SmoothConfig(window=11)}).hash(),
+    }
+    assert len(hashes) == 5
+
+
+def test_pipeline_is_deterministic_and_transform_dataset_keeps_labels() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.uniform(100, 200, size=(4, SRC.size))
+    ds = SpectralDataset(X=X, axis=SRC, y=[0, 1, 0, 1], classes=("a", "b"), groups=["p", "p", "q", "q"])
+    cfg = PreprocessConfig(target_axis=DST, smooth=SmoothConfig(), baseline=BaselineConfig(method="modpoly"))
+    a = Preprocessor(cfg).transform_dataset(ds)
+    b = Preprocessor(PreprocessConfig.from_json(cfg.to_json())).transform_dataset(ds)
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.axis, DST.values())
+    np.testing.assert_array_equal(a.y, ds.y)
+    np.testing.assert_array_equal(a.groups, ds.groups)
+    assert a.provenance["preprocess_hash"] == cfg.hash()
+    # One spectrum in, one spectrum out, equal to its row in the batch (up to BLAS summation order).
+    np.testing.assert_allclose(Preprocessor(cfg).transform(X[2], SRC), a.X[2], rtol=1e-5, atol=1e-6)
