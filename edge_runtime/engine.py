@@ -27,7 +27,7 @@ from spectral_core.contract import ModelContract
 from spectral_core.errors import ContractError, PreprocessError, RamanEdgeError
 from spectral_core.hashing import sha256_file
 from spectral_core.openset import cosine_distances, flag_unknown
-from spectral_core.preprocess import Preprocessor
+from spectral_core.preprocess import AxisSpec, PreprocessConfig, Preprocessor
 
 __all__ = [
     "PROVIDERS",
@@ -207,7 +207,7 @@ class Engine:
         self._check_io()
         self.classes: list[str] = list(self.contract.classes)
         self.preprocess_hash = self.contract.preprocess_hash
-        self.preprocessor = Preprocessor(self.contract.preprocess, skip=self.contract.in_graph_steps)
+        self.preprocessor = Preprocessor(self._serving_config(), skip=self.contract.in_graph_steps)
         self._dtype = np.float16 if self.contract.input_dtype == "float16" else np.float32
         self._axis_ok: dict[bytes, str | None] = {}
         names = self.contract.output_names
@@ -285,6 +285,25 @@ class Engine:
                 return sess, ep
             failures.append(f"{name}: requested {ep} but onnxruntime fell back to {active} (library did not load)")
         raise ProviderError(f"provider {provider!r} is not usable: " + "; ".join(failures))
+
+    def _serving_config(self) -> PreprocessConfig:
+        """The contract's preprocessing, resampling onto the model axis when the config leaves that implicit.
+
+        A model trained on data already on its axis carries ``target_axis=None``; an instrument measures on
+        its own axis, so the runtime adds the resampling step onto the contract axis (same interpolation,
+        same shared code). A non-uniform model axis cannot be written as an AxisSpec: then only spectra
+        already on the model axis are accepted (each other axis is refused with a reason).
+        """
+        c = self.contract
+        cfg = c.preprocess
+        if cfg.target_axis is not None or "resample" in c.in_graph_steps:
+            return cfg
+        ax = c.axis_array()
+        spec = AxisSpec(start=float(ax[0]), stop=float(ax[-1]), points=int(ax.size))
+        if not np.allclose(spec.values(), ax, rtol=0, atol=1e-6):
+            logger.warning("the model axis is not uniform: only spectra already on it can be classified")
+            return cfg
+        return cfg.model_copy(update={"target_axis": spec})
 
     def _check_io(self) -> None:
         c = self.contract
