@@ -199,7 +199,7 @@ def _spike_pixels(z: NDArray[np.float64], steps: NDArray[np.bool_], width: int) 
     def ramp(i: int, j: int) -> bool:  # step j continues step i in the same direction: a band flank
         return 0 <= j < z.size and sign[j] == sign[i]
 
-    for s in flagged:
+    for s in flagged.tolist():
         if paired[s] or ramp(s, s - 1):
             continue
         window = flagged[(flagged > s) & (flagged <= s + width)]
