@@ -1,0 +1,278 @@
+"""PyTorch eager vs onnxruntime for the exported RamanNet, in one run on this machine.
+
+RamanNet at the paper's sizes (L = 1000 points, 30 classes, window 50 / step 25 -> 39 windows, n1 25, n2 512,
+embedding 256), random weights with non-trivial batch-norm statistics (speed does not depend on the values),
+exported by :func:`export.onnx_export.export_run` to fp32, fp16, int8-dynamic and int8-static. Batches 1, 32
+and 256. Every configuration is timed in interleaved rounds so a background load spike hits them all alike.
+
+Writes the "## Inference: PyTorch vs onnxruntime (export)" section of docs/benchmarks.md (other sections are
+left as they are) and prints it.
+
+    .venv/bin/python bench/bench_inference.py [--rounds 5] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SECTION = "## Inference: PyTorch vs onnxruntime (export)"
+DOC = REPO / "docs" / "benchmarks.md"
+BATCHES = (1, 32, 256)
+L, CLASSES = 1000, 30
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), platform.processor())
+    except OSError:
+        return platform.processor()
+
+
+def _time(fn: Callable[[], object], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def _calls(batch: int) -> int:
+    return {1: 400, 32: 120, 256: 40}[batch]
+
+
+def build(workdir: Path) -> tuple[object, dict[str, Path]]:
+    import torch
+
+    from export.onnx_export import export_run
+    from spectral_core.contract import OpenSet
+    from spectral_core.preprocess import PreprocessConfig
+    from spectral_core.synth import synth_dataset
+    from trainer.checkpoint import RunInfo, save_run
+    from trainer.model import RamanNet, RamanNetConfig
+
+    torch.manual_seed(0)
+    cfg = RamanNetConfig(input_length=L, n_classes=CLASSES)
+    model = RamanNet(cfg).eval()
+    with torch.no_grad():
+        for bn in (model.window_bn, model.bn2, model.bn3):
+            bn.running_mean.uniform_(-0.1, 0.1)
+            bn.running_var.uniform_(0.5, 2.0)
+    axis = np.linspace(400.0, 1800.0, L)
+    rng = np.random.default_rng(0)
+    cen = rng.normal(size=(CLASSES, cfg.embedding_dim))
+    cen /= np.linalg.norm(cen, axis=1, keepdims=True)
+    info = RunInfo(
+        model=cfg, preprocess=PreprocessConfig(normalise="minmax"), classes=[f"c{i}" for i in range(CLASSES)],
+        axis=axis.tolist(), open_set=OpenSet(centroids=cen.tolist(), thresholds=[0.5] * CLASSES),
+    )
+    run = workdir / "run"
+    save_run(run, model, info)
+    calib = synth_dataset(classes=CLASSES, per_class=8, points=L, seed=1, axis=axis)
+    paths = {}
+    for precision in ("fp32", "fp16", "int8-dynamic", "int8-static"):
+        paths[precision] = export_run(
+            run, workdir / f"{precision}.onnx", precision=precision,
+            calibration=calib if precision == "int8-static" else None,
+        )
+    return model, paths
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds per configuration")
+    ap.add_argument("--no-write", action="store_true", help="print the section, leave docs/benchmarks.md alone")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    for noisy in ("onnxscript", "onnx_ir", "root", "torch"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from export._graph import torch_normalise
+
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    load0 = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
+        model, paths = build(Path(tmp))
+        nodes = {p: len(onnx.load(path).graph.node) for p, path in paths.items()}
+        sizes = {p: path.stat().st_size for p, path in paths.items()}
+        xs = {b: (np.random.default_rng(b).random((b, L), dtype=np.float32) * 5e4) for b in BATCHES}
+
+        def torch_fn(b: int) -> Callable[[], object]:
+            x = torch.from_numpy(xs[b])
+
+            def run() -> object:
+                with torch.inference_mode():
+                    lg, em = model(torch_normalise(x, "minmax"))  # type: ignore[operator]
+                    return torch.softmax(lg, 1), lg, em
+
+            return run
+
+        def session(path: Path, n_threads: int, level: ort.GraphOptimizationLevel) -> ort.InferenceSession:
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = n_threads
+            so.inter_op_num_threads = 1
+            so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            so.graph_optimization_level = level
+            so.log_severity_level = 3
+            sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            if sess.get_providers()[0] != "CPUExecutionProvider":
+                raise RuntimeError(f"unexpected providers {sess.get_providers()}")
+            return sess
+
+        def ort_fn(sess: ort.InferenceSession, b: int, binding: bool = False) -> Callable[[], object]:
+            feed = {"spectrum": xs[b]}
+            if not binding:
+                return lambda: sess.run(None, feed)
+            io = sess.io_binding()
+            io.bind_cpu_input("spectrum", xs[b])
+            for o in ("probabilities", "logits", "embedding"):
+                io.bind_output(o, "cpu")
+            return lambda: sess.run_with_iobinding(io)
+
+        ALL = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        configs: dict[tuple[str, str, int], Callable[[], object]] = {}
+        for b in BATCHES:
+            configs[("PyTorch eager", f"torch {threads} threads", b)] = torch_fn(b)
+        sessions = {
+            (p, t, lvl): session(paths[p], t, lvl)
+            for p in paths
+            for t in sorted({1, threads})
+            for lvl in (ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
+            if lvl == ALL or p == "fp32"
+        }
+        for (p, t, lvl), sess in sessions.items():
+            lv = "all" if lvl == ALL else "basic"
+            for b in BATCHES:
+                configs[(p, f"ORT {t} thr, opt {lv}", b)] = ort_fn(sess, b)
+                if b == 1 and lvl == ALL:
+                    configs[(p, f"ORT {t} thr, opt {lv}, io_binding", b)] = ort_fn(sess, b, binding=True)
+
+        samples: dict[tuple[str, str, int], list[float]] = {k: [] for k in configs}
+        for fn in configs.values():  # warm-up: first calls allocate arenas and pick kernels
+            for _ in range(10):
+                fn()
+        for r in range(args.rounds):
+            for key, fn in configs.items():
+                samples[key] += _time(fn, max(5, _calls(key[2]) // args.rounds))
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    load1 = os.getloadavg()
+
+    stats = {}
+    for key, s in samples.items():
+        a = np.asarray(s)
+        stats[key] = (float(np.median(a)), float(np.quantile(a, 0.99)))
+    torch_rate = {b: b / stats[("PyTorch eager", f"torch {threads} threads", b)][0] for b in BATCHES}
+
+    def row(key: tuple[str, str, int]) -> str:
+        med, p99 = stats[key]
+        b = key[2]
+        rate = b / med
+        return (
+            f"| {key[0]} | {key[1]} | {b} | {med * 1e6:,.1f} | {p99 * 1e6:,.1f} | {med * 1e6 / b:,.2f} | "
+            f"{rate:,.0f} | {rate / torch_rate[b]:.2f}x |"
+        )
+
+    # the best onnxruntime configuration per precision and batch (by median)
+    best: dict[tuple[str, int], tuple[str, int]] = {}
+    for key in stats:
+        if key[0] == "PyTorch eager":
+            continue
+        cur = best.get((key[0], key[2]))
+        if cur is None or stats[key][0] < stats[(key[0], cur[0], key[2])][0]:
+            best[(key[0], key[2])] = (key[1], key[2])
+    head = (
+        "| model | runtime | batch | call median (us) | call p99 (us) | per spectrum (us) | spectra/s | "
+        "vs PyTorch eager |\n|---|---|---|---|---|---|---|---|"
+    )
+    main_rows = [row(("PyTorch eager", f"torch {threads} threads", b)) for b in BATCHES]
+    for p in paths:
+        for b in BATCHES:
+            cfg = best[(p, b)][0]
+            main_rows.append(row((p, cfg, b)))
+    all_rows = [row(k) for k in sorted(stats, key=lambda k: (k[0], k[2], k[1]))]
+
+    import onnxruntime as ort2
+
+    fp32_256 = max(256 / stats[(k[0], k[1], 256)][0] for k in stats if k[0] in ("fp32", "int8-dynamic", "int8-static") and k[2] == 256)
+    one = min(stats[k][0] for k in stats if k[0] != "PyTorch eager" and k[2] == 1)
+    text = f"""{SECTION}
+
+Measured by `bench/bench_inference.py` ({datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}):
+`.venv/bin/python bench/bench_inference.py --rounds {args.rounds}`
+
+- Machine: {_cpu()}, {threads} logical CPUs (KVM guest), {platform.platform()}; load average
+  {load0[0]:.2f} before, {load1[0]:.2f} after (other engineers' jobs share these two cores, so numbers move by
+  10-30% between runs; every configuration was timed in {args.rounds} interleaved rounds).
+- Versions: python {platform.python_version()}, torch {torch.__version__} (CPU), onnx {onnx.__version__},
+  onnxruntime {ort2.__version__} (CPUExecutionProvider), numpy {np.__version__}.
+- Model: RamanNet L = {L}, {CLASSES} classes, paper sizes (39 windows of 50 points, n1 25, n2 512,
+  embedding 256), random weights. Exported graph nodes: {", ".join(f"{p} {n}" for p, n in nodes.items())};
+  file sizes: {", ".join(f"{p} {s / 1e6:.2f} MB" for p, s in sizes.items())}.
+- Timing: one `session.run` (or one PyTorch forward incl. the minmax normalisation and softmax) per call,
+  input already in memory; spectra/s = batch / median call time; "vs PyTorch eager" = ratio of spectra/s at
+  the same batch.
+
+Best onnxruntime configuration per precision and batch:
+
+{head}
+{chr(10).join(main_rows)}
+
+Targets: batch 256 >= 90,000 spectra/s with fp32 or int8 -> best measured {fp32_256:,.0f} spectra/s
+({"met" if fp32_256 >= 90000 else "NOT met"}); one spectrum <= 60 us -> best measured {one * 1e6:.1f} us
+({"met" if one <= 60e-6 else "NOT met"}).
+
+All configurations (threads = intra_op_num_threads; opt = graph optimisation level; io_binding = pre-bound
+input/output buffers):
+
+<details><summary>full table</summary>
+
+{head}
+{chr(10).join(all_rows)}
+
+</details>
+"""
+    print(text)
+    if not args.no_write:
+        write_section(text)
+    return 0
+
+
+def write_section(text: str) -> None:
+    """Replace (or append) this benchmark's section of docs/benchmarks.md, leaving the others untouched."""
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    start = old.find(SECTION)
+    if start < 0:
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        nxt = old.find("\n## ", start + len(SECTION))
+        tail = "" if nxt < 0 else old[nxt + 1 :]
+        new = old[:start] + text + ("\n" + tail if tail else "")
+    fd, tmp = tempfile.mkstemp(dir=DOC.parent, prefix=".benchmarks.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(new)
+    os.replace(tmp, DOC)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
