@@ -144,16 +144,24 @@ class DeviceSource:
                     self._dev = dev
                 self.state = "open"
                 logger.info("%s: reopened", self.url)
-            lost = int(dev.stats.get("lost", 0))
+            base_lost = int(dev.stats.get("lost", 0))
+            accounted = 0
             try:
                 for spec in dev.stream():
                     backoff = self.reconnect_s
+                    seq = spec.metadata.get("seq")
+                    gap = int(spec.metadata.get("lost_before") or 0)
+                    if gap > 0:
+                        # the driver saw a jump in sequence numbers: those spectra never arrived
+                        self._error(submit, f"{gap} spectrum(s) lost on the link before seq {seq} (sequence gap)",
+                                    ref=f"lost-before-seq={seq}")
+                        accounted += gap
                     submit(self._frame(spec))
-                    now_lost = int(dev.stats.get("lost", 0))
-                    if now_lost > lost:
-                        self._error(submit, f"{now_lost - lost} frame(s) lost or garbled on the link "
-                                            f"(driver counter; before seq {spec.metadata.get('seq')})")
-                        lost = now_lost
+                    lost = int(dev.stats.get("lost", 0)) - base_lost
+                    if lost > accounted:
+                        self._error(submit, f"{lost - accounted} spectrum(s) lost or garbled on the link "
+                                            f"(driver counter, near seq {seq})", ref=f"lost-near-seq={seq}")
+                        accounted = lost
                     if self._stop.is_set():
                         break
             except SourceExhaustedError:

@@ -1,0 +1,84 @@
+"""End to end: a simulated instrument on a real pty -> `ramanedge serve` (a real process) -> the ledger.
+
+Every spectrum the simulator emitted has exactly one record; the corrupted one is a recorded error, and the
+classes are scored against the simulator's ground truth.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from device_drivers.sim import SimConfig, SimulatedInstrument
+
+N = 150
+
+
+def _rows(db: Path, sql: str) -> list[tuple]:
+    if not db.exists():
+        return []
+    con = sqlite3.connect(db, timeout=10)
+    try:
+        return con.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        con.close()
+
+
+def test_pty_instrument_to_ledger_every_spectrum_exactly_once(model: Path, tmp_path: Path, serve) -> None:
+    cfg = SimConfig(classes=4, catalog_seed=0, seed=21, rate_hz=100.0, count=N,
+                    faults={7: "garbage", 40: "crc", 90: "saturate"})
+    db = tmp_path / "results.sqlite"
+    jsonl = tmp_path / "out.jsonl"
+    with SimulatedInstrument(cfg, transport="pty") as sim:
+        d = serve(["--model", str(model), "--source", sim.url, "--db", str(db), "--jsonl", str(jsonl),
+                   "--http", "off", "--provider", "cpu"]).wait_ready()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and d.proc.poll() is None:
+            if sim.done.is_set() and len(_rows(db, "SELECT id FROM results")) >= N:
+                break
+            time.sleep(0.1)
+        truth = list(sim.truth)
+        d.signal(signal.SIGTERM)
+        assert d.wait(60) == 0, d.log
+    assert len(truth) == N
+    delivered = {r.seq: r for r in truth if r.delivered}
+    lost = [r.seq for r in truth if not r.delivered]
+    assert lost == [40]
+
+    rows = _rows(db, "SELECT input_ref, seq, status, class, error_kind, error, device_serial, integration_time_us, "
+                     "provider, model_sha256, total_ms, saturated FROM results ORDER BY id")
+    ok = [r for r in rows if r[2] == "ok"]
+    seqs = [r[1] for r in ok]
+    assert sorted(seqs) == sorted(delivered), "every delivered spectrum exactly once"
+    assert len(seqs) == len(set(seqs))
+    errors = [r for r in rows if r[2] == "error"]
+    assert len(errors) == 1 and errors[0][4] == "device" and "seq 41" in errors[0][5], errors
+    correct = sum(delivered[r[1]].class_name == r[3] for r in ok)
+    assert correct / len(ok) > 0.6, f"accuracy {correct / len(ok):.2f} (chance 0.25)"
+    r0 = ok[0]
+    assert r0[6] == cfg.serial and r0[7] == cfg.integration_time_us
+    assert r0[8] == "CPUExecutionProvider" and len(r0[9]) == 64 and r0[10] >= 0
+    assert any(r[11] for r in ok if r[1] == 90), "the saturated spectrum is flagged"
+    assert len(jsonl.read_text().splitlines()) == len(rows)
+    assert "stopped (SIGTERM)" in d.log
+
+
+def test_bad_device_url_fails_start_up(model: Path, tmp_path: Path, serve) -> None:
+    d = serve(["--model", str(model), "--source", "serial:///dev/does-not-exist-ramanedge", "--db",
+               str(tmp_path / "r.sqlite"), "--http", "off", "--provider", "cpu"])
+    rc = d.wait(60)
+    assert rc != 0
+    assert "does-not-exist" in d.log
+
+
+@pytest.mark.parametrize("url", ["nope://x", "watch:///definitely/not/here"])
+def test_unknown_scheme_or_missing_folder_fails_start_up(model: Path, tmp_path: Path, serve, url: str) -> None:
+    d = serve(["--model", str(model), "--source", url, "--db", str(tmp_path / "r.sqlite"), "--http", "off"])
+    assert d.wait(60) == 2, d.log
+    assert "error" in d.log
