@@ -168,9 +168,9 @@ def encode_line(counts: NDArray[Any], seq: int | None = None, *, decimals: int =
 
 
 def encode_header(key: str, value: Any) -> bytes:
-    """One header line ``# key: value`` (arrays written comma-separated with 6 decimals)."""
+    """One header line ``# key: value`` (arrays comma-separated, shortest repr that round-trips)."""
     if isinstance(value, np.ndarray | list | tuple):
-        text = ",".join(f"{float(v):.6f}" for v in value)
+        text = ",".join(repr(float(v)) for v in value)
     else:
         text = str(value)
     return f"# {key}: {text}\n".encode("ascii")

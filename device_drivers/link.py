@@ -260,6 +260,7 @@ class _LinkDriver(BaseSpectrometer):
         self._close_transport()
         delay = self.opts.backoff_s
         last: Exception | None = None
+        n_before = len(self._queue)  # spectra queued by the handshake come after these
         for attempt in range(1, self.opts.reconnects + 1):
             if self._closed:
                 raise DriverError(f"{self.url}: closed while reconnecting")
@@ -278,7 +279,10 @@ class _LinkDriver(BaseSpectrometer):
             gap = time.monotonic() - t_lost
             self._count("reconnects")
             self._counters["last_gap_s"] = gap
-            self._gap_s = gap
+            if len(self._queue) > n_before:
+                self._queue[n_before].extra["gap_s"] = gap
+            else:
+                self._gap_s = gap
             logger.warning("%s: reconnected after %.3f s (attempt %d)", self.url, gap, attempt)
             return
         raise DeviceDisconnectedError(
