@@ -190,7 +190,8 @@ class BaseSpectrometer:
 
     def __del__(self) -> None:  # a driver left open must not keep a port or thread alive
         if not getattr(self, "_closed", True):
-            with contextlib.suppress(OSError):
+            # AttributeError: a constructor that failed half way (its own error was already raised).
+            with contextlib.suppress(OSError, AttributeError):
                 self.close()
 
     def _make_spectrum(
