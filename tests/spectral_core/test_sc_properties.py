@@ -1,0 +1,145 @@
+"""Property-based tests: reader round trips, garbage never escapes as anything but ReaderError, and the
+resampler's invariants."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spectral_core.errors import ReaderError
+from spectral_core.io import read_dataset, read_spectrum, write_csv
+from spectral_core.preprocess import AxisSpec, PreprocessConfig, Preprocessor
+from spectral_core.spectrum import SpectralDataset, Spectrum
+
+# RAMANEDGE_HYPOTHESIS_EXAMPLES=2000 for a deeper search than the default quick run.
+SETTINGS = settings(
+    max_examples=int(os.environ.get("RAMANEDGE_HYPOTHESIS_EXAMPLES", "60")),
+    deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+f32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def axes(draw: st.DrawFn, min_size: int = 2, max_size: int = 40) -> np.ndarray:
+    start = draw(st.floats(-2000, 5000, allow_nan=False))
+    steps = draw(st.lists(st.floats(1e-3, 50.0), min_size=min_size - 1, max_size=max_size - 1))
+    axis = start + np.concatenate([[0.0], np.cumsum(steps)])
+    return axis if np.all(np.diff(axis) > 0) else np.arange(float(len(axis)))
+
+
+@st.composite
+def spectra(draw: st.DrawFn) -> Spectrum:
+    axis = draw(axes())
+    values = draw(st.lists(f32, min_size=axis.size, max_size=axis.size))
+    return Spectrum(axis, np.asarray(values, dtype=np.float32))
+
+
+@given(spectra())
+@SETTINGS
+def test_csv_round_trip_of_any_valid_spectrum_is_exact(s: Spectrum) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        back = read_spectrum(write_csv(s, Path(d) / "s.csv"))
+    np.testing.assert_array_equal(back.axis, s.axis)
+    np.testing.assert_array_equal(back.intensities, s.intensities)
+
+
+names = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC_-0123456789 .()", min_size=1, max_size=8).map(str.strip).filter(
+    bool
+)
+
+
+@st.composite
+def datasets(draw: st.DrawFn) -> SpectralDataset:
+    axis = draw(axes(min_size=3))
+    n = draw(st.integers(1, 5))
+    X = np.asarray(draw(st.lists(f32, min_size=n * axis.size, max_size=n * axis.size)), dtype=np.float32)
+    classes = draw(st.lists(names, min_size=1, max_size=4, unique=True))
+    y = draw(st.lists(st.integers(0, len(classes) - 1), min_size=n, max_size=n))
+    return SpectralDataset(X=X.reshape(n, axis.size), axis=axis, y=np.array(y), classes=tuple(classes))
+
+
+@given(datasets())
+@SETTINGS
+def test_table_round_trip_of_any_valid_dataset(ds: SpectralDataset) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        back = read_dataset(write_csv(ds, Path(d) / "t.csv"))
+    assert back.classes == ds.classes
+    np.testing.assert_array_equal(back.y, ds.y)
+    np.testing.assert_array_equal(back.axis, ds.axis)
+    np.testing.assert_array_equal(back.X, ds.X)
+
+
+MAGIC = [b"", b"\x93NUMPY", b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }",
+         b"PK\x03\x04", b"MATLAB 5.0 MAT-file, junk".ljust(128, b" "), b"\x89HDF\r\n\x1a\n", b"##TITLE=x\n##JCAMP-DX=4.24\n"]
+SUFFIXES = [".csv", ".txt", ".tsv", ".jdx", ".npy", ".npz", ".mat", ""]
+text_junk = st.text(alphabet="0123456789.,;\t -+eE#=\nnaifNAX\"'()", max_size=300)
+
+
+def check_only_reader_errors(data: bytes, suffix: str, options: dict[str, object]) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / f"junk{suffix}"
+        p.write_bytes(data)
+        try:
+            ds = read_dataset(p, **options)  # type: ignore[arg-type]
+        except ReaderError as exc:
+            assert str(p) in str(exc)
+            return
+    # Whatever is accepted is a valid dataset: finite values on a strictly increasing axis.
+    assert np.all(np.isfinite(ds.X)) and np.all(np.diff(ds.axis) > 0)
+
+
+@given(st.sampled_from(MAGIC), st.binary(max_size=400), st.sampled_from(SUFFIXES))
+@SETTINGS
+def test_random_bytes_raise_only_reader_errors(magic: bytes, tail: bytes, suffix: str) -> None:
+    check_only_reader_errors(magic + tail, suffix, {})
+
+
+@given(text_junk, st.sampled_from([".csv", ".txt", ".jdx"]), st.sampled_from([{}, {"axis": "1:9:5"}, {"layout": "columns"}]))
+@SETTINGS
+def test_random_text_raises_only_reader_errors(text: str, suffix: str, options: dict[str, object]) -> None:
+    check_only_reader_errors(text.encode(), suffix, options)
+
+
+@st.composite
+def resampling_cases(draw: st.DrawFn) -> tuple[np.ndarray, AxisSpec]:
+    src = draw(axes(min_size=4, max_size=60).filter(lambda a: np.diff(a).min() > 1e-2 * np.ptp(a) / a.size))
+    lo, hi = float(src[0]), float(src[-1])
+    a = draw(st.floats(0.0, 0.9))
+    b = draw(st.floats(a + 0.05, 1.0))
+    start, stop = lo + a * (hi - lo), lo + b * (hi - lo)
+    if not stop > start:
+        start, stop = lo, hi
+    return src, AxisSpec(start=start, stop=stop, points=draw(st.integers(2, 80)))
+
+
+@given(resampling_cases(), st.floats(-100, 100), st.floats(-1e4, 1e4))
+@SETTINGS
+def test_linear_resampling_reproduces_linear_functions(case: tuple[np.ndarray, AxisSpec], a: float, b: float) -> None:
+    src, target = case
+    center = src.mean()
+    f = lambda x: a * (x - center) + b  # noqa: E731
+    out = Preprocessor(PreprocessConfig(target_axis=target, interpolation="linear", normalise="none")).transform(
+        f(src), src
+    )
+    scale = np.abs(f(src)).max() + 1e-30
+    np.testing.assert_allclose(out, f(target.values()), rtol=0, atol=2e-6 * scale)
+
+
+@given(resampling_cases(), st.sampled_from(["linear", "cubic"]), st.data())
+@SETTINGS
+def test_resampled_output_is_finite_on_a_monotonic_axis(
+    case: tuple[np.ndarray, AxisSpec], kind: str, data: st.DataObject
+) -> None:
+    src, target = case
+    y = np.asarray(data.draw(st.lists(st.floats(-1e6, 1e6), min_size=src.size, max_size=src.size)))
+    p = Preprocessor(PreprocessConfig(target_axis=target, interpolation=kind, normalise="none"))  # type: ignore[arg-type]
+    out = p.transform(y, src)
+    assert out.shape == (target.points,) and np.all(np.isfinite(out))
+    assert np.all(np.diff(p.output_axis(src)) > 0)
+    if kind == "linear":  # linear interpolation never overshoots the data
+        assert out.min() >= y.min() - 1e-3 * (1 + abs(y.min())) and out.max() <= y.max() + 1e-3 * (1 + abs(y.max()))
