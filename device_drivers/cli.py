@@ -146,6 +146,8 @@ def configure_simulate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fault-rate", type=float, default=0.0, help="probability of a random fault per spectrum")
     p.add_argument("--stall", type=float, default=1.0, help="length of a stall fault, s")
     p.add_argument("--reconnect-delay", type=float, default=0.5, help="time unplugged in a disconnect fault, s")
+    p.add_argument("--pool", type=int, default=0,
+                   help="pre-generate this many spectra and cycle through them (for throughput tests)")
     p.add_argument("--truth", help="append the ground truth of every spectrum to this JSON-lines file")
 
 
@@ -158,7 +160,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     cfg = SimConfig(
         classes=args.classes, catalog_seed=args.catalog_seed, seed=args.seed, rate_hz=args.rate,
         pixels=args.pixels, protocol=args.protocol, sample_type=args.dtype, count=args.count, faults=faults,
-        fault_rate=args.fault_rate, stall_s=args.stall, reconnect_delay_s=args.reconnect_delay,
+        fault_rate=args.fault_rate, stall_s=args.stall, reconnect_delay_s=args.reconnect_delay, pool=args.pool,
     )
     if args.pty:
         sim = SimulatedInstrument(cfg, transport="pty", link=args.link, truth_path=args.truth)
