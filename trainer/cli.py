@@ -143,12 +143,14 @@ def run_train(args: argparse.Namespace) -> int:
 def configure_evaluate(p: argparse.ArgumentParser) -> None:
     _add_data_options(p)
     p.add_argument("--out", required=True, help="directory for splits, results.json, tables and figures")
-    p.add_argument("--protocol", choices=["kfold", "holdout", "fixed"], default="kfold")
+    p.add_argument("--protocol", choices=["kfold", "holdout", "fixed", "openset"], default="kfold",
+                   help="openset: hold each class (or --unknown) out of training and measure unknown flags")
     p.add_argument("--folds", type=int, default=5, help="k of k-fold")
     p.add_argument("--repeats", type=int, default=50, help="random hold-out repeats")
     p.add_argument("--test-fraction", type=float, default=0.3, help="hold-out test share")
     p.add_argument("--finetune", help="fixed protocol: the fine-tuning data file")
     p.add_argument("--test", help="fixed protocol: the test data file")
+    p.add_argument("--unknown", help="openset protocol: the classes to hold out in turn (default: all)")
     p.add_argument("--model", default="ramannet",
                    help="comma-separated: ramannet, svm, logreg, pca-svm, knn (the same splits for all)")
     p.add_argument("--force", action="store_true", help="overwrite an evaluation directory")
@@ -157,9 +159,35 @@ def configure_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from trainer.evaluate import run_evaluate_cli
+    from spectral_core.errors import DataError
+    from trainer.evaluate import evaluate, open_set_evaluation, results_table
 
-    return run_evaluate_cli(args, build_config(args), load_data)
+    cfg = build_config(args)
+    ds = load_data(args)
+
+    def say(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    if args.protocol == "openset":
+        unknown = [c.strip() for c in args.unknown.split(",")] if args.unknown else None
+        doc = open_set_evaluation(ds, args.out, cfg, unknown_classes=unknown, test_fraction=args.test_fraction,
+                                  force=args.force, log=say)
+        print(json.dumps(doc["summary"]))
+        return 0
+    finetune = test = None
+    if args.protocol == "fixed":
+        if not args.finetune or not args.test:
+            raise DataError("--protocol fixed needs --finetune FILE and --test FILE")
+        finetune = load_data(argparse.Namespace(**{**vars(args), "data": args.finetune}))
+        test = load_data(argparse.Namespace(**{**vars(args), "data": args.test}))
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    merged = evaluate(
+        ds, args.out, cfg, protocol=args.protocol, models=models, folds=args.folds, repeats=args.repeats,
+        test_fraction=args.test_fraction, finetune=finetune, test=test, force=args.force, log=say,
+    )
+    sys.stdout.write(results_table(merged))
+    return 0
 
 
 # ``ramanedge explain`` lives in trainer.explain (torch-free at module level); the composition root looks the

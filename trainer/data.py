@@ -7,6 +7,7 @@ on any machine, for RamanNet and for the baselines alike.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,7 +15,7 @@ from numpy.typing import NDArray
 from spectral_core.errors import DataError
 from spectral_core.spectrum import SpectralDataset
 
-__all__ = ["MIN_PER_CLASS", "check_labelled", "validation_split"]
+__all__ = ["MIN_PER_CLASS", "check_labelled", "holdout_splits", "kfold_splits", "validation_split"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,3 +105,98 @@ def _group_split(
     t, v = next(iter(sgkf.split(np.zeros(y.size), y, groups)))
     logger.debug("group-aware validation split: %d groups, %d folds, %d validation spectra", n_groups, k, v.size)
     return np.sort(t).astype(np.int64), np.sort(v).astype(np.int64)
+
+
+
+def _as_list(a: NDArray[np.integer]) -> list[int]:
+    return [int(i) for i in np.sort(np.asarray(a))]
+
+
+def _with_validation(
+    name: str, train: NDArray[np.integer], test: NDArray[np.integer], *, y: NDArray[np.int64],
+    groups: NDArray[np.str_] | None, val_fraction: float, seed: int,
+) -> dict[str, Any]:
+    """A split record: the training part is divided again into train and validation (same rule as train())."""
+    tr = np.sort(np.asarray(train, dtype=np.int64))
+    if val_fraction > 0:
+        t, v = validation_split(y[tr], None if groups is None else groups[tr], val_fraction, seed)
+        return {"name": name, "train": _as_list(tr[t]), "val": _as_list(tr[v]), "test": _as_list(test)}
+    return {"name": name, "train": _as_list(tr), "val": [], "test": _as_list(test)}
+
+
+def kfold_splits(
+    y: NDArray[np.int64], groups: NDArray[np.str_] | None, *, folds: int, val_fraction: float, seed: int
+) -> list[dict[str, Any]]:
+    """Stratified k-fold (stratified group k-fold when ``groups``); each fold's training part keeps a validation part.
+
+    Raises:
+        DataError: fewer spectra (or groups) than folds, or a class with fewer members than folds.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    y = np.asarray(y, dtype=np.int64)
+    if folds < 2:
+        raise DataError(f"k-fold needs at least 2 folds, got {folds}")
+    if y.size < folds:
+        raise DataError(f"too few spectra ({y.size}) for {folds} folds")
+    counts = np.bincount(y)
+    small = [int(c) for c in np.flatnonzero((counts > 0) & (counts < folds))]
+    if small:
+        raise DataError(
+            f"class index(es) {small} have fewer members ({[int(counts[c]) for c in small]}) than folds ({folds}); "
+            "use fewer folds or drop those classes with --classes"
+        )
+    if groups is not None:
+        n_groups = np.unique(groups).size
+        if n_groups < folds:
+            raise DataError(f"too few groups ({n_groups}) for {folds} group-aware folds")
+        it = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed % (2**32)).split(
+            np.zeros(y.size), y, groups
+        )
+    else:
+        it = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed % (2**32)).split(np.zeros(y.size), y)
+    return [
+        _with_validation(f"fold{i + 1}", tr, te, y=y, groups=groups, val_fraction=val_fraction, seed=seed + i)
+        for i, (tr, te) in enumerate(it)
+    ]
+
+
+def holdout_splits(
+    y: NDArray[np.int64], groups: NDArray[np.str_] | None, *, repeats: int, test_fraction: float,
+    val_fraction: float, seed: int,
+) -> list[dict[str, Any]]:
+    """Repeated random stratified hold-out (group-wise when ``groups``), e.g. 50 x 70/30 with 10% validation.
+
+    Raises:
+        DataError: a class too small to appear in both the training and the test part.
+    """
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
+
+    y = np.asarray(y, dtype=np.int64)
+    if repeats < 1:
+        raise DataError(f"hold-out needs at least 1 repeat, got {repeats}")
+    if not 0 < test_fraction < 1:
+        raise DataError(f"test fraction must lie in (0, 1), got {test_fraction}")
+    counts = np.bincount(y)
+    small = [int(c) for c in np.flatnonzero((counts > 0) & (counts < 2))]
+    if small:
+        raise DataError(f"class index(es) {small} have a single spectrum: it cannot be in training and test")
+    rs = seed % (2**32)
+    if groups is not None:
+        it = GroupShuffleSplit(n_splits=repeats, test_size=test_fraction, random_state=rs).split(
+            np.zeros(y.size), y, groups
+        )
+    else:
+        try:
+            it = StratifiedShuffleSplit(n_splits=repeats, test_size=test_fraction, random_state=rs).split(
+                np.zeros(y.size), y
+            )
+            it = iter(list(it))
+        except ValueError as exc:
+            raise DataError(f"cannot make stratified {1 - test_fraction:.0%}/{test_fraction:.0%} splits: {exc}") from None
+    return [
+        _with_validation(
+            f"repeat{i + 1}", tr, te, y=y, groups=groups, val_fraction=val_fraction, seed=seed + i
+        )
+        for i, (tr, te) in enumerate(it)
+    ]

@@ -296,6 +296,7 @@ def train(
     force: bool = False,
     progress: ProgressFn | None = None,
     val: SpectralDataset | None = None,
+    init_from: str | Path | None = None,
 ) -> RunInfo:
     """Train RamanNet on ``ds`` and write the run to ``out_dir``.
 
@@ -306,6 +307,8 @@ def train(
         force: overwrite whatever ``out_dir`` holds.
         progress: called after every epoch with its :class:`EpochStats` (on rank 0 only).
         val: an explicit validation set (same classes); when given, ``config.val_fraction`` is not used.
+        init_from: a RUN directory whose weights start the training (fine-tuning); it must have the same
+            architecture, classes and model axis.
 
     Returns:
         The :class:`RunInfo` written to ``out_dir/run.json``.
@@ -355,13 +358,16 @@ def train(
     except (ValueError, ValidationError) as exc:
         raise DataError(f"model does not fit the data ({axis.size} points after preprocessing): {exc}") from None
 
+    init_state = _init_state(init_from, mcfg, list(ds.classes), axis) if init_from is not None else None
+
     old_threads = torch.get_num_threads()
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
     try:
         with torch.random.fork_rng(devices=[]):
             model, history, best_epoch = _fit(
-                mcfg, cfg, X_tr=X_tr, y_tr=y_tr, X_va=X_va, y_va=y_va, progress=progress, rank=rank, world=world
+                mcfg, cfg, X_tr=X_tr, y_tr=y_tr, X_va=X_va, y_va=y_va, progress=progress, rank=rank, world=world,
+                init_state=init_state,
             )
             _, emb = predict(model, np.concatenate([X_tr, X_va]))
     finally:
@@ -382,6 +388,8 @@ def train(
         "world_size": world,
         "seconds": float(sum(h["seconds"] for h in history)),
     }
+    if init_from is not None:
+        metrics["init_from"] = str(init_from)
     info = RunInfo(
         model=mcfg,
         train=train_dump,
@@ -408,6 +416,22 @@ def train(
     return info
 
 
+def _init_state(
+    init_from: str | Path, mcfg: RamanNetConfig, classes: list[str], axis: NDArray[np.float64]
+) -> dict[str, torch.Tensor]:
+    """The weights of the run ``init_from`` after checking they fit this training run."""
+    from trainer.checkpoint import load_run
+
+    model, info = load_run(init_from)
+    if info.model != mcfg:
+        raise DataError(f"{init_from}: its architecture {info.model} differs from this run's {mcfg}")
+    if info.classes != classes:
+        raise DataError(f"{init_from}: its classes {info.classes} differ from the data's {classes}")
+    if not np.allclose(np.asarray(info.axis), axis, rtol=0, atol=1e-6):
+        raise DataError(f"{init_from}: its model axis differs from this data's axis after preprocessing")
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def _write_history(path: Path, history: list[dict[str, float]]) -> None:
     keys = list(history[0].keys())
     with open(path, "w", newline="") as f:
@@ -428,10 +452,13 @@ def _fit(
     progress: ProgressFn | None,
     rank: int,
     world: int,
+    init_state: dict[str, torch.Tensor] | None = None,
 ) -> tuple[RamanNet, list[dict[str, float]], int]:
     """The training loop. Returns the model holding the best weights, the history and the best epoch (1-based)."""
     torch.manual_seed(cfg.seed)
     model = RamanNet(mcfg)
+    if init_state is not None:
+        model.load_state_dict(init_state)
     if world > 1:
         # Same initial weights everywhere (DDP also broadcasts them); different dropout masks per process.
         torch.manual_seed(cfg.seed + 104729 * rank)

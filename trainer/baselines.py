@@ -1,0 +1,112 @@
+"""Classical baselines (scikit-learn) evaluated under the very same splits and preprocessing as RamanNet.
+
+Each baseline has a small hyper-parameter grid; the value is chosen on the split's validation part (the same
+spectra RamanNet uses to choose its checkpoint), then the model is fitted on the training part. Inputs are the
+preprocessed spectra (THE preprocessing); the pipelines add their own standardisation where the method needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["BASELINES", "fit_predict_baseline"]
+
+logger = logging.getLogger(__name__)
+
+Float = NDArray[np.float32]
+
+
+def _svm(c: float) -> Any:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    return make_pipeline(StandardScaler(), SVC(C=c, kernel="rbf", gamma="scale"))
+
+
+def _logreg(c: float) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
+
+
+def _pca_svm(c: float) -> Any:
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    # 0.99 of the variance: the number of components adapts to the data set.
+    return make_pipeline(StandardScaler(), PCA(n_components=0.99, svd_solver="full", random_state=0),
+                         SVC(C=c, kernel="rbf", gamma="scale"))
+
+
+def _knn(k: float) -> Any:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return KNeighborsClassifier(n_neighbors=int(k))
+
+
+# name -> (factory of one hyper-parameter, the grid, the parameter's name)
+BASELINES: dict[str, tuple[Callable[[float], Any], tuple[float, ...], str]] = {
+    "svm": (_svm, (1.0, 10.0, 100.0), "C"),
+    "logreg": (_logreg, (0.1, 1.0, 10.0), "C"),
+    "pca-svm": (_pca_svm, (1.0, 10.0, 100.0), "C"),
+    "knn": (_knn, (1.0, 3.0, 5.0), "n_neighbors"),
+}
+
+
+def _scores(model: Any, X: Float, n_classes: int) -> NDArray[np.float64]:
+    """[N, C] class scores over all C classes (columns of classes absent from training stay -inf)."""
+    if hasattr(model, "predict_proba") and not hasattr(model, "decision_function"):
+        raw = np.asarray(model.predict_proba(X), dtype=np.float64)
+    else:
+        raw = np.asarray(model.decision_function(X), dtype=np.float64)
+    known = np.asarray(model.classes_, dtype=np.int64)
+    if raw.ndim == 1:  # binary decision function: positive means classes_[1]
+        raw = np.stack([-raw, raw], axis=1)
+    out = np.full((X.shape[0], n_classes), -np.inf)
+    out[:, known] = raw
+    return out
+
+
+def fit_predict_baseline(
+    name: str,
+    *,
+    X_train: Float,
+    y_train: NDArray[np.int64],
+    X_val: Float,
+    y_val: NDArray[np.int64],
+    X_test: Float,
+    n_classes: int,
+) -> tuple[NDArray[np.float64], dict[str, Any]]:
+    """Choose the hyper-parameter on the validation part, fit on the training part, score the test part.
+
+    Returns:
+        (scores [N_test, C], info) where info names the chosen parameter and the validation accuracy.
+    """
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; choose from {sorted(BASELINES)}")
+    make, grid, pname = BASELINES[name]
+    if name == "knn":
+        smallest = int(np.bincount(y_train).max()) if y_train.size else 1
+        grid = tuple(g for g in grid if g <= max(1, min(smallest, y_train.size))) or (1.0,)
+    best_val, best_p, best_model = -1.0, grid[0], None
+    if X_val.shape[0] == 0 or len(grid) == 1:
+        best_model = make(grid[0]).fit(X_train, y_train)
+        best_val = float("nan")
+    else:
+        for p in grid:
+            m = make(p).fit(X_train, y_train)
+            acc = float((_scores(m, X_val, n_classes).argmax(1) == y_val).mean())
+            if acc > best_val:
+                best_val, best_p, best_model = acc, p, m
+    logger.debug("%s: %s=%s (validation accuracy %.4f)", name, pname, best_p, best_val)
+    return _scores(best_model, X_test, n_classes), {pname: best_p, "val_accuracy": best_val}

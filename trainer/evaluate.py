@@ -1,0 +1,393 @@
+"""Evaluation protocols of the RamanNet paper, with RamanNet and classical baselines under identical splits.
+
+Protocols:
+
+- ``kfold``: stratified k-fold (stratified group k-fold when the data carry groups);
+- ``holdout``: repeated random stratified hold-out (e.g. 50 x 70/30), as for the COVID-19 tasks;
+- ``fixed``: train / fine-tune / test files, as for Bacteria-ID (RamanNet is pre-trained on the training
+  file, then fine-tuned on the fine-tuning file; the baselines are fitted on both);
+- ``openset``: each class in turn is held out of training; the report says how often its spectra are flagged
+  unknown and how often known-class test spectra are falsely flagged.
+
+In every protocol the training part of a split keeps a validation part (``TrainConfig.val_fraction``): RamanNet
+chooses its checkpoint on it, the baselines their hyper-parameter. The split indices are generated once from
+the seed and written to ``DIR/splits.json``; a later run into the same DIR (e.g. another ``--model``) reuses
+them, so every model of a comparison table saw exactly the same spectra. Preprocessing is THE preprocessing
+(``TrainConfig.preprocess``) for every model.
+
+DIR holds ``splits.json``, ``<model>/results.json`` and ``<model>/confusion.png`` (plus each RamanNet split's
+run), and ``results.json`` / ``results.md`` with every model evaluated into it so far.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from spectral_core.errors import DataError
+from spectral_core.hashing import sha256_json
+from spectral_core.preprocess import Preprocessor
+from spectral_core.spectrum import SpectralDataset
+from trainer.baselines import BASELINES, fit_predict_baseline
+from trainer.data import MIN_PER_CLASS, check_labelled, holdout_splits, kfold_splits, validation_split
+from trainer.metrics import TOP_K, aggregate, classification_metrics
+from trainer.train import RunExistsError, TrainConfig
+
+__all__ = ["MODELS", "PROTOCOLS", "evaluate", "make_splits", "open_set_evaluation", "results_table"]
+
+logger = logging.getLogger(__name__)
+
+MODELS = ("ramannet", *BASELINES)
+PROTOCOLS = ("kfold", "holdout", "fixed")
+SPLITS_JSON = "splits.json"
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+
+LogFn = Callable[[str], None]
+
+
+def make_splits(
+    ds: SpectralDataset,
+    *,
+    protocol: str,
+    folds: int = 5,
+    repeats: int = 50,
+    test_fraction: float = 0.3,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    finetune: SpectralDataset | None = None,
+    test: SpectralDataset | None = None,
+) -> dict[str, Any]:
+    """The split document: protocol, its parameters, the data fingerprints and, per split, index lists.
+
+    Indices refer to ``ds`` (``train``, ``val``, ``test``), except in the fixed protocol where ``test`` refers
+    to the test file and ``finetune``/``finetune_val`` to the fine-tuning file.
+
+    Raises:
+        DataError: unusable data or a split whose training part lacks a class, before anything is trained.
+    """
+    check_labelled(ds, what="evaluation data")
+    if ds.y is None:
+        raise DataError("evaluation data is unlabelled")
+    params: dict[str, Any] = {"protocol": protocol, "val_fraction": val_fraction, "seed": seed}
+    fingerprints = {"data": ds.fingerprint()}
+    if protocol == "kfold":
+        params["folds"] = folds
+        splits = kfold_splits(ds.y, ds.groups, folds=folds, val_fraction=val_fraction, seed=seed)
+    elif protocol == "holdout":
+        params.update(repeats=repeats, test_fraction=test_fraction)
+        splits = holdout_splits(
+            ds.y, ds.groups, repeats=repeats, test_fraction=test_fraction, val_fraction=val_fraction, seed=seed
+        )
+    elif protocol == "fixed":
+        if finetune is None or test is None:
+            raise DataError("the fixed protocol needs a fine-tuning file (--finetune) and a test file (--test)")
+        for what, other in (("fine-tuning", finetune), ("test", test)):
+            if tuple(other.classes) != tuple(ds.classes):
+                raise DataError(f"{what} classes {list(other.classes)} differ from the training classes {list(ds.classes)}")
+        check_labelled(finetune, what="fine-tuning data")
+        if test.y is None or finetune.y is None:
+            raise DataError("the test and fine-tuning files must be labelled")
+        fingerprints.update(finetune=finetune.fingerprint(), test=test.fingerprint())
+        t, v = validation_split(ds.y, ds.groups, val_fraction, seed)
+        ft, fv = validation_split(finetune.y, finetune.groups, val_fraction, seed + 1)
+        splits = [{
+            "name": "fixed", "train": t.tolist(), "val": v.tolist(), "finetune": ft.tolist(),
+            "finetune_val": fv.tolist(), "test": list(range(test.n_spectra)),
+        }]
+    else:
+        raise DataError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
+    for s in splits:
+        counts = np.bincount(ds.y[np.asarray(s["train"], dtype=np.int64)], minlength=len(ds.classes))
+        if counts.min() < MIN_PER_CLASS:
+            c = ds.classes[int(counts.argmin())]
+            raise DataError(
+                f"split {s['name']}: class {c!r} has {int(counts.min())} training spectra "
+                f"(at least {MIN_PER_CLASS} needed); use fewer folds, a smaller test fraction or drop the class"
+            )
+    doc = {"params": params, "fingerprints": fingerprints, "classes": list(ds.classes), "splits": splits}
+    doc["key"] = sha256_json({"params": params, "fingerprints": fingerprints})
+    return doc
+
+
+def _load_or_write_splits(out: Path, doc: dict[str, Any], force: bool) -> dict[str, Any]:
+    """Reuse DIR/splits.json when it was made from the same data and parameters; refuse another unless force."""
+    p = out / SPLITS_JSON
+    if p.is_file():
+        try:
+            old = json.loads(p.read_text())
+        except (OSError, ValueError):
+            old = {}
+        if old.get("key") == doc["key"] and old.get("splits") == doc["splits"]:
+            return dict(old)
+        if not force:
+            raise RunExistsError(
+                f"{out} holds splits of other data or protocol parameters; choose another --out or pass --force"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(doc, indent=1) + "\n")
+    if force and (out / RESULTS_JSON).is_file():
+        (out / RESULTS_JSON).unlink()
+    return doc
+
+
+def _idx(split: dict[str, Any], key: str) -> NDArray[np.int64]:
+    return np.asarray(split.get(key, []), dtype=np.int64)
+
+
+def _ramannet_split(
+    ds: SpectralDataset, X: NDArray[np.float32], split: dict[str, Any], run_dir: Path, cfg: TrainConfig,
+    *, finetune: SpectralDataset | None,
+) -> tuple[NDArray[np.float32], dict[str, Any]]:
+    """Train (and fine-tune) RamanNet on one split; scores of the test part."""
+    from trainer.checkpoint import load_run
+    from trainer.train import predict, train
+
+    def fit(data: SpectralDataset, tr: NDArray[np.int64], va: NDArray[np.int64], d: Path,
+            init: Path | None) -> dict[str, Any]:
+        c = cfg if va.size else cfg.with_overrides({"val_fraction": 0.0})
+        info = train(data.subset(tr), d, c, force=True, val=data.subset(va) if va.size else None, init_from=init)
+        return dict(info.metrics)
+
+    info = fit(ds, _idx(split, "train"), _idx(split, "val"), run_dir, None)
+    if finetune is not None:
+        info = fit(finetune, _idx(split, "finetune"), _idx(split, "finetune_val"), run_dir / "finetuned", run_dir)
+        run_dir = run_dir / "finetuned"
+    model, _ = load_run(run_dir)
+    logits, _ = predict(model, X)
+    return logits, {"best_epoch": info["best_epoch"], "val_accuracy": info["val_accuracy"]}
+
+
+def evaluate(
+    ds: SpectralDataset,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    protocol: str = "kfold",
+    models: Sequence[str] = ("ramannet",),
+    folds: int = 5,
+    repeats: int = 50,
+    test_fraction: float = 0.3,
+    finetune: SpectralDataset | None = None,
+    test: SpectralDataset | None = None,
+    force: bool = False,
+    log: LogFn | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``models`` under one protocol; returns the merged results document (also DIR/results.json).
+
+    Raises:
+        DataError: unknown model, unusable data or splits (before any training).
+        RunExistsError: DIR holds splits made differently, and ``force`` is false.
+    """
+    cfg = config or TrainConfig()
+    say = log or (lambda _msg: None)
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise DataError(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+    out = Path(out_dir)
+    doc = make_splits(
+        ds, protocol=protocol, folds=folds, repeats=repeats, test_fraction=test_fraction,
+        val_fraction=cfg.val_fraction, seed=cfg.seed, finetune=finetune, test=test,
+    )
+    doc = _load_or_write_splits(out, doc, force)
+    pre = Preprocessor(cfg.preprocess)
+    X = pre.transform(ds.X, ds.axis)
+    y = ds.y if ds.y is not None else np.zeros(0, np.int64)
+    X_ft = pre.transform(finetune.X, finetune.axis) if finetune is not None else None
+    X_te = pre.transform(test.X, test.axis) if test is not None else None
+    classes = list(ds.classes)
+    merged = _read_results(out)
+    for name in models:
+        per_split: list[dict[str, Any]] = []
+        t_model = time.perf_counter()
+        for s in doc["splits"]:
+            t0 = time.perf_counter()
+            if protocol == "fixed":
+                if X_te is None or test is None or test.y is None or X_ft is None or finetune is None:
+                    raise DataError("the fixed protocol needs fine-tuning and test data")
+                X_test, y_test = X_te, test.y
+            else:
+                X_test, y_test = X[_idx(s, "test")], y[_idx(s, "test")]
+            scores: NDArray[np.floating]
+            if name == "ramannet":
+                scores, extra = _ramannet_split(
+                    ds, X_test, s, out / name / s["name"], cfg,
+                    finetune=finetune if protocol == "fixed" else None,
+                )
+            else:
+                tr, va = _idx(s, "train"), _idx(s, "val")
+                X_tr, y_tr, X_va, y_va = X[tr], y[tr], X[va], y[va]
+                if protocol == "fixed" and X_ft is not None and finetune is not None and finetune.y is not None:
+                    ft, fv = _idx(s, "finetune"), _idx(s, "finetune_val")
+                    X_tr, y_tr = np.concatenate([X_tr, X_ft[ft]]), np.concatenate([y_tr, finetune.y[ft]])
+                    X_va, y_va = X_ft[fv], finetune.y[fv]
+                scores, extra = fit_predict_baseline(
+                    name, X_train=X_tr, y_train=y_tr, X_val=X_va, y_val=y_va, X_test=X_test, n_classes=len(classes)
+                )
+            m = classification_metrics(y_test, scores, classes)
+            m.update(split=s["name"], seconds=time.perf_counter() - t0, **extra)
+            per_split.append(m)
+            say(f"{name} {s['name']}: accuracy {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} "
+                f"({m['seconds']:.1f} s)")
+        summary = aggregate(per_split, classes)
+        summary["seconds"] = time.perf_counter() - t_model
+        result = {"model": name, "summary": summary, "per_split": per_split}
+        mdir = out / name
+        mdir.mkdir(parents=True, exist_ok=True)
+        (mdir / RESULTS_JSON).write_text(json.dumps(result, indent=1) + "\n")
+        (mdir / "confusion.json").write_text(json.dumps({"classes": classes, "confusion": summary["confusion"]}) + "\n")
+        from trainer.plots import plot_confusion
+
+        plot_confusion(np.asarray(summary["confusion"]), classes, mdir / "confusion.png",
+                       title=f"{name}, {protocol}, summed over {len(per_split)} split(s)")
+        merged["models"][name] = {"summary": summary}
+        acc = summary["accuracy"]
+        say(f"{name}: accuracy {acc['mean']:.4f} +- {acc['std']:.4f} over {len(per_split)} split(s)")
+    merged.update(params=doc["params"], fingerprints=doc["fingerprints"], classes=classes,
+                  splits_key=doc["key"], train_config=cfg.model_dump(mode="json"))
+    merged["data"] = {"source": str(ds.provenance.get("source", "")), "spectra": ds.n_spectra,
+                      "points": ds.n_points, "class_counts": ds.class_counts()}
+    (out / RESULTS_JSON).write_text(json.dumps(merged, indent=1) + "\n")
+    (out / RESULTS_MD).write_text(results_table(merged))
+    return merged
+
+
+def _read_results(out: Path) -> dict[str, Any]:
+    p = out / RESULTS_JSON
+    if p.is_file():
+        try:
+            old = json.loads(p.read_text())
+            if isinstance(old.get("models"), dict):
+                return dict(old)
+        except (OSError, ValueError):
+            logger.warning("%s is unreadable; starting a new results document", p)
+    return {"models": {}}
+
+
+def _pm(v: dict[str, Any] | None) -> str:
+    if not v or v.get("mean") is None:
+        return "-"
+    return f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f}"
+
+
+def results_table(merged: dict[str, Any]) -> str:
+    """A markdown table of every model in a results document (percentages, mean ± std across splits)."""
+    p = merged.get("params", {})
+    n_classes = len(merged.get("classes", []))
+    tops = [k for k in TOP_K if k > 1 and k < n_classes]
+    head = ["model", "accuracy %", "macro-F1 %", *[f"top-{k} %" for k in tops]]
+    if n_classes == 2:
+        head += [f"sens. {merged['classes'][1]} %", f"spec. {merged['classes'][1]} %"]
+    lines = [
+        f"protocol {p.get('protocol')} ({', '.join(f'{k}={v}' for k, v in p.items() if k != 'protocol')}), "
+        f"{merged.get('data', {}).get('spectra')} spectra, {n_classes} classes",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for name, r in merged.get("models", {}).items():
+        s = r["summary"]
+        row = [name, _pm(s.get("accuracy")), _pm(s.get("macro_f1")), *[_pm(s.get(f"top{k}")) for k in tops]]
+        if n_classes == 2:
+            pos = merged["classes"][1]
+            row += [_pm(s["sensitivity"].get(pos)), _pm(s["specificity"].get(pos))]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def open_set_evaluation(
+    ds: SpectralDataset,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    unknown_classes: Sequence[str] | None = None,
+    test_fraction: float = 0.3,
+    force: bool = False,
+    log: LogFn | None = None,
+) -> dict[str, Any]:
+    """Hold each class of ``unknown_classes`` (default: all) out of training in turn and measure open-set flags.
+
+    For each held-out class: the known classes are split stratified into training (with validation) and test
+    parts; RamanNet is trained on the known training part with its open-set thresholds; then
+
+    - ``unknown_flagged``: the fraction of the held-out class's spectra flagged unknown (higher is better);
+    - ``known_false_unknown``: the fraction of known-class test spectra flagged unknown (lower is better);
+    - ``known_accuracy``: accuracy on the known test spectra (flagged ones counted as wrong);
+    - ``auroc``: how well the distance to the predicted class's centroid separates unknown from known test
+      spectra, whatever the threshold (0.5: not at all, 1: perfectly).
+
+    Returns the document also written to ``DIR/openset.json``.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from trainer.checkpoint import load_run
+    from trainer.openset import cosine_distances, flag_unknown
+    from trainer.train import predict, train
+
+    cfg = config or TrainConfig()
+    say = log or (lambda _msg: None)
+    check_labelled(ds, what="evaluation data")
+    if ds.y is None:
+        raise DataError("evaluation data is unlabelled")
+    names = list(unknown_classes) if unknown_classes else list(ds.classes)
+    missing = [n for n in names if n not in ds.classes]
+    if missing:
+        raise DataError(f"unknown class(es) {missing}; the data has {list(ds.classes)}")
+    if len(ds.classes) < 3:
+        raise DataError("open-set evaluation needs at least 3 classes (2 known + 1 held out)")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise RunExistsError(f"{out} is not empty; choose another --out or pass --force")
+    pre = Preprocessor(cfg.preprocess)
+    rows: list[dict[str, Any]] = []
+    for held in names:
+        known = [c for c in ds.classes if c != held]
+        kds = ds.select_classes(known)
+        if kds.y is None:
+            raise DataError("evaluation data is unlabelled")
+        (split,) = holdout_splits(kds.y, kds.groups, repeats=1, test_fraction=test_fraction,
+                                  val_fraction=cfg.val_fraction, seed=cfg.seed)
+        tr, va, te = _idx(split, "train"), _idx(split, "val"), _idx(split, "test")
+        run = out / f"without_{held}"
+        train(kds.subset(tr), run, cfg, force=True, val=kds.subset(va) if va.size else None)
+        model, info = load_run(run)
+        if info.open_set is None:
+            raise DataError(f"{run}: the run carries no open-set thresholds")
+        X_known = pre.transform(kds.X[te], kds.axis)
+        X_unk = pre.transform(ds.X[ds.y == ds.classes.index(held)], ds.axis)
+        lk, ek = predict(model, X_known)
+        lu, eu = predict(model, X_unk)
+        flag_k = flag_unknown(ek, lk.argmax(1), info.open_set)
+        flag_u = flag_unknown(eu, lu.argmax(1), info.open_set)
+        correct = (lk.argmax(1) == kds.y[te]) & ~flag_k
+        # Threshold-free view: how well the distance to the predicted class's centroid separates the two.
+        dk = cosine_distances(ek, info.open_set)[np.arange(lk.shape[0]), lk.argmax(1)]
+        du = cosine_distances(eu, info.open_set)[np.arange(lu.shape[0]), lu.argmax(1)]
+        auroc = float(roc_auc_score(np.r_[np.zeros(dk.size), np.ones(du.size)], np.r_[dk, du]))
+        row = {
+            "held_out": held,
+            "unknown_spectra": int(flag_u.size),
+            "unknown_flagged": float(flag_u.mean()),
+            "known_test_spectra": int(flag_k.size),
+            "known_false_unknown": float(flag_k.mean()),
+            "known_accuracy": float(correct.mean()),
+            "known_accuracy_closed_set": float((lk.argmax(1) == kds.y[te]).mean()),
+            "auroc": auroc,
+        }
+        rows.append(row)
+        say(f"open set without {held}: {row['unknown_flagged']:.3f} of it flagged, "
+            f"{row['known_false_unknown']:.3f} of known test spectra falsely flagged")
+    summary = {k: float(np.mean([r[k] for r in rows]))
+               for k in ("unknown_flagged", "known_false_unknown", "known_accuracy", "known_accuracy_closed_set", "auroc")}
+    doc = {"quantile": cfg.open_set_quantile, "margin": cfg.open_set_margin, "summary": summary, "per_class": rows,
+           "train_config": cfg.model_dump(mode="json")}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "openset.json").write_text(json.dumps(doc, indent=1) + "\n")
+    return doc
