@@ -76,7 +76,8 @@ class AsciiLineParser:
     """Incremental line parser; ``feed`` bytes, get :class:`Line` objects.
 
     Args:
-        pixels: expected values per data line; learnt from the first good line when None.
+        pixels: expected values per data line; set by a ``# pixels: N`` header, else learnt from the first
+            data line.
     """
 
     pixels: int | None = None
@@ -136,6 +137,8 @@ class AsciiLineParser:
                 self.counters.header_lines += 1  # a plain comment
                 return None
             self.counters.header_lines += 1
+            if kv[0] == "pixels" and isinstance(kv[1], int) and kv[1] >= 2:
+                self.pixels = kv[1]  # judge every data line by it, the first one included
             return Line(key=kv[0], value=kv[1])
         seq: int | None = None
         m = _SEQ.match(text)

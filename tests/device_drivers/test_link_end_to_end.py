@@ -148,3 +148,13 @@ def test_device_gone_for_good_raises_disconnected(start_sim: StartSim, transport
 def test_open_fails_cleanly_without_a_device(tmp_path) -> None:
     with pytest.raises(DeviceDisconnectedError):
         open_device(f"serial://{tmp_path}/no-such-tty")
+
+
+def test_ascii_pixels_header_rejects_a_truncated_first_line(start_sim: StartSim) -> None:
+    sim = start_sim(SimConfig(rate_hz=200, pixels=40, protocol="ascii", faults={0: "truncate"}), transport="tcp")
+    with open_device(sim.url) as dev:
+        gen = dev.stream()
+        first = next(gen)
+        gen.close()
+        assert first.metadata["seq"] == 1 and len(first) == 40
+        assert dev.stats["bad_lines"] == 1 and dev.stats["lost"] == 0  # nothing numbered before seq 1
