@@ -58,7 +58,7 @@ def test_auto_says_which_provider_it_picked(model: Path, caplog: pytest.LogCaptu
 def test_require_gpu_refuses_a_cpu_session(model: Path) -> None:
     if _cuda_really_loads(model):
         pytest.skip("a GPU is present")
-    with pytest.raises(ProviderError, match="require-gpu|not usable"):
+    with pytest.raises(ProviderError, match=r"require-gpu|not usable"):
         Engine(model, provider="auto", require_gpu=True)
     with pytest.raises(ProviderError, match="require-gpu"):
         Engine(model, provider="cpu", require_gpu=True)

@@ -1,0 +1,146 @@
+"""The HTTP API of a running daemon (a real process on loopback): endpoints, strict validation, clear 4xx."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from _er_daemon import Daemon
+
+from spectral_core.synth import SyntheticCatalog, instrument_axis
+
+
+@pytest.fixture(scope="module")
+def daemon(model: Path, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("http")
+    d = Daemon(["--model", str(model), "--db", str(tmp / "r.sqlite"), "--http", "127.0.0.1:0", "--provider", "cpu",
+                "--max-request-bytes", "200000"]).wait_ready()
+    yield d
+    d.signal(signal.SIGTERM)
+    try:
+        assert d.wait(30) == 0, d.log
+    finally:
+        d.kill()
+
+
+def _req(d, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+         ) -> tuple[int, Any, str]:
+    u = urlsplit(d.url)
+    con = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        con.request(method, path, body=body, headers=headers or {})
+        r = con.getresponse()
+        raw = r.read().decode()
+        ctype = r.getheader("Content-Type", "")
+        return r.status, (json.loads(raw) if ctype.startswith("application/json") else raw), ctype
+    finally:
+        con.close()
+
+
+def _post(d, obj: Any) -> tuple[int, Any]:
+    status, body, _ = _req(d, "POST", "/classify", json.dumps(obj).encode(), {"Content-Type": "application/json"})
+    return status, body
+
+
+def _spectrum(label: int, axis: np.ndarray, seed: int = 0) -> list[float]:
+    y = 100 + 1500 * SyntheticCatalog(4, 0).clean(label, axis) + np.random.default_rng(seed).normal(0, 10, axis.size)
+    return [round(float(v), 3) for v in y]
+
+
+def test_health_and_readiness(daemon) -> None:
+    assert _req(daemon, "GET", "/healthz")[:2] == (200, {"status": "ok"})
+    status, body, _ = _req(daemon, "GET", "/readyz")
+    assert status == 200 and body["ready"] is True
+    assert body["model"]["provider"] == "CPUExecutionProvider" and len(body["model"]["model_sha256"]) == 64
+
+
+def test_classify_on_the_instrument_axis_and_on_the_model_axis(daemon) -> None:
+    axis = instrument_axis(1024)
+    status, rec = _post(daemon, {"axis": list(axis), "intensities": _spectrum(2, axis), "ref": "lims-42",
+                                 "metadata": {"device_serial": "QE1234", "integration_time_us": 100000}})
+    assert status == 200, rec
+    assert rec["class"] == "compound_C" and rec["status"] == "ok" and rec["input_ref"] == "lims-42"
+    assert rec["device_serial"] == "QE1234" and rec["integration_time_us"] == 100000
+    assert len(rec["probabilities"]) == 4 and isinstance(rec["unknown"], bool) and rec["id"] >= 1
+    assert rec["source"] == "http" and rec["provider"] == "CPUExecutionProvider"
+    model_axis = np.linspace(400, 1800, 300)
+    status, rec2 = _post(daemon, {"intensities": _spectrum(1, model_axis, 1)})
+    assert status == 200 and rec2["class"] == "compound_B" and rec2["id"] > rec["id"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        (b"{not json", 400, "invalid"),
+        (b'{"intensities": [1, NaN, 3]}', 422, "finite"),
+        (b'{"intensities": ["1", "2", "3"]}', 422, "valid number"),
+        (b'{"intensities": [1, 2, 3], "colour": "red"}', 422, "Extra inputs"),
+        (b'{"axis": [1, 2, 3], "intensities": [1, 2]}', 422, "axis has 3 points"),
+        (b'{"axis": [1, 2]}', 422, "Field required"),
+        (b'{"intensities": [1, 2, 3]}', 422, "model axis of 300 points"),
+        (b"[1, 2, 3]", 422, "should be an object"),
+    ],
+)
+def test_classify_rejects_bad_bodies_with_clear_4xx(daemon, body: bytes, status: int, words: str) -> None:
+    got, reply, _ = _req(daemon, "POST", "/classify", body, {"Content-Type": "application/json"})
+    assert got == status, reply
+    assert words in json.dumps(reply), reply
+
+
+def test_spectrum_that_cannot_be_classified_is_recorded_and_answered_422(daemon) -> None:
+    axis = np.linspace(300, 900, 200)  # does not cover the model axis
+    status, reply = _post(daemon, {"axis": list(axis), "intensities": list(np.linspace(1, 2, 200)), "ref": "narrow"})
+    assert status == 422 and "outside" in reply["detail"]
+    rid = reply["record"]["id"]
+    status, res, _ = _req(daemon, "GET", f"/results?since={rid - 1}&limit=1")
+    assert status == 200 and res["results"][0]["id"] == rid and res["results"][0]["status"] == "error"
+    assert res["results"][0]["error_kind"] == "preprocess" and res["next_since"] == rid
+
+
+def test_transport_level_4xx(daemon) -> None:
+    assert _req(daemon, "POST", "/classify", b"{}", {"Content-Type": "text/plain"})[0] == 415
+    assert _req(daemon, "POST", "/classify", b"x" * 300_000, {"Content-Type": "application/json"})[0] == 413
+    u = urlsplit(daemon.url)
+    con = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    con.putrequest("POST", "/classify")
+    con.putheader("Content-Type", "application/json")
+    con.endheaders()
+    r = con.getresponse()
+    assert r.status == 411
+    con.close()
+    assert _req(daemon, "GET", "/nope")[0] == 404
+    assert _req(daemon, "POST", "/results", b"{}", {"Content-Type": "application/json"})[0] == 405
+    assert _req(daemon, "GET", "/results?since=abc")[0] == 400
+    assert _req(daemon, "GET", "/results?limit=0")[0] == 400
+    assert _req(daemon, "GET", "/results?colour=red")[0] == 400
+
+
+def test_results_since_pages_through_the_ledger(daemon) -> None:
+    axis = instrument_axis(1024)
+    for k in range(3):
+        assert _post(daemon, {"axis": list(axis), "intensities": _spectrum(k, axis, 10 + k)})[0] == 200
+    status, page, _ = _req(daemon, "GET", "/results?since=0&limit=2")
+    assert status == 200 and [r["id"] for r in page["results"]] == [1, 2]
+    status, rest, _ = _req(daemon, "GET", f"/results?since={page['next_since']}")
+    ids = [r["id"] for r in rest["results"]]
+    assert ids and ids[0] == 3 and ids == sorted(ids)
+
+
+def test_metrics_in_prometheus_text_format(daemon) -> None:
+    axis = instrument_axis(1024)
+    _post(daemon, {"axis": list(axis), "intensities": _spectrum(0, axis, 99)})
+    status, text, ctype = _req(daemon, "GET", "/metrics")
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+    assert 'provider="CPUExecutionProvider"' in text and "model_sha256=" in text
+    assert 'ramanedge_results_total{class="compound_A"}' in text
+    assert 'ramanedge_errors_total{kind="preprocess"}' in text
+    assert 'ramanedge_latency_seconds_bucket{stage="inference",le="+Inf"}' in text
+    assert "ramanedge_queue_depth 0" in text and "ramanedge_ready 1" in text
+    for line in text.splitlines():
+        assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2
