@@ -136,7 +136,10 @@ def run_train(args: argparse.Namespace) -> int:
     finally:
         if prog is not None:
             prog.close()
-    print(json.dumps({"run": str(args.out), "classes": len(info.classes), **info.metrics}))
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
+        print(json.dumps({"run": str(args.out), "classes": len(info.classes), **info.metrics}))
     return 0
 
 

@@ -278,6 +278,26 @@ def _broadcast_buffers(model: torch.nn.Module) -> None:
         torch.distributed.broadcast(b, src=0)
 
 
+def _any_rank(flag: bool) -> bool:
+    """True if ``flag`` is true on any process (``flag`` itself without torch.distributed)."""
+    _, world = _dist()
+    if world == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    torch.distributed.all_reduce(t)
+    return bool(t.item() > 0)
+
+
+def _ranks_in_sync(model: torch.nn.Module) -> bool:
+    """Whether every process holds bit-identical parameters (a DDP self-check recorded in the run)."""
+    _, world = _dist()
+    flat = torch.cat([p.detach().reshape(-1).double() for p in model.parameters()])
+    stats = torch.stack([flat.sum(), flat.abs().sum(), (flat * torch.arange(flat.numel(), dtype=torch.float64)).sum()])
+    gathered = [torch.zeros_like(stats) for _ in range(world)]
+    torch.distributed.all_gather(gathered, stats)
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
 def _allreduce_mean(values: list[float], weight: float) -> list[float]:
     """Weighted mean of per-process numbers across processes (identity without torch.distributed)."""
     _, world = _dist()
@@ -328,8 +348,15 @@ def train(
         raise DataError("training data is unlabelled")
     data_sha = ds.fingerprint()
     train_dump = cfg.model_dump(mode="json")
+    refusal: RunExistsError | None = None
     if rank == 0:
-        _check_run_dir(out, data_sha, train_dump, force)
+        try:
+            _check_run_dir(out, data_sha, train_dump, force)
+        except RunExistsError as exc:
+            refusal = exc
+    # Every process must learn of rank 0's refusal, or the others would wait for it in a collective forever.
+    if _any_rank(refusal is not None):
+        raise refusal or RunExistsError(f"rank 0 refused to write into {out}")
 
     pre = Preprocessor(cfg.preprocess)
     X_all = pre.transform(ds.X, ds.axis)
@@ -386,6 +413,7 @@ def train(
         "n_train": int(y_tr.size),
         "n_val": int(y_va.size),
         "world_size": world,
+        "ranks_in_sync": _ranks_in_sync(model) if world > 1 else True,
         "seconds": float(sum(h["seconds"] for h in history)),
     }
     if init_from is not None:
