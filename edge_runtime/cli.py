@@ -83,6 +83,8 @@ def run_serve(args: argparse.Namespace) -> int:
         )
     rc = daemon.run()
     logging.getLogger(__name__).info("exit %d (%s)", rc, daemon.stop_reason)
-    print(f"ramanedge serve: stopped ({daemon.stop_reason}); {daemon.processed} record(s) committed",
-          file=sys.stderr, flush=True)
+    import json
+
+    print(f"ramanedge serve: stopped ({daemon.stop_reason}); {daemon.processed} record(s) committed; "
+          f"sources: {json.dumps([src.status() for src in daemon.sources])}", file=sys.stderr, flush=True)
     return rc
