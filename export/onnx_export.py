@@ -130,6 +130,14 @@ def _name_nodes(model: Any) -> None:
             node.name = f"{node.op_type.lower()}_{i}"
 
 
+class _DropPreprocessHint(logging.Filter):
+    """onnxruntime.quantization logs "consider pre-processing" on the root logger at every call; our graph is
+    already shape-inferred and optimised by the exporter, so the hint is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
 def _quantise(
     fp32_path: Path, out_path: Path, precision: str, exclude: list[str], calibration: NDArray[np.float32] | None
 ) -> None:
@@ -267,12 +275,16 @@ def export_run(
             onnx.save(proto, fp32_path)
             q_path = work / "int8.onnx"
             calib_x = None if calib is None else calib.X
+            hint = _DropPreprocessHint()
+            logging.getLogger().addFilter(hint)
             try:
                 _quantise(fp32_path, q_path, precision, exclude, calib_x)
             except ExportError:
                 raise
             except Exception as exc:  # onnxruntime.quantization raises bare Exceptions and ValueErrors
                 raise ExportError(f"{precision} quantisation failed: {exc}") from exc
+            finally:
+                logging.getLogger().removeFilter(hint)
             proto = onnx.load(q_path)
         proto.producer_name = "ramanedge"
         proto.producer_version = _package_version()
