@@ -76,6 +76,7 @@ _INSERT = (
     f"INSERT INTO results ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     "ON CONFLICT DO NOTHING RETURNING id"
 )
+_LOOKUP = "SELECT id FROM results WHERE source = ? AND input_ref = ? AND content_sha256 = ?"
 # Metadata keys that have their own column (or are timing internals) are not repeated in ``metadata``.
 _OWN_KEYS = frozenset(
     {"device_serial", "integration_time_us", "seq", "saturated", "t_monotonic", "t_wall", "source"}
@@ -210,13 +211,14 @@ class Ledger:
             con.execute("BEGIN IMMEDIATE")
             try:
                 for o, row in zip(outcomes, rows, strict=True):
-                    got = con.execute(_INSERT, row).fetchone()
+                    prev = None
+                    if row[2] is not None:
+                        # the same drop already recorded (a crash between commit and move): keep the first
+                        prev = con.execute(_LOOKUP, (row[0], row[1], row[2])).fetchone()
+                    got = None if prev is not None else con.execute(_INSERT, row).fetchone()
                     if got is None:
-                        # the same drop is already recorded: keep the first record, never a second one
-                        prev = con.execute(
-                            "SELECT id FROM results WHERE source = ? AND input_ref = ? AND content_sha256 = ?",
-                            (row[0], row[1], row[2]),
-                        ).fetchone()
+                        if prev is None:  # lost a race with the unique index: same outcome
+                            prev = con.execute(_LOOKUP, (row[0], row[1], row[2])).fetchone()
                         o.record_id = int(prev[0]) if prev else None
                         o.duplicate = True
                     else:
