@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from device_drivers.errors import DeviceURLError, DriverError
+from device_drivers.errors import DeviceURLError, DriverError, SourceExhaustedError
 from spectral_core.errors import MissingExtraError
 
 __all__ = [
@@ -87,6 +87,8 @@ def run_acquire(args: argparse.Namespace) -> int:
                 spectra.append(sp)
                 if len(spectra) >= args.count:
                     break
+        except SourceExhaustedError as exc:
+            logger.warning("%s; recording the %d spectra received", exc, len(spectra))
         finally:
             it.close()
         info, stats = dev.info.as_dict(), dev.stats

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +27,8 @@ class ReplaySpectrometer(BaseSpectrometer):
         rate_hz: spectra per second on the monotonic clock (0: as fast as asked).
         loop: start again at the end instead of ending.
 
-    ``stream()`` ends after the last spectrum (unless looping); ``acquire()`` then raises
-    :class:`SourceExhaustedError`. Metadata adds ``index`` (row in the file) and ``label`` when the file has one.
+    After the last spectrum (unless looping) ``acquire()`` and ``stream()`` raise :class:`SourceExhaustedError`
+    (a DriverError), so a consumer can tell a finished recording from a closed device. Metadata adds ``index`` (row in the file) and ``label`` when the file has one.
     """
 
     def __init__(self, url: str, path: str | Path, *, rate_hz: float = 0.0, loop: bool = False) -> None:
@@ -78,10 +77,3 @@ class ReplaySpectrometer(BaseSpectrometer):
             extra["label_index"] = int(self.ds.y[i])
         seq = int(self._counters["spectra"])
         return self._make_spectrum(self.ds.X[i], seq=seq, extra=extra)
-
-    def stream(self) -> Generator[Spectrum, None, None]:
-        """Every spectrum in order (forever when looping), then the iterator ends."""
-        while not self._closed:
-            if self._i >= self.ds.n_spectra and not self.loop:
-                return
-            yield self.acquire()

@@ -26,7 +26,7 @@ import termios
 import threading
 import time
 import tty
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -192,6 +192,28 @@ class SpectrumGenerator:
 
 # ------------------------------------------------------------------------------------------- endpoints
 
+def _wait_until_read(unread: Callable[[], int], stop: threading.Event, timeout_s: float,
+                     settle_s: float = 0.05) -> bool:
+    """Wait until ``unread()`` has stayed 0 for ``settle_s`` (True) or ``timeout_s`` passed (False).
+
+    Zero once is not enough on a pty: bytes still in the kernel's flip buffer are not yet counted by FIONREAD.
+    """
+    deadline = time.monotonic() + timeout_s
+    zero_since: float | None = None
+    while not stop.is_set():
+        now = time.monotonic()
+        if unread() == 0:
+            zero_since = now if zero_since is None else zero_since
+            if now - zero_since >= settle_s:
+                return True
+        else:
+            zero_since = None
+        if now >= deadline:
+            return False
+        stop.wait(0.005)
+    return False
+
+
 class _Gone(Exception):
     """The host side went away (TCP client closed); wait for the next one."""
 
@@ -258,9 +280,7 @@ class _PtyEndpoint:
 
     def drain(self, stop: threading.Event, timeout_s: float = 5.0) -> None:
         """Wait until the host has read everything sent (so an unplug loses nothing already sent)."""
-        deadline = time.monotonic() + timeout_s
-        while self.unread() > 0 and time.monotonic() < deadline and not stop.is_set():
-            stop.wait(0.005)
+        _wait_until_read(self.unread, stop, timeout_s)
 
     def unplug(self) -> None:
         for fd in (self.master, self.slave):
@@ -458,13 +478,7 @@ class SimulatedInstrument:
 
     def drain(self, stop: threading.Event | None = None, timeout_s: float = 5.0) -> bool:
         """Wait until the host has taken every byte sent (before stopping). True when drained."""
-        ev = stop or threading.Event()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and not ev.is_set():
-            if self._ep.unread() == 0:
-                return True
-            ev.wait(0.01)
-        return False
+        return _wait_until_read(self._ep.unread, stop or threading.Event(), timeout_s)
 
     def delivered(self) -> list[TruthRecord]:
         """Records of the spectra that went out intact, in order."""

@@ -96,3 +96,10 @@ def test_devices_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unknown_scheme_is_a_cli_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["acquire", "--source", "nope://x", "--count", "1", "--out", str(tmp_path / "x.npz")]) == 2
     assert "no driver for scheme 'nope'" in capsys.readouterr().err
+
+
+def test_acquire_from_a_short_recording_keeps_what_there_is(tmp_path: Path) -> None:
+    src, out = tmp_path / "src.npz", tmp_path / "out.npz"
+    assert main(["acquire", "--source", "sim://?classes=2&rate=0&pixels=30", "--count", "3", "--out", str(src)]) == 0
+    assert main(["acquire", "--source", f"replay://{src}", "--count", "10", "--out", str(out)]) == 0
+    np.testing.assert_array_equal(read_dataset(out).X, read_dataset(src).X)

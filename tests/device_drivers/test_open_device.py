@@ -74,7 +74,10 @@ def test_replay_round_trip(tmp_path) -> None:
     ds = synth_dataset(classes=3, per_class=2, points=64, seed=5)
     path = write_npz(ds, tmp_path / "rec.npz")
     with open_device(f"replay://{path}?rate=0") as dev:
-        got = list(dev.stream())
+        got = []
+        with pytest.raises(SourceExhaustedError):
+            for sp in dev.stream():  # a finished recording is told apart from a closed device
+                got.append(sp)
         with pytest.raises(SourceExhaustedError):
             dev.acquire()
     assert len(got) == ds.n_spectra
