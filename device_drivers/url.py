@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from device_drivers._base import BaseSpectrometer
+from device_drivers._base import BaseSpectrometer, Spectrometer
 from device_drivers.errors import DeviceURLError, UnknownSchemeError
 
 __all__ = ["SCHEMES", "open_device", "parse_device_url"]
@@ -165,7 +165,7 @@ SCHEMES: dict[str, Callable[[str, str, _Opts], BaseSpectrometer]] = {
 }
 
 
-def open_device(url: str) -> BaseSpectrometer:
+def open_device(url: str) -> Spectrometer:
     """Open the spectrometer named by ``url`` (see the module docstring for schemes and options).
 
     Raises:
