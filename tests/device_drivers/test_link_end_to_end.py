@@ -17,6 +17,7 @@ from device_drivers import (
     DriverError,
     SimConfig,
     SimulatedInstrument,
+    Spectrometer,
     open_device,
     read_truth,
 )
@@ -158,3 +159,25 @@ def test_ascii_pixels_header_rejects_a_truncated_first_line(start_sim: StartSim)
         gen.close()
         assert first.metadata["seq"] == 1 and len(first) == 40
         assert dev.stats["bad_lines"] == 1 and dev.stats["lost"] == 0  # nothing numbered before seq 1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_faults_every_lost_frame_is_counted(start_sim: StartSim, seed: int) -> None:
+    cfg = SimConfig(rate_hz=500, pixels=64, seed=seed, fault_rate=0.25,
+                    random_faults=("garbage", "crc", "truncate", "saturate"))
+    sim = start_sim(cfg, transport="pty")
+    with open_device(sim.url) as dev:
+        assert isinstance(dev, Spectrometer)
+        gen = dev.stream()
+        got = [next(gen).metadata for _ in range(40)]
+        gen.close()
+        stats = dev.stats
+    last = got[-1]["seq"]
+    emitted = [r for r in sim.truth if r.seq <= last]
+    assert [m["seq"] for m in got] == [r.seq for r in emitted if r.delivered]
+    lossy = [r for r in emitted if not r.delivered]
+    assert lossy, "the seed injects at least one lossy fault"
+    assert stats["lost"] == len(lossy)
+    assert stats["crc_errors"] == sum(r.status == "corrupted" for r in lossy)
+    assert stats["truncated"] == sum(r.status == "truncated" for r in lossy)
+    assert [m["seq"] for m in got if m["saturated"]] == [r.seq for r in emitted if r.saturated and r.delivered]
