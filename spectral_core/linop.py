@@ -33,14 +33,20 @@ class BandedOperator:
     Args:
         matrix: the exact operator in float64, shape (m, n).
         tol: entries with ``|w| < tol * max|row|`` are dropped (documented truncation, ~1e-8 relative).
-        block: number of output points per block.
+        block: number of output points per block. Small blocks keep the stored band close to the true band
+            (a block spans its outputs plus the spline's support either side); 32 measured best for
+            1000-point cubic resampling (about half the multiply-adds of 96).
+        row_chunk: spectra processed together; a chunk of rows stays in cache while every block uses it.
     """
 
-    def __init__(self, matrix: NDArray[np.float64], *, tol: float = 1e-9, block: int = 96) -> None:
+    def __init__(
+        self, matrix: NDArray[np.float64], *, tol: float = 1e-9, block: int = 32, row_chunk: int = 256
+    ) -> None:
         m = np.asarray(matrix, dtype=np.float64)
         if m.ndim != 2:
             raise ValueError(f"operator must be 2-D, got {m.shape}")
         self.shape: tuple[int, int] = (int(m.shape[0]), int(m.shape[1]))
+        self.row_chunk = max(1, int(row_chunk))
         rowmax = np.abs(m).max(axis=1, keepdims=True)
         rowmax[rowmax == 0] = 1.0
         keep = np.abs(m) >= tol * rowmax
@@ -66,8 +72,11 @@ class BandedOperator:
         if x.shape[1] != self.shape[1]:
             raise ValueError(f"operator expects {self.shape[1]} points, got {x.shape[1]}")
         out = np.empty((x.shape[0], self.shape[0]), dtype=np.float32)
-        for b in self._blocks:
-            np.matmul(x[:, b.in_start : b.in_stop], b.weights_t, out=out[:, b.out_start : b.out_stop])
+        step = self.row_chunk
+        for r0 in range(0, x.shape[0], step):
+            xs, os_ = x[r0 : r0 + step], out[r0 : r0 + step]
+            for b in self._blocks:
+                np.matmul(xs[:, b.in_start : b.in_stop], b.weights_t, out=os_[:, b.out_start : b.out_stop])
         return out
 
     def dense(self) -> NDArray[np.float32]:

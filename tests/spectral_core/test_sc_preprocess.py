@@ -238,3 +238,35 @@ def test_pipeline_is_deterministic_and_transform_dataset_keeps_labels() -> None:
     assert a.provenance["preprocess_hash"] == cfg.hash()
     # One spectrum in, one spectrum out, equal to its row in the batch (up to BLAS summation order).
     np.testing.assert_allclose(Preprocessor(cfg).transform(X[2], SRC), a.X[2], rtol=1e-5, atol=1e-6)
+
+
+def test_inputs_are_never_modified_and_in_place_paths_agree() -> None:
+    x = np.linspace(400, 1800, 200)
+    X = np.random.default_rng(9).uniform(1, 5, size=(3, 200)).astype(np.float32)
+    keep = X.copy()
+    for cfg in (
+        PreprocessConfig(normalise="minmax"),  # no linear step: the caller's array must not be normalised in place
+        PreprocessConfig(target_axis=AxisSpec(start=450.0, stop=1750.0, points=100), normalise="minmax"),
+        PreprocessConfig(smooth=SmoothConfig(), normalise="snv"),
+    ):
+        out = Preprocessor(cfg).transform(X, x)
+        np.testing.assert_array_equal(X, keep)
+        assert out is not X
+    Y = np.random.default_rng(10).normal(size=(600, 50)).astype(np.float32)
+    ref, ref_flat = normalise(Y.copy(), "minmax")
+    Z = Y.copy()
+    out, flat = normalise(Z, "minmax", inplace=True)
+    assert out is Z
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(flat, ref_flat)
+
+
+def test_huge_finite_values_are_not_mistaken_for_nan() -> None:
+    x = np.linspace(400, 1800, 100)
+    X = np.vstack([np.linspace(1e38, 3e38, 100), np.linspace(0, 1, 100)]).astype(np.float32)
+    X[1, 3] = np.inf
+    out, bad = Preprocessor(PreprocessConfig(target_axis=AxisSpec(start=500.0, stop=1700.0, points=50))).transform_rows(
+        X, x
+    )
+    assert list(bad) == [1] and "NaN/inf" in bad[1]
+    assert np.isfinite(out[0]).all() and out[0].min() == 0 and abs(out[0].max() - 1) < 1e-6
