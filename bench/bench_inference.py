@@ -93,6 +93,31 @@ def build(workdir: Path) -> tuple[object, dict[str, Path]]:
     return model, paths
 
 
+def torchscript_nodes(model: object) -> int | str:
+    """Node count of the same inference module through the TorchScript exporter (dynamo=False), for comparison."""
+    import contextlib
+    import io
+    import warnings
+
+    import onnx
+    import torch
+
+    from export._graph import InferenceRamanNet
+
+    net = InferenceRamanNet(model, "minmax")  # type: ignore[arg-type]
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                net, (torch.rand(2, L),), buf, dynamo=False, opset_version=18, input_names=["spectrum"],
+                output_names=["probabilities", "logits", "embedding"], dynamic_axes={"spectrum": {0: "batch"}},
+            )
+    except Exception as exc:  # the legacy exporter may be gone in a later torch
+        return f"unavailable ({type(exc).__name__})"
+    return len(onnx.load_from_string(buf.getvalue()).graph.node)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds per configuration")
@@ -109,18 +134,20 @@ def main() -> int:
     from export._graph import torch_normalise
 
     threads = os.cpu_count() or 1
-    torch.set_num_threads(threads)
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
         model, paths = build(Path(tmp))
         nodes = {p: len(onnx.load(path).graph.node) for p, path in paths.items()}
+        ts_nodes = torchscript_nodes(model)
         sizes = {p: path.stat().st_size for p, path in paths.items()}
         xs = {b: (np.random.default_rng(b).random((b, L), dtype=np.float32) * 5e4) for b in BATCHES}
 
-        def torch_fn(b: int) -> Callable[[], object]:
+        def torch_fn(b: int, n_threads: int) -> Callable[[], object]:
             x = torch.from_numpy(xs[b])
 
             def run() -> object:
+                if torch.get_num_threads() != n_threads:  # a global setting: set once per timing block
+                    torch.set_num_threads(n_threads)
                 with torch.inference_mode():
                     lg, em = model(torch_normalise(x, "minmax"))  # type: ignore[operator]
                     return torch.softmax(lg, 1), lg, em
@@ -152,7 +179,8 @@ def main() -> int:
         ALL = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         configs: dict[tuple[str, str, int], Callable[[], object]] = {}
         for b in BATCHES:
-            configs[("PyTorch eager", f"torch {threads} threads", b)] = torch_fn(b)
+            for t in sorted({1, threads}):
+                configs[("PyTorch eager", f"torch {t} thread{'s' if t > 1 else ''}", b)] = torch_fn(b, t)
         sessions = {
             (p, t, lvl): session(paths[p], t, lvl)
             for p in paths
@@ -168,28 +196,32 @@ def main() -> int:
                     configs[(p, f"ORT {t} thr, opt {lv}, io_binding", b)] = ort_fn(sess, b, binding=True)
 
         samples: dict[tuple[str, str, int], list[float]] = {k: [] for k in configs}
+        rounds: dict[tuple[str, str, int], list[float]] = {k: [] for k in configs}
         for fn in configs.values():  # warm-up: first calls allocate arenas and pick kernels
             for _ in range(10):
                 fn()
         for r in range(args.rounds):
             for key, fn in configs.items():
-                samples[key] += _time(fn, max(5, _calls(key[2]) // args.rounds))
+                t = _time(fn, max(5, _calls(key[2]) // args.rounds))
+                samples[key] += t
+                rounds[key].append(float(np.median(t)))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     load1 = os.getloadavg()
 
     stats = {}
     for key, s in samples.items():
         a = np.asarray(s)
-        stats[key] = (float(np.median(a)), float(np.quantile(a, 0.99)))
-    torch_rate = {b: b / stats[("PyTorch eager", f"torch {threads} threads", b)][0] for b in BATCHES}
+        stats[key] = (float(np.median(a)), float(np.quantile(a, 0.99)), min(rounds[key]))
+    # the ratio is to the faster PyTorch eager thread setting at the same batch
+    torch_rate = {b: max(b / stats[k][0] for k in stats if k[0] == "PyTorch eager" and k[2] == b) for b in BATCHES}
 
     def row(key: tuple[str, str, int]) -> str:
-        med, p99 = stats[key]
+        med, p99, best_round = stats[key]
         b = key[2]
         rate = b / med
         return (
             f"| {key[0]} | {key[1]} | {b} | {med * 1e6:,.1f} | {p99 * 1e6:,.1f} | {med * 1e6 / b:,.2f} | "
-            f"{rate:,.0f} | {rate / torch_rate[b]:.2f}x |"
+            f"{rate:,.0f} | {rate / torch_rate[b]:.2f}x | {b / best_round:,.0f} |"
         )
 
     # the best onnxruntime configuration per precision and batch (by median)
@@ -202,9 +234,9 @@ def main() -> int:
             best[(key[0], key[2])] = (key[1], key[2])
     head = (
         "| model | runtime | batch | call median (us) | call p99 (us) | per spectrum (us) | spectra/s | "
-        "vs PyTorch eager |\n|---|---|---|---|---|---|---|---|"
+        "vs PyTorch eager | spectra/s, quietest round |\n|---|---|---|---|---|---|---|---|---|"
     )
-    main_rows = [row(("PyTorch eager", f"torch {threads} threads", b)) for b in BATCHES]
+    main_rows = [row(k) for k in sorted(stats, key=lambda k: (k[2], k[1])) if k[0] == "PyTorch eager"]
     for p in paths:
         for b in BATCHES:
             cfg = best[(p, b)][0]
@@ -213,8 +245,11 @@ def main() -> int:
 
     import onnxruntime as ort2
 
-    fp32_256 = max(256 / stats[(k[0], k[1], 256)][0] for k in stats if k[0] in ("fp32", "int8-dynamic", "int8-static") and k[2] == 256)
+    fast = [k for k in stats if k[0] in ("fp32", "int8-dynamic", "int8-static")]
+    fp32_256 = max(256 / stats[k][0] for k in fast if k[2] == 256)
+    fp32_256_q = max(256 / stats[k][2] for k in fast if k[2] == 256)
     one = min(stats[k][0] for k in stats if k[0] != "PyTorch eager" and k[2] == 1)
+    one_q = min(stats[k][2] for k in stats if k[0] != "PyTorch eager" and k[2] == 1)
     text = f"""{SECTION}
 
 Measured by `bench/bench_inference.py` ({datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}):
@@ -230,16 +265,37 @@ Measured by `bench/bench_inference.py` ({datetime.now(timezone.utc).strftime("%Y
   file sizes: {", ".join(f"{p} {s / 1e6:.2f} MB" for p, s in sizes.items())}.
 - Timing: one `session.run` (or one PyTorch forward incl. the minmax normalisation and softmax) per call,
   input already in memory; spectra/s = batch / median call time; "vs PyTorch eager" = ratio of spectra/s at
-  the same batch.
+  the same batch (the faster of PyTorch's 1- and 2-thread settings); "quietest round" = batch / the lowest per-round median (the least disturbed by other jobs).
 
 Best onnxruntime configuration per precision and batch:
 
 {head}
 {chr(10).join(main_rows)}
 
-Targets: batch 256 >= 90,000 spectra/s with fp32 or int8 -> best measured {fp32_256:,.0f} spectra/s
-({"met" if fp32_256 >= 90000 else "NOT met"}); one spectrum <= 60 us -> best measured {one * 1e6:.1f} us
+Targets (judged on the median over all rounds; the quietest round in brackets):
+batch 256 >= 90,000 spectra/s with fp32 or int8 -> best {fp32_256:,.0f} spectra/s [{fp32_256_q:,.0f}]
+({"met" if fp32_256 >= 90000 else "NOT met"}); one spectrum <= 60 us -> best {one * 1e6:.1f} us [{one_q * 1e6:.1f}]
 ({"met" if one <= 60e-6 else "NOT met"}).
+
+Design choices, measured:
+
+- Exporter: `torch.onnx.export(dynamo=True)` gives {nodes["fp32"]} nodes for the fp32 graph; the TorchScript
+  exporter (`dynamo=False`) gives {ts_nodes} for the same module (Constant/Shape/Unsqueeze/Concat chains around
+  each reshape). Opset 18 pinned (the dynamo exporter's native opset).
+- Graph rewrites, all exact in eval mode: every batch norm folded into the preceding dense layer (bn3 stays a
+  Mul + Add because the un-normalised embedding is also needed), dropout removed, the window layer as one
+  Gather + one batched MatMul on the transposed batch. The node count is the same for 3 or 23 windows
+  (tests/export).
+- Window layer forms tried (fp32, 2 threads, earlier the same day on this machine, load ~1): Gather + batched
+  MatMul on `[n_windows, B, w]` 73 us / 94,500 spectra/s at batch 1 / 256; Gather + Einsum 88 us / 79,600;
+  one dense block-sparse `L x (n_windows*n1)` GEMM 185 us / 80,700 (20x the multiply-adds and 3.9 MB of
+  weights, memory-bound at batch 1). The transposed-batch form used now was then measured 20-25% faster than
+  the `[n_windows, B, w]` form at batch 256 in an interleaved A/B run, bit-identical outputs.
+- ORT session options: graph optimisation level "all" vs "basic" within noise (the exporter already folded
+  what matters; ORT then fuses MatMul+Add(+LeakyRelu) into Gemm/FusedGemm); io_binding saves ~10-20 us per
+  call at batch 1; `intra_op_num_threads` = 2 helps only when the second core is free.
+- fp16 on this CPU is slower than fp32: onnxruntime's CPU provider has few float16 kernels and inserts casts.
+  fp16 is for GPU providers (and halves the file).
 
 All configurations (threads = intra_op_num_threads; opt = graph optimisation level; io_binding = pre-bound
 input/output buffers):
