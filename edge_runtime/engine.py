@@ -217,9 +217,6 @@ class Engine:
             self._outputs.append(self._emb_name)
         if self_test:
             self.self_test()
-        # Builds a plan on the model axis now: imports the scipy parts preprocessing needs before the first
-        # real spectrum, not while it waits.
-        self.prepare(self.contract.axis_array())
         self.load_s = time.monotonic() - t0
         logger.info(
             "model %s (sha256 %s, %d classes, %d points) ready on %s (requested %s) in %.3f s",

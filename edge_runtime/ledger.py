@@ -142,6 +142,23 @@ class Ledger:
                     f"{self.path}: ledger schema version {row[0]}, this ramanedge writes {SCHEMA_VERSION}"
                 )
         self._closed = False
+        # Checkpoints (copying the WAL back into the database, with an fsync) run in their own thread and
+        # connection, so a commit on the hot path never pays for one.
+        self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        self._ckpt_stop = threading.Event()
+        self._ckpt = threading.Thread(target=self._checkpointer, name="ledger-checkpoint", daemon=True)
+        self._ckpt.start()
+
+    def _checkpointer(self, interval_s: float = 1.0) -> None:
+        con = self._connect()
+        try:
+            while not self._ckpt_stop.wait(interval_s):
+                try:
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:
+                    logger.debug("ledger checkpoint: %s", exc)
+        finally:
+            con.close()
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
@@ -231,7 +248,7 @@ class Ledger:
         records = []
         for o, row in zip(outcomes, rows, strict=True):
             if not o.duplicate:
-                o.record = _as_record(o.record_id, row)
+                o.record = _as_record(o.record_id, row, o.probabilities, o.frame.metadata)
                 records.append(o.record)
         return records
 
@@ -261,16 +278,31 @@ class Ledger:
         if self._closed:
             return
         self._closed = True
+        self._ckpt_stop.set()
+        self._ckpt.join(10)
         with self._lock:
+            try:
+                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:
+                logger.warning("final ledger checkpoint: %s", exc)
             self._writer.close()
         con = getattr(self._local, "con", None)
         if con is not None:
             con.close()
 
 
-def _as_record(record_id: int | None, row: tuple[Any, ...]) -> dict[str, Any]:
+def _as_record(
+    record_id: int | None, row: tuple[Any, ...], probabilities: list[float] | None, metadata: dict[str, Any]
+) -> dict[str, Any]:
     d: dict[str, Any] = {"id": record_id, **dict(zip(_COLUMNS, row, strict=True))}
-    return _decode(d)
+    if probabilities is not None:
+        d["probabilities"] = [round(p, 7) for p in probabilities]
+    if d["metadata"] is not None:
+        d["metadata"] = {k: v for k, v in metadata.items() if k not in _OWN_KEYS}
+    for key in ("unknown", "saturated"):
+        if d[key] is not None:
+            d[key] = bool(d[key])
+    return d
 
 
 def record_dict(row: sqlite3.Row) -> dict[str, Any]:

@@ -56,8 +56,11 @@ class Source(Protocol):
 
     url: str
 
+    def open(self) -> None:
+        """Open what needs opening, raising on a bad URL or a missing device/folder; nothing flows yet."""
+
     def start(self, submit: Submit) -> None:
-        """Open what needs opening (raising on a bad URL) and start the producer thread."""
+        """Start the producer thread (opens first if :meth:`open` was not called)."""
 
     def stop(self) -> None:
         """Stop intake: no new frame is produced after this returns (one in hand may still be submitted)."""
@@ -108,13 +111,19 @@ class DeviceSource:
 
         return open_device(self.url)
 
-    def start(self, submit: Submit) -> None:
+    def open(self) -> None:
+        """Open the device now (so a bad URL fails start-up) and learn its axis (cm^-1) when it says."""
+        if self._dev is not None:
+            return
         self._dev = self._open()
         self.state = "open"
         try:
             self.axis = np.asarray(self._dev.info.raman_shift(), dtype=np.float64)
         except (DriverError, RamanEdgeError, ValueError) as exc:
             logger.warning("%s: axis unknown before the first spectrum: %s", self.url, exc)
+
+    def start(self, submit: Submit) -> None:
+        self.open()
         self._thread = threading.Thread(target=self._run, args=(submit,), name=f"source:{self.url}", daemon=True)
         self._thread.start()
 
@@ -278,11 +287,15 @@ class WatchSource:
         low = name.lower()
         return name.startswith(".") or low.endswith(self.temp_suffixes) or low.endswith(".error.json")
 
-    def start(self, submit: Submit) -> None:
+    def open(self) -> None:
+        """Check the folder and create processing/, done/ and quarantine/ in it."""
         if not self.root.is_dir():
             raise SettingsError(f"{self.url}: drop folder {self.root} does not exist")
         for d in (self.processing, self.done, self.quarantine):
             d.mkdir(exist_ok=True)
+
+    def start(self, submit: Submit) -> None:
+        self.open()
         if self.use_events:
             self._start_observer()
         self._thread = threading.Thread(target=self._run, args=(submit,), name=f"source:{self.url}", daemon=True)

@@ -1,0 +1,373 @@
+"""Edge runtime benchmarks: `ramanedge serve` as a real process, measured from outside.
+
+1. start-up: process spawn -> GET /readyz answers 200 (model load, self-test, ledger, HTTP, sources).
+2. file-drop throughput: N pre-written two-column CSV spectra (1024 points, the simulated instrument's axis)
+   are moved into the watched folder by another process as fast as it can rename; records per second from
+   the first claim to the last commit.
+3. end-to-end latency: a simulated instrument on a pty streaming at 100 spectra/s through the real pyserial
+   driver; latency from frame received (the driver's arrival timestamp) to result committed.
+4. resident memory of the daemon process (VmRSS at the end of each run, VmHWM peak).
+
+Writes the "## Edge runtime (daemon)" section of docs/benchmarks.md (other sections are left alone).
+The model is a full-size RamanNet (paper defaults, 1000 points, 8 classes) exported to fp32 ONNX; its weights
+are untrained (timing does not depend on them). torch is used here to build it; the daemon never imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "benchmarks.md"
+SECTION = "## Edge runtime (daemon)"
+CLASSES = 8
+L = 1000
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), platform.processor())
+    except OSError:
+        return platform.processor()
+
+
+def machine() -> str:
+    import onnxruntime as ort
+
+    mem = ""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            kb = int(next(ln for ln in f if ln.startswith("MemTotal")).split()[1])
+            mem = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return (f"{_cpu()}, {os.cpu_count()} cores{mem}, Linux {platform.release()}, Python {platform.python_version()}, "
+            f"onnxruntime {ort.__version__} (CPUExecutionProvider), SQLite {sqlite3.sqlite_version}")
+
+
+def build_model(workdir: Path) -> Path:
+    """A full-size RamanNet exported to fp32 ONNX with its contract (untrained weights)."""
+    import torch
+
+    from export.onnx_export import export_run
+    from spectral_core.contract import OpenSet
+    from spectral_core.preprocess import PreprocessConfig
+    from trainer.checkpoint import RunInfo, save_run
+    from trainer.model import RamanNet, RamanNetConfig
+
+    torch.manual_seed(0)
+    cfg = RamanNetConfig(input_length=L, n_classes=CLASSES)
+    model = RamanNet(cfg).eval()
+    axis = np.linspace(400.0, 1800.0, L)
+    rng = np.random.default_rng(0)
+    cen = rng.normal(size=(CLASSES, cfg.embedding_dim))
+    cen /= np.linalg.norm(cen, axis=1, keepdims=True)
+    info = RunInfo(model=cfg, preprocess=PreprocessConfig(normalise="minmax"),
+                   classes=[f"c{i}" for i in range(CLASSES)], axis=axis.tolist(),
+                   open_set=OpenSet(centroids=cen.tolist(), thresholds=[0.5] * CLASSES))
+    save_run(workdir / "run", model, info)
+    return export_run(workdir / "run", workdir / "ramannet.onnx", precision="fp32")
+
+
+class Daemon:
+    """`ramanedge serve` in a subprocess with its HTTP API on a free loopback port."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ramanedge", "serve", "--http", "127.0.0.1:0", "--provider", "cpu", *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        )
+        self.url = ""
+        self.ready_line = ""
+        self.log: list[str] = []
+        got = threading.Event()
+
+        def pump() -> None:
+            assert self.proc.stderr is not None
+            for line in self.proc.stderr:
+                self.log.append(line)
+                if line.startswith("ramanedge serve: ready"):
+                    m = re.search(r"(http://[\d.]+:\d+)", line)
+                    self.url = m.group(1) if m else ""
+                    self.ready_line = line.strip()
+                    got.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not got.wait(120):
+            self.stop()
+            raise RuntimeError("daemon did not start:\n" + "".join(self.log))
+
+    def wait_ready(self) -> float:
+        """Seconds from spawn until GET /readyz answered 200."""
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=5) as r:
+                    if r.status == 200:
+                        return time.monotonic() - self.t0
+            except OSError:
+                pass
+            time.sleep(0.002)
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as r:
+            return str(r.read().decode())
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(VmRSS, VmHWM) of the daemon, MB."""
+        vals = {}
+        with open(f"/proc/{self.proc.pid}/status", encoding="utf-8") as f:
+            for ln in f:
+                if ln.startswith(("VmRSS", "VmHWM")):
+                    vals[ln.split(":")[0]] = int(ln.split()[1]) / 1024
+        return vals.get("VmRSS", 0.0), vals.get("VmHWM", 0.0)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+
+def _count(db: Path) -> int:
+    try:
+        con = sqlite3.connect(db, timeout=10)
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _wait_count(db: Path, n: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _count(db) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {_count(db)} of {n} records after {timeout_s} s")
+        time.sleep(0.05)
+
+
+def bench_startup(model: Path, tmp: Path, rounds: int) -> dict[str, Any]:
+    times, reported = [], []
+    for k in range(rounds):
+        d = Daemon(["--model", str(model), "--db", str(tmp / f"startup{k}.sqlite")])
+        times.append(d.wait_ready())
+        m = re.search(r"ready in ([\d.]+) s", d.ready_line)
+        reported.append(float(m.group(1)) if m else float("nan"))
+        d.stop()
+    return {"spawn_to_readyz_s": times, "median_s": float(np.median(times)), "max_s": float(np.max(times)),
+            "self_reported_median_s": float(np.median(reported))}
+
+
+def _write_csv_files(stage: Path, n: int) -> None:
+    from spectral_core.synth import SyntheticCatalog, instrument_axis
+
+    axis = instrument_axis(1024)
+    cat = SyntheticCatalog(CLASSES, 0)
+    rng = np.random.default_rng(0)
+    templates = [cat.clean(c, axis) for c in range(CLASSES)]
+    head = "wavenumber,intensity\n"
+    for i in range(n):
+        y = 100 + 1500 * templates[i % CLASSES] + rng.normal(0, 15, axis.size)
+        (stage / f"s{i:06d}.csv").write_text(head + "".join(f"{a:.5f},{v:.2f}\n" for a, v in zip(axis, y, strict=True)))
+
+
+def bench_throughput(model: Path, tmp: Path, n: int) -> dict[str, Any]:
+    stage, drop = tmp / "stage", tmp / "drop"
+    stage.mkdir()
+    drop.mkdir()
+    _write_csv_files(stage, n)
+    db = tmp / "throughput.sqlite"
+    d = Daemon(["--model", str(model), "--source", f"watch://{drop}", "--db", str(db), "--settle", "0.02",
+                "--poll", "0.5", "--max-batch", "64"])
+    d.wait_ready()
+    mover = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys\n"
+        "src, dst = sys.argv[1], sys.argv[2]\n"
+        "for name in sorted(os.listdir(src)):\n"
+        "    os.rename(os.path.join(src, name), os.path.join(dst, name))\n"
+    ), str(stage), str(drop)])
+    mover.wait(600)
+    _wait_count(db, n, 900)
+    rss = d.rss_mb()
+    rc = d.stop()
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT received_at, completed_at, read_ms, preprocess_ms, inference_ms, queue_ms, batch_size, "
+                       "status FROM results ORDER BY completed_at").fetchall()
+    con.close()
+    rec = np.array([r[0] for r in rows])
+    comp = np.array([r[1] for r in rows])
+    span = float(comp.max() - rec.min())
+    lo, hi = np.quantile(comp, [0.1, 0.9])
+    steady = 0.8 * len(rows) / float(hi - lo) if hi > lo else float("nan")
+    batches = np.array([r[6] or 1 for r in rows], dtype=float)
+    return {
+        "files": n, "ok": sum(r[7] == "ok" for r in rows), "files_per_s": len(rows) / span,
+        "steady_files_per_s": steady, "read_ms_mean": float(np.mean([r[2] for r in rows])),
+        "preprocess_ms_per_file": float(np.mean([r[3] / b for r, b in zip(rows, batches, strict=True)])),
+        "inference_ms_per_file": float(np.mean([r[4] / b for r, b in zip(rows, batches, strict=True)])),
+        "batch_mean": float(batches.mean()), "rss_mb": rss[0], "hwm_mb": rss[1], "exit": rc,
+    }
+
+
+def _hist_fraction(metrics: str, stage: str, le: str) -> tuple[float, int]:
+    cnt = re.search(rf'ramanedge_latency_seconds_count{{stage="{stage}"}} (\d+)', metrics)
+    b = re.search(rf'ramanedge_latency_seconds_bucket{{stage="{stage}",le="{le}"}} (\d+)', metrics)
+    total = int(cnt.group(1)) if cnt else 0
+    return (int(b.group(1)) / total if b and total else float("nan")), total
+
+
+def bench_latency(model: Path, tmp: Path, n: int, rate: float) -> dict[str, Any]:
+    from device_drivers.sim import SimConfig, SimulatedInstrument
+
+    db = tmp / "latency.sqlite"
+    with SimulatedInstrument(SimConfig(classes=CLASSES, rate_hz=rate, count=n, seed=5), transport="pty") as sim:
+        d = Daemon(["--model", str(model), "--source", sim.url, "--db", str(db)])
+        d.wait_ready()
+        _wait_count(db, n, n / rate * 3 + 60)
+        metrics = d.metrics()
+        rss = d.rss_mb()
+        rc = d.stop()
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT total_ms, read_ms, preprocess_ms, inference_ms, queue_ms, batch_size FROM results "
+                       "WHERE status = 'ok' ORDER BY id").fetchall()
+    con.close()
+    total = np.array([r[0] for r in rows])
+    within5, observed = _hist_fraction(metrics, "total", "0.005")
+    within2, _ = _hist_fraction(metrics, "total", "0.002")
+    return {
+        "spectra": len(rows), "rate_hz": rate, "p50_ms": float(np.percentile(total, 50)),
+        "p90_ms": float(np.percentile(total, 90)), "p99_ms": float(np.percentile(total, 99)),
+        "max_ms": float(total.max()), "mean_batch": float(np.mean([r[5] for r in rows])),
+        "preprocess_ms_mean": float(np.mean([r[2] for r in rows])),
+        "inference_ms_mean": float(np.mean([r[3] for r in rows])),
+        "committed_within_5ms": within5, "committed_within_2ms": within2, "observed": observed,
+        "rss_mb": rss[0], "hwm_mb": rss[1], "exit": rc,
+    }
+
+
+def render(res: dict[str, Any], cmd: str) -> str:
+    s, t, la = res["startup"], res["throughput"], res["latency"]
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    ok = lambda good: "met" if good else "**missed**"  # noqa: E731
+    rss_max = max(t["hwm_mb"], la["hwm_mb"])
+    lines = [
+        SECTION,
+        "",
+        f"Measured {when} by `{cmd}` on {res['machine']}.",
+        "",
+        f"Model: full-size RamanNet ({L} points, {CLASSES} classes, paper defaults), fp32 ONNX, 1 intra-op thread. "
+        "The daemon is a separate process (`ramanedge serve`, CPU provider, SQLite ledger in WAL mode, "
+        "synchronous=NORMAL, HTTP on loopback); load is generated by other processes.",
+        "",
+        "| measure | target | result | |",
+        "|---|---:|---:|---|",
+        f"| start-up, spawn -> /readyz 200 (median of {len(s['spawn_to_readyz_s'])}) | <= 2 s | "
+        f"{s['median_s']:.2f} s (max {s['max_s']:.2f} s) | {ok(s['median_s'] <= 2)} |",
+        f"| file-drop throughput, {t['files']} CSV files (1024 points each) | >= 1,000 files/s | "
+        f"{t['files_per_s']:.0f} files/s (steady {t['steady_files_per_s']:.0f}) | {ok(t['files_per_s'] >= 1000)} |",
+        f"| latency frame received -> committed at {la['rate_hz']:.0f} spectra/s, p99 ({la['spectra']} spectra) | "
+        f"<= 5 ms | {la['p99_ms']:.2f} ms (p50 {la['p50_ms']:.2f}, p90 {la['p90_ms']:.2f}, max {la['max_ms']:.1f}) "
+        f"| {ok(la['p99_ms'] <= 5)} |",
+        f"| resident memory of the daemon (peak VmHWM over both runs) | <= 200 MB | {rss_max:.0f} MB | "
+        f"{ok(rss_max <= 200)} |",
+        "",
+        "Details:",
+        "",
+        f"- Start-up as the daemon reports it (model load + self-test + ledger + HTTP + sources): median "
+        f"{s['self_reported_median_s']:.2f} s; the rest of spawn -> ready is the Python interpreter and imports.",
+        f"- File drop: per file, reading + parsing with the shared reader (`spectral_core.io.read_spectrum`, "
+        f"including the claim rename and SHA-256) {t['read_ms_mean']:.2f} ms, preprocessing "
+        f"{t['preprocess_ms_per_file']:.3f} ms and inference {t['inference_ms_per_file']:.3f} ms (amortised over "
+        f"micro-batches of {t['batch_mean']:.1f} on average). VmRSS at the end {t['rss_mb']:.0f} MB, peak "
+        f"{t['hwm_mb']:.0f} MB.",
+        f"- Latency: the daemon's own histogram (taken after the COMMIT returns) has {la['committed_within_5ms']:.1%} "
+        f"of {la['observed']} records committed within 5 ms and {la['committed_within_2ms']:.1%} within 2 ms; the "
+        f"percentiles above are the ledger's `total_ms` (the timestamp written inside the transaction). Mean "
+        f"preprocessing {la['preprocess_ms_mean']:.3f} ms, inference {la['inference_ms_mean']:.3f} ms, micro-batch "
+        f"{la['mean_batch']:.2f}. VmRSS {la['rss_mb']:.0f} MB, peak {la['hwm_mb']:.0f} MB.",
+    ]
+    if t["files_per_s"] < 1000:
+        lines.append(
+            "- Throughput is bound by parsing the CSV text in Python (`spectral_core/io/_grid.py` splits every "
+            "line and cell); the rest of the pipeline (claim, hash, ledger lookup, preprocessing, inference, one "
+            "transaction per micro-batch, the move to done/) costs well under 1 ms a file. A vectorised fast path "
+            "for regular numeric grids in the shared reader is the fix; the daemon needs no change for it."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str) -> None:
+    old = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
+    start = old.find(SECTION)
+    if start < 0:
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        nxt = old.find("\n## ", start + len(SECTION))
+        new = old[:start] + text + (old[nxt + 1 :] if nxt >= 0 else "")
+        if nxt >= 0 and not text.endswith("\n\n"):
+            new = old[:start] + text + "\n" + old[nxt + 1 :]
+    tmp = DOC.with_suffix(".md.tmp")
+    tmp.write_text(new, encoding="utf-8")
+    os.replace(tmp, DOC)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, help="an exported ONNX model (default: build a full-size RamanNet)")
+    ap.add_argument("--files", type=int, default=5000, help="files for the throughput run")
+    ap.add_argument("--spectra", type=int, default=2000, help="spectra for the latency run")
+    ap.add_argument("--rate", type=float, default=100.0, help="spectra/s for the latency run")
+    ap.add_argument("--startup-rounds", type=int, default=5)
+    ap.add_argument("--no-write", action="store_true", help="print the section, leave docs/benchmarks.md alone")
+    args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    for noisy in ("onnxscript", "onnx_ir", "root", "torch"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    cmd = "python bench/bench_runtime.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-runtime-"))
+    try:
+        model = args.model or build_model(tmp)
+        res: dict[str, Any] = {"machine": machine()}
+        res["startup"] = bench_startup(model, tmp, args.startup_rounds)
+        print(json.dumps({"startup": res["startup"]}), flush=True)
+        res["latency"] = bench_latency(model, tmp, args.spectra, args.rate)
+        print(json.dumps({"latency": res["latency"]}), flush=True)
+        res["throughput"] = bench_throughput(model, tmp, args.files)
+        print(json.dumps({"throughput": res["throughput"]}), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    text = render(res, cmd)
+    print(text)
+    if not args.no_write:
+        write_section(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
