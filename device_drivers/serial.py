@@ -54,6 +54,12 @@ class SerialTransport:
             return bytes(first + self._ser.read(rest)) if rest > 0 else bytes(first)
         except (pyserial.SerialException, OSError) as exc:
             raise DeviceDisconnectedError(f"{self.description}: read failed ({exc})") from exc
+        except (TypeError, AttributeError) as exc:
+            # pyserial drops its file descriptor (fd = None) when another thread closes the port in the
+            # middle of a read; that is a closed port, not a programming error.
+            if not self._ser.is_open:
+                raise DeviceDisconnectedError(f"{self.description}: port closed during a read") from exc
+            raise
 
     def write(self, data: bytes, timeout_s: float) -> None:
         """Write all of ``data``; bounded by the port's write timeout (``timeout_s`` is advisory here)."""
