@@ -56,6 +56,11 @@ def decode_text(raw: bytes, path: str | Path, encoding: str | None = None) -> tu
             raise ReaderError(path, f"has a UTF-16 byte-order mark but is not valid UTF-16 ({exc})") from None
     if b"\x00" in raw:
         i = raw.index(b"\x00")
+        head = raw[:4000]
+        if head[1::2].count(0) > 0.9 * len(head[1::2]) or head[0::2].count(0) > 0.9 * len(head[0::2]):
+            raise ReaderError(
+                path, "looks like UTF-16 text without a byte-order mark; pass encoding='utf-16-le' (or -be)"
+            )
         raise ReaderError(path, f"binary content (NUL byte at offset {i}), not a text file")
     try:
         return raw.decode("utf-8-sig"), "utf-8"

@@ -163,5 +163,11 @@ def parse_grid(path: Path, text: str, *, delimiter: str | None = None) -> Grid:
                 f"({_name(delim)}-separated)",
             )
     if header is not None and len(header) != width:
-        raise ReaderError(path, f"the header row has {len(header)} column(s) but the data rows have {width}")
+        if delim is None:
+            # Whitespace-separated files often have multi-word column titles ("Raman Shift  Intensity"):
+            # the titles cannot be split reliably, so the line is kept whole as metadata.
+            meta["HEADER"] = " ".join(header)
+            header = None
+        else:
+            raise ReaderError(path, f"the header row has {len(header)} column(s) but the data rows have {width}")
     return Grid(path, header, rows, lines, delim, decimal, meta)

@@ -45,6 +45,15 @@ def test_text_rejections(tmp_path: Path, name: str, content: bytes, match: str) 
     assert isinstance(exc_info.value, ValueError)
 
 
+def test_utf16_without_bom_is_named_and_readable_when_told(tmp_path: Path) -> None:
+    p = write(tmp_path / "w.txt", "100\t1\n200\t2\n".encode("utf-16-le"))
+    with pytest.raises(ReaderError, match="UTF-16"):
+        read_dataset(p)
+    np.testing.assert_array_equal(read_spectrum(p, encoding="utf-16-le").axis, [100, 200])
+    bom = write(tmp_path / "bom.txt", "100\t1\n200\t2\n".encode("utf-16"))
+    np.testing.assert_array_equal(read_spectrum(bom).intensities, [1, 2])
+
+
 def test_bad_utf8_with_textual_bytes_is_latin1_not_error(tmp_path: Path) -> None:
     p = write(tmp_path / "l1.txt", "# T=25 \xb0C\n1 2\n3 4\n".encode("latin-1"))
     assert read_spectrum(p).metadata["encoding"] == "latin-1"

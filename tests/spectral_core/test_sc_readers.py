@@ -66,6 +66,12 @@ def test_non_numeric_header_row_and_bom(tmp_path: Path) -> None:
     np.testing.assert_array_equal(s.intensities, [1, 2])
 
 
+def test_multi_word_header_in_whitespace_file(tmp_path: Path) -> None:
+    s = read_spectrum(write(tmp_path / "v.txt", "Raman Shift   Intensity (a.u.)\n100  5\n200  6\n"))
+    np.testing.assert_array_equal(s.intensities, [5, 6])
+    assert s.metadata["header"]["HEADER"] == "Raman Shift Intensity (a.u.)"
+
+
 def test_latin1_fallback_for_textual_content(tmp_path: Path) -> None:
     p = write(tmp_path / "s.txt", "# Probe: Quarz \xb5m\n100 1\n101 2\n".encode("latin-1"))
     s = read_spectrum(p)
