@@ -14,7 +14,9 @@ Formats (one private module each):
 Options of :func:`read_dataset` (each used by the readers it applies to; others log a warning):
 ``axis``, ``labels``, ``class_names``, ``encoding``, ``delimiter``, ``layout``, ``label_column``,
 ``group_column``, ``label_from_column``, ``x_var``, ``y_var``, ``axis_var``, ``excitation_nm``, ``pattern``,
-and ``format`` to force a reader (npz, npy, text, table, jcamp, mat, folder).
+``resample`` (``"START:STOP:POINTS"``: put every file on one axis by cubic spline, e.g. single spectra measured
+on different axes; never extrapolates) and ``format`` to force a reader (npz, npy, text, table, jcamp, mat,
+folder).
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from spectral_core.errors import ReaderError
-from spectral_core.io._common import concat_datasets, decode_text, make_dataset, parse_class_names, read_bytes
+from spectral_core.io._common import (
+    concat_datasets,
+    decode_text,
+    make_dataset,
+    parse_axis_option,
+    parse_class_names,
+    read_bytes,
+    resample_dataset,
+)
 from spectral_core.io._folder import read_class_folders
 from spectral_core.io._grid import parse_grid
 from spectral_core.io._jcamp import is_jcamp, read_jcamp
@@ -66,7 +76,7 @@ _OPTIONS: dict[str, frozenset[str]] = {
          "label_from_column"}
     ),
 }
-_ALL_OPTIONS = frozenset().union(*_OPTIONS.values()) | {"pattern"}
+_ALL_OPTIONS = frozenset().union(*_OPTIONS.values()) | {"pattern", "resample"}
 _BINARY = {".npy": "npy", ".npz": "npz", ".mat": "mat"}
 _SPREADSHEETS = (".xlsx", ".xls", ".xlsm", ".ods")
 
@@ -177,17 +187,23 @@ def read_dataset(path: str | Path, **options: Any) -> SpectralDataset:
     if unknown:
         raise ReaderError(p, f"unknown reader option(s) {unknown}; known: {sorted(_ALL_OPTIONS | {'format'})}")
     opts = {k: v for k, v in options.items() if v is not None}
+    target = None if "resample" not in opts else parse_axis_option(opts.pop("resample"), p)
+
+    def read_file(f: Path, **file_opts: Any) -> SpectralDataset:
+        ds = _read_file(f, **file_opts)
+        return ds if target is None else resample_dataset(ds, target, f)
+
     if sniff_format(p) == "folder":
         if opts.get("format") not in (None, "folder"):
             raise ReaderError(p, f"format={opts['format']} but this is a folder")
         opts.pop("format", None)
-        return read_class_folders(p, _read_file, **opts)
+        return read_class_folders(p, read_file, **opts)
     if "pattern" in opts:
         logger.warning("%s: option pattern applies to folders only and was ignored", p)
         opts.pop("pattern")
     if opts.get("format") == "folder":
         raise ReaderError(p, "format=folder but this is a file")
-    return _read_file(p, **opts)
+    return read_file(p, **opts)
 
 
 def read_datasets(paths: Sequence[str | Path], **options: Any) -> SpectralDataset:

@@ -24,6 +24,7 @@ __all__ = [
     "parse_axis_option",
     "parse_class_names",
     "parse_labels_option",
+    "resample_dataset",
 ]
 
 logger = logging.getLogger(__name__)
@@ -280,3 +281,29 @@ def concat_datasets(
         ],
     }
     return make_dataset(source, X=X, axis=first.axis, y=y, classes=tuple(names), groups=groups, provenance=provenance)
+
+
+def resample_dataset(ds: SpectralDataset, target: NDArray[np.float64], path: str | Path) -> SpectralDataset:
+    """``ds`` on the axis ``target`` (cm^-1) by not-a-knot cubic spline, as the ``resample=`` reader option.
+
+    Used to bring files measured on different axes (e.g. single RRUFF spectra in class folders) onto one
+    axis; only on request, and never by extrapolation.
+
+    Raises:
+        ReaderError: ``target`` reaches outside the file's measured range.
+    """
+    from scipy.interpolate import CubicSpline
+
+    lo, hi = float(ds.axis[0]), float(ds.axis[-1])
+    tol = 1e-9 * (hi - lo)
+    if target[0] < lo - tol or target[-1] > hi + tol:
+        raise ReaderError(
+            path,
+            f"resample target {target[0]:g}-{target[-1]:g} cm^-1 reaches outside the measured range "
+            f"{lo:g}-{hi:g} cm^-1 (extrapolation would invent data)",
+        )
+    if ds.axis.shape == target.shape and np.array_equal(ds.axis, target):
+        return ds
+    X = CubicSpline(ds.axis, ds.X.astype(np.float64), axis=1, bc_type="not-a-knot")(np.clip(target, lo, hi))
+    prov = {**ds.provenance, "resampled": {"from": [lo, hi, int(ds.axis.size)], "method": "cubic spline"}}
+    return make_dataset(path, X=X, axis=target, y=ds.y, classes=ds.classes, groups=ds.groups, provenance=prov)

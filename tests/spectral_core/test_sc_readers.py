@@ -380,6 +380,21 @@ def test_class_folders_of_single_spectra(tmp_path: Path) -> None:
     assert ds.class_counts() == {"quartz": 2, "calcite": 2}
 
 
+def test_class_folders_of_spectra_on_different_axes_need_resample(tmp_path: Path) -> None:
+    for cls, start in (("quartz", 100.0), ("calcite", 97.5)):
+        (tmp_path / cls).mkdir()
+        x = np.arange(start, start + 1001.0, 2.5)
+        lines = "".join(f"{a:.17g}, {2 * a + 1:.17g}\n" for a in x)  # a straight line: the spline is exact
+        write(tmp_path / cls / f"{cls}.txt", lines)
+    with pytest.raises(ReaderError, match="differs"):
+        read_dataset(tmp_path)
+    ds = read_dataset(tmp_path, resample="200:1000:81")
+    np.testing.assert_array_equal(ds.axis, np.linspace(200, 1000, 81))
+    np.testing.assert_allclose(ds.X, np.tile(2 * ds.axis + 1, (2, 1)), rtol=1e-6)
+    with pytest.raises(ReaderError, match="reaches outside the measured range"):
+        read_dataset(tmp_path, resample="50:1000:81")
+
+
 def test_unknown_option_and_spreadsheet(tmp_path: Path) -> None:
     p = write(tmp_path / "s.csv", "1,2\n3,4\n")
     with pytest.raises(ReaderError, match="unknown reader option"):
