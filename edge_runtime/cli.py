@@ -59,6 +59,11 @@ def run_serve(args: argparse.Namespace) -> int:
     from edge_runtime.settings import load_settings
 
     t0 = time.monotonic()
+    # watchdog logs this ERROR when its inotify thread sees a last event while stopping: a benign race in
+    # the library, not a lost file (the drop folder is rescanned at every start). Only that message is hidden.
+    logging.getLogger("watchdog.observers.inotify").addFilter(
+        lambda r: "called when the thread is inactive" not in r.getMessage()
+    )
     flags: dict[str, Any] = {k: getattr(args, k, None) for k in _FIELDS}
     config = args.config or os.environ.get("RAMANEDGE_CONFIG")
     settings = load_settings(flags, config)

@@ -462,6 +462,10 @@ class WatchSource:
         self._stop.set()
         self._wake.set()
         if self._observer is not None:
+            try:
+                self._observer.unschedule_all()  # before stop: a late inotify event must find no dead emitter
+            except (OSError, KeyError, RuntimeError) as exc:
+                logger.debug("%s: unschedule: %s", self.url, exc)
             self._observer.stop()
 
     def join(self, timeout_s: float) -> None:

@@ -168,3 +168,14 @@ def test_require_validated(model: Path, tmp_path: Path) -> None:
     m.with_suffix(".validation.json").write_text("{not json")
     with pytest.raises(ModelRefusedError, match="cannot read"):
         Engine(m, provider="cpu", require_validated=True)
+
+
+@pytest.mark.gpu
+def test_cuda_session_really_runs_on_the_gpu_and_agrees_with_cpu(model: Path) -> None:
+    if not _cuda_really_loads(model):
+        pytest.fail("pytest -m gpu on a machine where the CUDA provider does not load")
+    gpu = Engine(model, provider="cuda", require_gpu=True)
+    assert gpu.provider == "CUDAExecutionProvider"
+    cpu = Engine(model, provider="cpu")
+    x = np.random.default_rng(1).random((16, cpu.contract.n_points)).astype(np.float32)
+    assert np.allclose(gpu.infer(x)[0], cpu.infer(x)[0], atol=1e-4)
