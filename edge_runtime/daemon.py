@@ -36,6 +36,24 @@ logger = logging.getLogger(__name__)
 _COMMIT_RETRIES = 10
 
 
+def _release_freed_memory() -> None:
+    """Give the heap freed after building resampling operators back to the OS (glibc keeps it otherwise).
+
+    A cubic-spline operator is built from a dense (4, n, n) coefficient array: tens of MB freed again at once.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        return
+    trim(0)
+
+
 class Daemon:
     """One serving process. ``start`` raises on any start-up problem; ``run`` serves until told to stop."""
 
@@ -102,6 +120,7 @@ class Daemon:
                     why = e.prepare(axis)
                     if why is not None:
                         logger.error("%s: its spectra cannot be classified by this model: %s", url, why)
+            _release_freed_memory()
             for src in self.sources:
                 src.start(self._submit)
                 logger.info("source %s started", src.url)
