@@ -47,7 +47,8 @@ def _load_v73(path: Path) -> dict[str, NDArray[Any]]:
                     # h5py shows MATLAB's column-major arrays transposed; undo it so shapes read as in MATLAB.
                     out[name] = np.asarray(obj[()]).T
                 elif not name.startswith("#"):
-                    out[name] = np.asarray([], dtype=object)
+                    # Cell arrays, structs and strings are HDF5 references in v7.3: not decoded here.
+                    out[name] = np.asarray(f"<MATLAB {obj.attrs.get('MATLAB_class', b'?')!r} variable>", dtype=object)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ReaderError(path, f"not a readable MATLAB v7.3 (HDF5) file ({exc})") from None
     return out
@@ -82,6 +83,8 @@ def _pick(
 
 
 def _numeric(name: str, arr: NDArray[Any], path: Path) -> NDArray[Any]:
+    if arr.dtype == object and arr.ndim == 0:
+        raise ReaderError(path, f"variable {name!r} is a cell array, struct or string in a v7.3 file (not supported)")
     if arr.dtype.kind not in "fiub":
         raise ReaderError(path, f"variable {name!r} is not a numeric array (MATLAB class {arr.dtype})")
     return arr
@@ -162,6 +165,10 @@ def read_mat(
         yv = _pick(found, y_var, Y_NAMES, "labels", p)
         if yv is not None:
             raw = yv[1]
+            if raw.dtype == object and raw.ndim == 0:
+                raise ReaderError(
+                    p, f"label variable {yv[0]!r} is a cell array or struct in a v7.3 file (not supported); use labels="
+                )
             if raw.dtype.kind in "US":
                 raw = np.asarray([str(s).strip() for s in raw.ravel()])
             elif raw.dtype == object:

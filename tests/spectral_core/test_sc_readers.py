@@ -409,3 +409,19 @@ def test_npz_round_trip_through_read_dataset(tmp_path: Path) -> None:
     )
     back = read_dataset(write_npz(ds, tmp_path / "d.npz"))
     assert back.fingerprint() == ds.fingerprint()
+
+
+def test_mat_v73_cell_labels_are_refused_with_a_reason(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    p = tmp_path / "cell.mat"
+    with h5py.File(p, "w", userblock_size=512) as f:
+        f["X"] = np.ones((3, 4))
+        f["wave_number"] = np.arange(4.0)[None, :]
+        ref_target = f.create_dataset("#refs#/a", data=np.array([[65]], dtype=np.uint16))
+        y = f.create_dataset("y", shape=(1, 3), dtype=h5py.ref_dtype)
+        for i in range(3):
+            y[0, i] = ref_target.ref
+        y.attrs["MATLAB_class"] = np.bytes_(b"cell")
+    with pytest.raises(ReaderError, match="cell array or struct"):
+        read_dataset(p)
+    assert read_dataset(p, labels=[0, 1, 0]).class_counts() == {"0": 2, "1": 1}
