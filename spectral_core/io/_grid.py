@@ -6,9 +6,9 @@ Shared by the two-column spectrum reader and the table reader.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,30 +29,95 @@ def _name(delimiter: str | None) -> str:
     return {None: "whitespace", ";": "semicolon", "\t": "tab", ",": "comma"}.get(delimiter, repr(delimiter))
 
 
-@dataclass
 class Grid:
     """Cells of a delimited text file.
 
     Attributes:
         header: the first non-comment row when it holds a non-numeric cell, else None.
-        rows: data rows as stripped string cells.
+        rows: data rows as stripped string cells (split lazily: numeric files never need them).
         lines: 1-based line number of each data row (for error messages).
         delimiter: the column separator; None means runs of whitespace.
         decimal: "." or "," (decimal comma, only with a semicolon, tab or whitespace delimiter).
         meta: ``##KEY=VALUE`` comment lines (RRUFF, ramanedge writers), keys upper-cased.
     """
 
-    path: Path
-    header: list[str] | None
-    rows: list[list[str]]
-    lines: list[int]
-    delimiter: str | None
-    decimal: str = "."
-    meta: dict[str, str] = field(default_factory=dict)
+    def __init__(
+        self,
+        path: Path,
+        header: list[str] | None,
+        body: list[str],
+        lines: list[int],
+        delimiter: str | None,
+        *,
+        width: int,
+        decimal: str = ".",
+        meta: dict[str, str] | None = None,
+        trailing: bool = False,
+    ) -> None:
+        self.path = path
+        self.header = header
+        self.lines = lines
+        self.delimiter = delimiter
+        self.decimal = decimal
+        self.meta = meta if meta is not None else {}
+        self.n_columns = width
+        self._body = body
+        self._trailing = trailing
+        self._rows: list[list[str]] | None = None
+        self._values: NDArray[np.float64] | None = None
 
     @property
-    def n_columns(self) -> int:
-        return len(self.rows[0]) if self.rows else (len(self.header) if self.header else 0)
+    def rows(self) -> list[list[str]]:
+        if self._rows is None:
+            rows = [_split(ln, self.delimiter) for ln in self._body]
+            self._rows = [r[:-1] for r in rows] if self._trailing else rows
+        return self._rows
+
+    def head_rows(self, k: int) -> list[list[str]]:
+        """The first ``k`` data rows as cells, without splitting the rest of the file."""
+        if self._rows is not None:
+            return self._rows[:k]
+        rows = [_split(ln, self.delimiter) for ln in self._body[:k]]
+        return [r[:-1] for r in rows] if self._trailing else rows
+
+    def first_column(self, k: int) -> list[str]:
+        """The first cell of each of the first ``k`` data rows."""
+        if self.delimiter is None:
+            return [ln.split(None, 1)[0] for ln in self._body[:k]]
+        return [_split(ln.split(self.delimiter, 1)[0], self.delimiter)[0] for ln in self._body[:k]]
+
+    def without_first_row(self) -> Grid:
+        """The same grid less its first data row (taken as an axis or a header of indices)."""
+        g = Grid(
+            self.path, self.header, self._body[1:], self.lines[1:], self.delimiter, width=self.n_columns,
+            decimal=self.decimal, meta=self.meta, trailing=self._trailing,
+        )
+        if self._values is not None:
+            g._values = self._values[1:]
+        return g
+
+    def _fast_values(self) -> NDArray[np.float64] | None:
+        """All cells as floats by numpy's C parser, or None when the slow path must explain why not.
+
+        An empty cell, quotes or a non-number make ``np.loadtxt`` fail; the Python path then finds and names
+        the line and column. Both paths accept the same numbers.
+        """
+        if self._values is not None:
+            return self._values
+        if self.decimal != "." or not self._body:
+            return None
+        body = [ln[:-1] for ln in self._body] if self._trailing else self._body
+        try:
+            values = np.loadtxt(
+                io.StringIO("\n".join(body)), delimiter=self.delimiter, dtype=np.float64, comments=None,
+                quotechar=None, ndmin=2,
+            )
+        except ValueError:
+            return None
+        if values.shape != (len(self._body), self.n_columns):
+            return None
+        self._values = values
+        return self._values
 
     def numeric(self, columns: list[int] | None = None) -> NDArray[np.float64]:
         """The data rows (optionally only ``columns``) as a float64 array.
@@ -61,30 +126,36 @@ class Grid:
             ReaderError: a non-numeric or empty cell, or a NaN/inf value, naming its line and column.
         """
         cols = list(range(self.n_columns)) if columns is None else columns
-        cells = self.rows if columns is None else [[r[c] for c in cols] for r in self.rows]
-        if self.decimal == ",":
-            cells = [[c.replace(",", ".") for c in r] for r in cells]
-        try:
-            arr = np.array(cells, dtype=np.float64)
-        except ValueError:
-            for r, row in enumerate(cells):
-                for j, cell in enumerate(row):
-                    try:
-                        float(cell)
-                    except ValueError:
-                        what = "an empty cell" if cell == "" else f"{cell[:40]!r} is not a number"
-                        raise ReaderError(
-                            self.path, f"line {self.lines[r]}, column {cols[j] + 1}: {what}"
-                        ) from None
-            raise ReaderError(self.path, "non-numeric cells") from None
-        if arr.ndim != 2:
-            arr = arr.reshape(len(cells), len(cols))
+        fast = self._fast_values() if columns is None or len(columns) > 0 else None
+        if fast is not None:
+            arr = fast if columns is None else fast[:, cols]
+            cells: list[list[str]] | None = None
+        else:
+            cells = self.rows if columns is None else [[r[c] for c in cols] for r in self.rows]
+            if self.decimal == ",":
+                cells = [[c.replace(",", ".") for c in r] for r in cells]
+            try:
+                arr = np.array(cells, dtype=np.float64)
+            except ValueError:
+                for r, row in enumerate(cells):
+                    for j, cell in enumerate(row):
+                        try:
+                            float(cell)
+                        except ValueError:
+                            what = "an empty cell" if cell == "" else f"{cell[:40]!r} is not a number"
+                            raise ReaderError(
+                                self.path, f"line {self.lines[r]}, column {cols[j] + 1}: {what}"
+                            ) from None
+                raise ReaderError(self.path, "non-numeric cells") from None
+            if arr.ndim != 2:
+                arr = arr.reshape(len(cells), len(cols))
         bad = ~np.isfinite(arr)
         if bad.any():
             r, j = (int(v) for v in np.argwhere(bad)[0])
+            cell = self.rows[r][cols[j]] if cells is None else cells[r][j]
             raise ReaderError(
                 self.path,
-                f"line {self.lines[r]}, column {cols[j] + 1}: non-finite value {cells[r][j]!r} "
+                f"line {self.lines[r]}, column {cols[j] + 1}: non-finite value {cell!r} "
                 f"({int(bad.sum())} NaN/inf cell(s) in all)",
             )
         return arr
@@ -135,33 +206,47 @@ def parse_grid(path: Path, text: str, *, delimiter: str | None = None) -> Grid:
         delim: str | None = next((d for d in _DELIMITERS if all(d in ln for ln in sample)), None)
     else:
         delim = None if delimiter.strip() == "" else delimiter
-    rows = [_split(ln, delim) for _, ln in body]
-    if delim is not None and all(r[-1] == "" and len(r) > 1 for r in rows):
-        # Some exporters end every line with the separator: that is not an empty last column.
-        rows = [r[:-1] for r in rows]
+    texts = [ln for _, ln in body]
     lines = [no for no, _ in body]
+    trailing = delim is not None and all(ln.endswith(delim) for ln in texts) and all(
+        len(ln) > 1 for ln in texts
+    )
+    first_cells = _split(texts[0], delim)
+    if trailing:
+        first_cells = first_cells[:-1]
     decimal = "."
     if delim != ",":
-        probe = [c for r in rows[1:21] for c in r]
+        probe = [c for ln in texts[1:21] for c in _split(ln, delim)]
         if probe and any("," in c for c in probe) and all(
             _DECIMAL_COMMA.match(c) or _is_number(c) for c in probe
         ):
             decimal = ","
-    first = rows[0] if decimal == "." else [c.replace(",", ".") for c in rows[0]]
+    first = first_cells if decimal == "." else [c.replace(",", ".") for c in first_cells]
     header: list[str] | None = None
     if not all(_is_number(c) for c in first):
-        header = rows[0]
-        rows, lines = rows[1:], lines[1:]
-        if not rows:
+        header = first_cells
+        texts, lines = texts[1:], lines[1:]
+        if not texts:
             raise ReaderError(path, "a header row but no data lines")
-    width = len(rows[0])
-    for r, row in enumerate(rows):
-        if len(row) != width:
-            raise ReaderError(
-                path,
-                f"ragged rows: line {lines[r]} has {len(row)} column(s), line {lines[0]} has {width} "
-                f"({_name(delim)}-separated)",
-            )
+    # Column counts per line: cheap string counts first; the exact split only to explain a mismatch.
+    extra = 1 if trailing else 0
+    if delim is None:
+        counts = [len(ln.split()) for ln in texts]
+    else:
+        counts = [ln.count(delim) + 1 - extra for ln in texts]
+    width = counts[0]
+    if any(c != width for c in counts) or '"' in texts[0]:
+        rows = [_split(ln, delim) for ln in texts]
+        if trailing:
+            rows = [r[:-1] for r in rows]
+        width = len(rows[0])
+        for r, row in enumerate(rows):
+            if len(row) != width:
+                raise ReaderError(
+                    path,
+                    f"ragged rows: line {lines[r]} has {len(row)} column(s), line {lines[0]} has {width} "
+                    f"({_name(delim)}-separated)",
+                )
     if header is not None and len(header) != width:
         if delim is None:
             # Whitespace-separated files often have multi-word column titles ("Raman Shift  Intensity"):
@@ -170,4 +255,4 @@ def parse_grid(path: Path, text: str, *, delimiter: str | None = None) -> Grid:
             header = None
         else:
             raise ReaderError(path, f"the header row has {len(header)} column(s) but the data rows have {width}")
-    return Grid(path, header, rows, lines, delim, decimal, meta)
+    return Grid(path, header, texts, lines, delim, width=width, decimal=decimal, meta=meta, trailing=trailing)

@@ -114,7 +114,7 @@ def _rows_layout(
         # the melanoma CSVs), not a spectrum. With an explicit axis only those two cases count as a header.
         header_axis, values = values[0], values[1:]
         provenance["axis_from"] = f"line {grid.lines[0]}"
-        grid = Grid(grid.path, grid.header, grid.rows[1:], grid.lines[1:], grid.delimiter, grid.decimal, grid.meta)
+        grid = grid.without_first_row()
     if given is not None:
         ax = given
         if header_axis is not None and not _is_index_header(header_axis) and (
@@ -199,17 +199,20 @@ def _columns_layout(
     return make_dataset(p, X=X, axis=ax, y=y, classes=classes, provenance=provenance)
 
 
-def choose_layout(grid: Grid, layout: Layout, label_from_column: str | None) -> Literal["rows", "columns"]:
-    """The table orientation: explicit, or columns when the first header cell names an axis (``WN`` ...)."""
+def choose_layout(
+    grid: Grid, layout: Layout, label_from_column: str | None, axis_given: bool = False
+) -> Literal["rows", "columns"]:
+    """The table orientation: explicit, or columns when the first header cell names an axis (``WN`` ...) or,
+    without a header or a given axis, when the first column runs monotonically and the first row does not."""
     if layout != "auto":
         return layout
     if label_from_column is not None:
         return "columns"
     if grid.header is not None:
         return "columns" if AXIS_COLUMN.match(grid.header[0]) else "rows"
-    if len(grid.rows) > 2 and grid.n_columns > 2:
-        first_col = np.array([_safe_float(r[0]) for r in grid.rows[:200]])
-        first_row = np.array([_safe_float(c) for c in grid.rows[0]])
+    if not axis_given and len(grid.lines) > 2 and grid.n_columns > 2:
+        first_col = np.array([_safe_float(c) for c in grid.first_column(200)])
+        first_row = np.array([_safe_float(c) for c in grid.head_rows(1)[0]])
         if _monotonic(first_col) and not _monotonic(first_row):
             return "columns"
     return "rows"
@@ -236,7 +239,7 @@ def table_from_grid(
     """A dataset from a parsed grid; see :func:`read_table`."""
     if layout not in ("auto", "rows", "columns"):
         raise ReaderError(grid.path, f"layout must be auto, rows or columns, got {layout!r}")
-    if choose_layout(grid, layout, label_from_column) == "columns":
+    if choose_layout(grid, layout, label_from_column, axis is not None) == "columns":
         return _columns_layout(
             grid, axis=axis, label_from_column=label_from_column, labels=labels, class_names=class_names
         )
