@@ -170,14 +170,24 @@ def _wait_count(db: Path, n: int, timeout_s: float) -> None:
         time.sleep(0.05)
 
 
-def bench_startup(model: Path, tmp: Path, rounds: int) -> dict[str, Any]:
+def bench_startup(model: Path, tmp: Path, rounds: int, *, device: bool = False) -> dict[str, Any]:
+    """Spawn -> /readyz 200; with ``device`` a simulated instrument on a pty is a source (its axis's
+    resampling operator is built before ready)."""
+    from device_drivers.sim import SimConfig, SimulatedInstrument
+
     times, reported = [], []
     for k in range(rounds):
-        d = Daemon(["--model", str(model), "--db", str(tmp / f"startup{k}.sqlite")])
-        times.append(d.wait_ready())
-        m = re.search(r"ready in ([\d.]+) s", d.ready_line)
-        reported.append(float(m.group(1)) if m else float("nan"))
-        d.stop()
+        sim = SimulatedInstrument(SimConfig(classes=CLASSES, rate_hz=10.0), transport="pty").start() if device else None
+        try:
+            extra = ["--source", sim.url] if sim is not None else []
+            d = Daemon(["--model", str(model), "--db", str(tmp / f"startup{k}{device}.sqlite"), *extra])
+            times.append(d.wait_ready())
+            m = re.search(r"ready in ([\d.]+) s", d.ready_line)
+            reported.append(float(m.group(1)) if m else float("nan"))
+            d.stop()
+        finally:
+            if sim is not None:
+                sim.stop()
     return {"spawn_to_readyz_s": times, "median_s": float(np.median(times)), "max_s": float(np.max(times)),
             "self_reported_median_s": float(np.median(reported))}
 
@@ -270,14 +280,20 @@ def bench_latency(model: Path, tmp: Path, n: int, rate: float) -> dict[str, Any]
 
 
 def render(res: dict[str, Any], cmd: str) -> str:
-    s, t, la = res["startup"], res["throughput"], res["latency"]
+    s, sd, t, la = res["startup"], res["startup_device"], res["throughput"], res["latency"]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     ok = lambda good: "met" if good else "**missed**"  # noqa: E731
     rss_max = max(t["hwm_mb"], la["hwm_mb"])
+    rss_steady = max(t["rss_mb"], la["rss_mb"])
+    lb, la_ = res["load_before"], res["load_after"]
     lines = [
         SECTION,
         "",
         f"Measured {when} by `{cmd}` on {res['machine']}.",
+        "",
+        f"The machine was shared with other jobs (training, evaluation, other benchmarks) during the run: load "
+        f"average {lb[0]:.1f} before and {la_[0]:.1f} after, on 2 cores. Latency tails and throughput are "
+        "therefore pessimistic; rerun on a quiet machine for release numbers.",
         "",
         f"Model: full-size RamanNet ({L} points, {CLASSES} classes, paper defaults), fp32 ONNX, 1 intra-op thread. "
         "The daemon is a separate process (`ramanedge serve`, CPU provider, SQLite ledger in WAL mode, "
@@ -285,20 +301,32 @@ def render(res: dict[str, Any], cmd: str) -> str:
         "",
         "| measure | target | result | |",
         "|---|---:|---:|---|",
-        f"| start-up, spawn -> /readyz 200 (median of {len(s['spawn_to_readyz_s'])}) | <= 2 s | "
+        f"| start-up, spawn -> /readyz 200, HTTP only (median of {len(s['spawn_to_readyz_s'])}) | <= 2 s | "
         f"{s['median_s']:.2f} s (max {s['max_s']:.2f} s) | {ok(s['median_s'] <= 2)} |",
+        f"| start-up with an instrument on a pty (its operator built before ready) | <= 2 s | "
+        f"{sd['median_s']:.2f} s (max {sd['max_s']:.2f} s) | {ok(sd['median_s'] <= 2)} |",
         f"| file-drop throughput, {t['files']} CSV files (1024 points each) | >= 1,000 files/s | "
         f"{t['files_per_s']:.0f} files/s (steady {t['steady_files_per_s']:.0f}) | {ok(t['files_per_s'] >= 1000)} |",
         f"| latency frame received -> committed at {la['rate_hz']:.0f} spectra/s, p99 ({la['spectra']} spectra) | "
         f"<= 5 ms | {la['p99_ms']:.2f} ms (p50 {la['p50_ms']:.2f}, p90 {la['p90_ms']:.2f}, max {la['max_ms']:.1f}) "
         f"| {ok(la['p99_ms'] <= 5)} |",
-        f"| resident memory of the daemon (peak VmHWM over both runs) | <= 200 MB | {rss_max:.0f} MB | "
+        f"| resident memory of the daemon, steady VmRSS under load | <= 200 MB | {rss_steady:.0f} MB | "
+        f"{ok(rss_steady <= 200)} |",
+        f"| resident memory, peak VmHWM (while building a cubic resampling operator) | <= 200 MB | {rss_max:.0f} MB | "
         f"{ok(rss_max <= 200)} |",
         "",
         "Details:",
         "",
         f"- Start-up as the daemon reports it (model load + self-test + ledger + HTTP + sources): median "
-        f"{s['self_reported_median_s']:.2f} s; the rest of spawn -> ready is the Python interpreter and imports.",
+        f"{s['self_reported_median_s']:.2f} s HTTP only, {sd['self_reported_median_s']:.2f} s with an instrument; "
+        "the rest of spawn -> ready is the interpreter and imports (about 1 s of it is the root CLI importing "
+        "every command's module to build its parser). With an instrument, most of the difference is importing "
+        "scipy.interpolate and building the cubic-spline operator for the instrument's axis (shared "
+        "preprocessing; once per axis).",
+        "- Memory: the peak comes from the shared preprocessing building the cubic-spline operator from the "
+        "spline of an identity matrix (a dense (4, n, n) coefficient array, about 80 MB for 1024 pixels), "
+        "freed again at once (the daemon returns it to the OS with malloc_trim); building it in column blocks "
+        "in `spectral_core.preprocess` would remove the peak.",
         f"- File drop: per file, reading + parsing with the shared reader (`spectral_core.io.read_spectrum`, "
         f"including the claim rename and SHA-256) {t['read_ms_mean']:.2f} ms, preprocessing "
         f"{t['preprocess_ms_per_file']:.3f} ms and inference {t['inference_ms_per_file']:.3f} ms (amortised over "
@@ -354,12 +382,15 @@ def main() -> int:
     try:
         model = args.model or build_model(tmp)
         res: dict[str, Any] = {"machine": machine()}
+        res["load_before"] = os.getloadavg()
         res["startup"] = bench_startup(model, tmp, args.startup_rounds)
-        print(json.dumps({"startup": res["startup"]}), flush=True)
+        res["startup_device"] = bench_startup(model, tmp, args.startup_rounds, device=True)
+        print(json.dumps({"startup": res["startup"], "startup_device": res["startup_device"]}), flush=True)
         res["latency"] = bench_latency(model, tmp, args.spectra, args.rate)
         print(json.dumps({"latency": res["latency"]}), flush=True)
         res["throughput"] = bench_throughput(model, tmp, args.files)
         print(json.dumps({"throughput": res["throughput"]}), flush=True)
+        res["load_after"] = os.getloadavg()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     text = render(res, cmd)

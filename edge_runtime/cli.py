@@ -42,13 +42,14 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
     a("--on-done", choices=["move", "delete"], help="drop files after their result: move to done/ or delete")
     a("--settle", dest="settle_s", type=float, help="drop files must be unchanged this long, s (default 0.2)")
     a("--poll", dest="poll_s", type=float, help="drop folder scan interval, s (default 1)")
+    a("--watch-readers", type=int, help="threads claiming and reading drop files (default 3)")
     a("--no-watch-events", dest="watch_events", action="store_const", const=False,
       help="poll drop folders only (network shares without inotify)")
 
 
 _FIELDS = ("model", "sources", "provider", "require_gpu", "require_validated", "threads", "max_batch", "queue_size",
            "db", "ledger_sync", "jsonl", "http", "max_request_bytes", "count", "duration", "drain_timeout_s",
-           "on_done", "settle_s", "poll_s", "watch_events")
+           "on_done", "settle_s", "poll_s", "watch_events", "watch_readers")
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -107,7 +107,8 @@ class Daemon:
         self._worker = threading.Thread(target=self._work, name="worker", daemon=True)
         self._worker.start()
         watch_opts: dict[str, Any] = {"settle_s": s.settle_s, "poll_s": s.poll_s, "on_done": s.on_done,
-                                      "temp_suffixes": s.temp_suffixes, "use_events": s.watch_events}
+                                      "temp_suffixes": s.temp_suffixes, "use_events": s.watch_events,
+                                      "readers": s.watch_readers}
         self._intake_open = True
         try:
             for url in s.sources:

@@ -62,6 +62,7 @@ class ServeSettings(BaseSettings):
     settle_s: float = Field(default=0.2, ge=0, description="drop files must be unchanged this long, s")
     poll_s: float = Field(default=1.0, gt=0, description="drop folder scan interval, s")
     watch_events: bool = True
+    watch_readers: int = Field(default=3, ge=1, le=32, description="threads claiming and reading drop files")
     temp_suffixes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: [".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".filepart",
                                  ".swp", ".lock", "~"]

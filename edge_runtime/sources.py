@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -245,6 +246,7 @@ class WatchSource:
         on_done: ``move`` to done/ or ``delete`` after the result is committed.
         temp_suffixes: names ending so are being written and are never read.
         use_events: use watchdog events (False: polling only).
+        readers: threads that claim, read and parse files.
     """
 
     def __init__(
@@ -257,8 +259,12 @@ class WatchSource:
         on_done: str = "move",
         temp_suffixes: Iterable[str] = DEFAULT_TEMP_SUFFIXES,
         use_events: bool = True,
+        readers: int = 3,
     ) -> None:
         self.url = url
+        self.readers = max(1, int(readers))
+        self._inflight: set[str] = set()  # claimed (or being claimed) and not yet moved on
+        self._inflight_lock = threading.Lock()
         self.root = watch_path(url)
         self.ledger = ledger
         self.settle_s = float(settle_s)
@@ -333,26 +339,48 @@ class WatchSource:
         self.events_active = True
 
     def _run(self, submit: Submit) -> None:
-        # Files claimed before a crash first: they are either recorded (move on) or not (classify).
-        for entry in sorted(os.scandir(self.processing), key=lambda e: e.name):
-            if entry.is_file() and not self._stop.is_set():
-                self.recovered += 1
-                self._handle(entry.name, submit)
-        last_scan = -1e9
-        tick = max(0.005, min(self.settle_s / 2, 0.05))
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if now - last_scan >= self.poll_s or not self.events_active:
-                self._scan()
-                last_scan = now
-            with self._events_lock:
-                names, self._events = self._events, set()
-            for name in names:
-                if name not in self._pending and not self._ignored(name):
-                    self._pending[name] = (-1, -1, now)
-            self._check_pending(submit)
-            self._wake.wait(tick if self._pending else min(self.poll_s, 0.5))
-            self._wake.clear()
+        # Claims, reads and parses run in a few threads: renames, stats and reads wait on the filesystem
+        # with the GIL released, so they overlap with each other and with the parsing.
+        pool = ThreadPoolExecutor(self.readers, thread_name_prefix="watch-read")
+        try:
+            # Files claimed before a crash first: they are either recorded (move on) or not (classify).
+            for entry in sorted(os.scandir(self.processing), key=lambda e: e.name):
+                if entry.is_file() and not self._stop.is_set():
+                    self.recovered += 1
+                    with self._inflight_lock:
+                        self._inflight.add(entry.name)
+                    self._dispatch(pool, self._handle, entry.name, submit, None)
+            last_scan = -1e9
+            tick = max(0.005, min(self.settle_s / 2, 0.05))
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now - last_scan >= self.poll_s or not self.events_active:
+                    self._scan()
+                    last_scan = now
+                with self._events_lock:
+                    names, self._events = self._events, set()
+                for name in names:
+                    if name not in self._pending and not self._ignored(name):
+                        self._pending[name] = (-1, -1, now)
+                self._check_pending(pool, submit)
+                self._wake.wait(tick if self._pending else min(self.poll_s, 0.5))
+                self._wake.clear()
+        finally:
+            # Queued claims are cancelled (those files stay in the drop folder for the next start); claims
+            # already running finish, their frames reach the queue.
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _dispatch(self, pool: ThreadPoolExecutor, fn: Callable[..., None], *args: Any) -> None:
+        fut = pool.submit(fn, *args)
+        fut.add_done_callback(self._task_done)
+
+    def _task_done(self, fut: Future[None]) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            logger.error("%s: a claimed file could not be handed on (%s: %s); it stays in processing/ for the "
+                         "next start", self.url, type(exc).__name__, exc)
 
     def _scan(self) -> None:
         now = time.monotonic()
@@ -364,10 +392,12 @@ class WatchSource:
         except OSError as exc:
             logger.warning("%s: cannot list the drop folder: %s", self.url, exc)
 
-    def _check_pending(self, submit: Submit) -> None:
+    def _check_pending(self, pool: ThreadPoolExecutor, submit: Submit) -> None:
         now = time.monotonic()
-        ready: list[str] = []
+        ready: list[tuple[str, float]] = []
         for name, (size, mtime, seen) in list(self._pending.items()):
+            if size >= 0 and now - seen < self.settle_s:
+                continue  # not due for its stability check yet: no stat
             try:
                 st = os.stat(self.root / name)
             except FileNotFoundError:
@@ -378,46 +408,51 @@ class WatchSource:
                 continue
             if (st.st_size, st.st_mtime_ns) != (size, mtime):
                 self._pending[name] = (st.st_size, st.st_mtime_ns, now)
-            elif now - seen >= self.settle_s:
-                ready.append(name)
-        for name in sorted(ready):
+            else:
+                ready.append((name, st.st_mtime))
+        for name, mtime_s in sorted(ready):
             if self._stop.is_set():
                 return
-            if (self.processing / name).exists():
-                continue  # the same name is still being processed; claim it when that one is done
-            try:
-                os.rename(self.root / name, self.processing / name)
-            except FileNotFoundError:
-                self._pending.pop(name, None)  # someone else took it
-                continue
-            except OSError as exc:
-                logger.warning("%s: cannot claim %s: %s", self.url, name, exc)
-                continue
+            with self._inflight_lock:
+                if name in self._inflight:
+                    continue  # the same name is still being processed; claim it when that one is done
+                self._inflight.add(name)
             self._pending.pop(name, None)
-            self.claimed += 1
-            self._handle(name, submit)
+            self._dispatch(pool, self._claim, name, mtime_s, submit)
 
-    def _handle(self, name: str, submit: Submit) -> None:
+    def _claim(self, name: str, mtime_s: float, submit: Submit) -> None:
+        """Atomic rename into processing/, then read and submit."""
+        try:
+            os.rename(self.root / name, self.processing / name)
+        except OSError as exc:
+            with self._inflight_lock:
+                self._inflight.discard(name)
+            if not isinstance(exc, FileNotFoundError):  # FileNotFoundError: someone else took it
+                logger.warning("%s: cannot claim %s: %s", self.url, name, exc)
+            return
+        with self._inflight_lock:
+            self.claimed += 1
+        self._handle(name, submit, mtime_s)
+
+    def _handle(self, name: str, submit: Submit, acquired: float | None) -> None:
         """Read a claimed file and submit it, unless the ledger already has it."""
         t0 = time.monotonic()
         path = self.processing / name
         try:
             data = path.read_bytes()
+            if acquired is None:
+                acquired = path.stat().st_mtime
         except OSError as exc:
             logger.error("%s: cannot read claimed file %s: %s (left in processing/)", self.url, name, exc)
             return
         sha = hashlib.sha256(data).hexdigest()
         entry = self.ledger.lookup(self.url, name, sha)
         if entry is not None:
-            self.already_recorded += 1
+            with self._inflight_lock:
+                self.already_recorded += 1
             logger.info("%s: %s is already recorded as #%d (%s); moving it on", self.url, name, entry.id, entry.status)
             self._finish(name, sha, entry.status == "ok", entry.id, kind=entry.error_kind, reason=entry.error)
             return
-        try:
-            st = path.stat()
-            acquired = st.st_mtime
-        except OSError:
-            acquired = None
         frame = Frame(source=self.url, ref=name, axis=None, intensities=None, t_received=t0,
                       acquired_at=acquired, content_sha256=sha)
         try:
@@ -436,6 +471,15 @@ class WatchSource:
         self._finish(f.ref, f.content_sha256 or "", o.ok, o.record_id, kind=o.error_kind, reason=o.error)
 
     def _finish(
+        self, name: str, sha: str, ok: bool, record_id: int | None, *, kind: str | None, reason: str | None
+    ) -> None:
+        try:
+            self._move_on(name, sha, ok, record_id, kind=kind, reason=reason)
+        finally:
+            with self._inflight_lock:
+                self._inflight.discard(name)
+
+    def _move_on(
         self, name: str, sha: str, ok: bool, record_id: int | None, *, kind: str | None, reason: str | None
     ) -> None:
         src = self.processing / name
