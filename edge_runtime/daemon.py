@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from edge_runtime.engine import Engine, Frame, Outcome
+from edge_runtime.errors import SettingsError
 from edge_runtime.httpapi import HttpApi
 from edge_runtime.ledger import Ledger
 from edge_runtime.metrics import Metrics
@@ -92,8 +93,11 @@ class Daemon:
         self.engine = Engine(s.model, provider=s.provider, require_gpu=s.require_gpu,
                              require_validated=s.require_validated, threads=s.threads, max_batch=s.max_batch)
         e = self.engine
-        self.ledger = Ledger(s.db, model_sha256=e.model_sha256, preprocess_hash=e.preprocess_hash,
-                             provider=e.provider, synchronous=s.ledger_sync)
+        try:
+            self.ledger = Ledger(s.db, model_sha256=e.model_sha256, preprocess_hash=e.preprocess_hash,
+                                 provider=e.provider, synchronous=s.ledger_sync)
+        except (sqlite3.Error, OSError) as exc:
+            raise SettingsError(f"cannot open the ledger {s.db}: {exc}") from None
         self.sink = open_sink(s.jsonl)
         self.metrics = Metrics(
             {"model": e.model_path.name, "model_sha256": e.model_sha256, "provider": e.provider,
@@ -102,7 +106,11 @@ class Daemon:
         )
         if s.http is not None:
             host, port = parse_host_port(s.http)
-            self.http = HttpApi(host, port, self)
+            try:
+                self.http = HttpApi(host, port, self)
+            except OSError as exc:
+                self.ledger.close()
+                raise SettingsError(f"cannot listen on {s.http}: {exc}") from None
             self.http.start()
         self._worker = threading.Thread(target=self._work, name="worker", daemon=True)
         self._worker.start()
