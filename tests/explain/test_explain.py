@@ -37,16 +37,17 @@ def explained(band_files):
     model, info = load_run(band_files["run"])
     bg = draw_background(load_for_run(band_files["train"], info), 40, seed=0)
     test = load_for_run(band_files["test"], info)
-    return model, info, bg, test, explain_spectra(model, bg, test.X)
+    return model, info, bg, test, explain_spectra(model, bg, test.X, test.y)
 
 
 def test_attributions_are_finite_and_add_up_to_the_logits(explained):
     import torch
 
     model, info, bg, test, attr = explained
-    n, length, c = attr.values.shape
-    assert (n, length, c) == (test.X.shape[0], len(info.axis), len(info.classes))
-    assert attr.windows.shape == (n, model.n_windows, c)
+    n, length = attr.values.shape
+    assert (n, length) == (test.X.shape[0], len(info.axis))
+    assert attr.windows.shape == (n, model.n_windows)
+    np.testing.assert_array_equal(attr.target, test.y)
     assert np.isfinite(attr.values).all() and np.isfinite(attr.windows).all()
     with torch.no_grad():
         logits = model(torch.from_numpy(test.X))[0].double().numpy()
@@ -54,20 +55,33 @@ def test_attributions_are_finite_and_add_up_to_the_logits(explained):
     # The explained logits are the model's, and the expected value is the mean over the background.
     np.testing.assert_allclose(attr.logits, logits, atol=1e-4)
     np.testing.assert_allclose(attr.expected, bg_logits.mean(axis=0), atol=1e-4)
-    # DeepSHAP's guarantee: per spectrum and class, the attributions sum to logit - expected value,
+    # DeepSHAP's guarantee: per spectrum, the attributions sum to its class's logit minus the expected value,
     # both per wavenumber point and per window.
-    target = attr.logits - attr.expected[None, :]
-    np.testing.assert_allclose(attr.values.sum(axis=1), target, atol=1e-8)
-    np.testing.assert_allclose(attr.windows.sum(axis=1), target, atol=1e-8)
-    assert attr.additivity_error < 1e-8
+    own = attr.logits[np.arange(n), test.y] - attr.expected[test.y]
+    np.testing.assert_allclose(attr.values.sum(axis=1), own, atol=1e-8)
+    np.testing.assert_allclose(attr.windows.sum(axis=1), own, atol=1e-8)
+    assert attr.additivity_error < 1e-8 and attr.window_additivity_error < 1e-8
     # Not trivially zero: the model's decisions move the logits a lot.
-    assert np.abs(target).max() > 1.0
+    assert np.abs(own).max() > 1.0
+
+
+def test_any_class_can_be_explained_and_default_is_the_prediction(explained):
+    model, _, bg, test, _ = explained
+    X = test.X[:6]
+    other = explain_spectra(model, bg, X, np.zeros(6, dtype=np.int64))  # everything explained for class 0
+    np.testing.assert_allclose(other.values.sum(axis=1), other.logits[:, 0] - other.expected[0], atol=1e-8)
+    default = explain_spectra(model, bg, X)
+    np.testing.assert_array_equal(default.target, default.predicted)
+    with pytest.raises(DataError, match="class indices"):
+        explain_spectra(model, bg, X, np.full(6, 7, dtype=np.int64))
+    with pytest.raises(DataError, match="do not fit the model"):
+        explain_spectra(model, bg, X[:, :-1])
 
 
 def test_top_regions_are_the_bands_that_differ_between_classes(explained):
-    model, info, _, test, attr = explained
+    model, info, _, _, attr = explained
     axis = np.asarray(info.axis)
-    regions = region_importance(attr.values, region_bounds(axis, model.config.step), axis, test.y, info.classes)
+    regions = region_importance(attr.values, region_bounds(axis, model.config.step), axis, attr.target, info.classes)
     # The region tiling covers the axis once.
     assert sum(r.stop - r.start for r in regions) == axis.size
     bands = [c for cs in KNOWN_BANDS.values() for c in cs]
@@ -90,13 +104,13 @@ def test_top_regions_are_the_bands_that_differ_between_classes(explained):
 
 
 def test_window_attributions_point_at_the_same_bands(explained):
-    model, info, _, test, attr = explained
+    model, info, _, _, attr = explained
     from trainer.model import window_starts
 
     axis = np.asarray(info.axis)
     cfg = model.config
     bounds = [(s, s + cfg.window) for s in window_starts(cfg.input_length, cfg.window, cfg.step)]
-    windows = region_importance(attr.windows, bounds, axis, test.y, info.classes, per_region=True)
+    windows = region_importance(attr.windows, bounds, axis, attr.target, info.classes, per_region=True)
     best = windows[0]
     bands = [c for cs in KNOWN_BANDS.values() for c in cs]
     assert any(best.start_cm <= b <= best.end_cm for b in bands)
@@ -123,14 +137,25 @@ def test_cli_writes_table_and_plots(band_files, tmp_path):
 
 def test_cli_explains_one_unlabelled_spectrum(band_files, tmp_path):
     ds = read_dataset(band_files["test"])
-    one = write_npz(SpectralDataset(X=ds.X[:1], axis=ds.axis), tmp_path / "one.npz")
+    few = write_npz(SpectralDataset(X=ds.X[:3], axis=ds.axis), tmp_path / "few.npz")
     out = tmp_path / "one"
     rc = run_explain(_args(str(band_files["run"]), "--data", str(band_files["train"]), "--out", str(out),
-                           "--background", "20", "--spectrum", str(one)))
+                           "--background", "20", "--spectrum", str(few), "--index", "2"))
     assert rc == 0
     report = json.loads((out / "regions.json").read_text())
-    assert report["n_explained"] == 1 and report["explained_for"] == "predicted class"
-    assert (out / "spectrum_0.png").stat().st_size > 1000
+    assert report["n_explained"] == 1 and report["explained_for"] == "predicted class" and report["index"] == 2
+    probs = report["prediction"]["probabilities"]
+    assert abs(sum(probs.values()) - 1.0) < 1e-9
+    assert report["prediction"]["class"] == max(probs, key=probs.get)
+    # The spectrum's class is known here: the model gets it right and its top regions hold its own bands.
+    label = int(ds.y[2])
+    assert report["prediction"]["class"] == ds.classes[label]
+    top2 = report["regions"][:2]
+    assert any(r["start_cm"] - BAND_FWHM <= c <= r["end_cm"] + BAND_FWHM for r in top2 for c in KNOWN_BANDS[label])
+    assert (out / "spectrum_2.png").stat().st_size > 1000
+    with pytest.raises(DataError, match="out of range"):
+        run_explain(_args(str(band_files["run"]), "--data", str(band_files["train"]), "--out", str(out),
+                          "--background", "20", "--spectrum", str(few), "--index", "3"))
 
 
 # ---------------------------------------------------------------------------------------------- bad input
