@@ -30,7 +30,7 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
       help="refuse a model without a passed <model>.validation.json for this exact file")
     a("--threads", type=int, help="onnxruntime intra-op threads (default 1)")
     a("--max-batch", type=int, help="largest micro-batch (default 64)")
-    a("--queue-size", type=int, help="bounded queue length (default 1024)")
+    a("--queue-size", type=int, help="bounded queue length (default 256)")
     a("--db", help="SQLite ledger (default results.sqlite)")
     a("--ledger-sync", choices=["normal", "full"], help="SQLite synchronous level (default normal)")
     a("--jsonl", help="also write JSON lines to FILE ('-' for stdout)")

@@ -409,8 +409,10 @@ class Engine:
     def classify(self, frames: Sequence[Frame]) -> list[Outcome]:
         """Classify a batch; every frame gets exactly one outcome (a class or an error with a reason)."""
         out: dict[int, Outcome] = {}
-        groups: dict[bytes, list[int]] = {}
-        axes: dict[bytes, NDArray[np.float64]] = {}
+        # Grouped by axis object: sources hand out one shared array per instrument axis, so this costs
+        # nothing per frame; equal axes in distinct arrays only make smaller groups, never wrong ones.
+        groups: dict[int, list[int]] = {}
+        axes: dict[int, NDArray[np.float64]] = {}
         for i, f in enumerate(frames):
             if f.error is not None:
                 out[i] = Outcome.failed(f, *f.error)
@@ -419,8 +421,9 @@ class Engine:
             if reason is not None:
                 out[i] = Outcome.failed(f, "input", reason)
                 continue
-            ax = np.asarray(f.axis, dtype=np.float64)
-            key = ax.tobytes()
+            ax = f.axis if isinstance(f.axis, np.ndarray) and f.axis.dtype == np.float64 else (
+                np.asarray(f.axis, dtype=np.float64))
+            key = id(ax)
             groups.setdefault(key, []).append(i)
             axes.setdefault(key, ax)
         for key, idx in groups.items():

@@ -48,7 +48,7 @@ class ServeSettings(BaseSettings):
     require_validated: bool = False
     threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads")
     max_batch: int = Field(default=64, ge=1, le=4096, description="largest micro-batch, spectra")
-    queue_size: int = Field(default=1024, ge=1, description="bounded queue between sources and the engine")
+    queue_size: int = Field(default=256, ge=1, description="bounded queue between sources and the engine")
     db: Path = Field(default=Path("results.sqlite"), description="the SQLite ledger")
     ledger_sync: Literal["normal", "full"] = "normal"
     jsonl: str | None = Field(default=None, description="JSON-lines output file, '-' for stdout")

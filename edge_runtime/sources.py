@@ -265,6 +265,7 @@ class WatchSource:
         self.readers = max(1, int(readers))
         self._inflight: set[str] = set()  # claimed (or being claimed) and not yet moved on
         self._inflight_lock = threading.Lock()
+        self._axes: list[np.ndarray[Any, np.dtype[np.float64]]] = []
         self.root = watch_path(url)
         self.ledger = ledger
         self.settle_s = float(settle_s)
@@ -457,7 +458,7 @@ class WatchSource:
                       acquired_at=acquired, content_sha256=sha)
         try:
             spec = _parse(path, data)
-            frame.axis = spec.axis
+            frame.axis = self._intern_axis(spec.axis)
             frame.intensities = spec.intensities
             frame.metadata = {k: v for k, v in spec.metadata.items() if k in ("device_serial", "integration_time_us")}
         except (DataError, RamanEdgeError, ValueError, OSError, UnicodeError) as exc:
@@ -465,6 +466,17 @@ class WatchSource:
         frame.read_s = time.monotonic() - t0
         frame.on_done = self._on_done
         submit(frame)
+
+    def _intern_axis(self, axis: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """One shared array per distinct axis (files of one instrument all carry the same axis): saves memory
+        per queued frame and lets the engine batch them together."""
+        with self._inflight_lock:
+            for known in self._axes:
+                if known.shape == axis.shape and np.array_equal(known, axis):
+                    return known
+            self._axes.insert(0, axis)
+            del self._axes[8:]
+        return axis
 
     def _on_done(self, o: Outcome) -> None:
         f = o.frame
