@@ -38,7 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spectral_core.contract import ModelContract, ReferenceSpectra
-from spectral_core.errors import ContractError, RamanEdgeError
+from spectral_core.errors import ContractError, DataError, RamanEdgeError
 from spectral_core.preprocess import Preprocessor
 from spectral_core.spectrum import SpectralDataset
 
@@ -51,6 +51,7 @@ __all__ = [
     "Precision",
     "export_run",
     "host_preprocess",
+    "read_contract",
 ]
 
 logger = logging.getLogger(__name__)
@@ -74,13 +75,30 @@ class ExportError(RamanEdgeError, ValueError):
 def host_preprocess(pre: Preprocessor, ds: SpectralDataset, contract: ModelContract, *, what: str) -> SpectralDataset:
     """Run the host part of the preprocessing on ``ds`` and check the result lives on the model axis.
 
+    Spectra that cannot be preprocessed (NaN, flat) are left out with a warning naming how many and why.
+
     Raises:
-        ContractError: the preprocessed data is not on the model axis.
-        PreprocessError: a spectrum cannot be preprocessed (NaN, flat, out of range).
+        ContractError: the data cannot be put on the model axis.
+        ExportError: no spectrum survives preprocessing.
     """
-    out = pre.transform_dataset(ds)
-    contract.check_axis_matches(out.axis, what=f"{what} (after preprocessing)")
-    return out
+    try:
+        axis = pre.output_axis(ds.axis)
+    except DataError as exc:
+        raise ContractError(
+            f"{what} ({ds.n_points} points, {ds.axis[0]:g}-{ds.axis[-1]:g} cm^-1) cannot be put on the model "
+            f"axis: {exc}"
+        ) from None
+    contract.check_axis_matches(axis, what=f"{what} (after preprocessing)")
+    X, bad = pre.transform_rows(ds.X, ds.axis)
+    if bad:
+        first = min(bad)
+        logger.warning("%s: %d spectrum/spectra left out (row %d: %s)", what, len(bad), first, bad[first])
+    keep = np.array([i for i in range(ds.n_spectra) if i not in bad], dtype=np.int64)
+    if keep.size == 0:
+        raise ExportError(f"{what}: no spectrum survives preprocessing")
+    return SpectralDataset(
+        X=X[keep], axis=axis, y=None if ds.y is None else ds.y[keep], classes=ds.classes, provenance=ds.provenance
+    )
 
 
 def _reference_inputs(
@@ -378,8 +396,8 @@ def _ort_version() -> str:
     return str(ort.__version__)
 
 
-def check_contract_readable(path: str | Path) -> ModelContract:
-    """Read a model's contract the way the runtime does (onnxruntime only)."""
+def read_contract(path: str | Path) -> ModelContract:
+    """Read a model's contract the way the runtime does (onnxruntime only, no onnx or torch)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()

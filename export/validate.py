@@ -25,7 +25,7 @@ JSON object, written atomically:
   requested and those the session actually used (``session.get_providers()``)
 - ``criteria``: the tolerances and thresholds applied
 - ``outputs``: per output (probabilities, logits, embedding): ``abs`` and ``rel`` stats (max, mean, median,
-  p99), ``min_atol``, ``min_rtol``, ``atol``, ``rtol``, ``passed`` (null when not judged element-wise), and
+  p99), ``min_atol``, ``min_rtol`` (null when no rtol alone can pass), ``atol``, ``rtol``, ``passed`` (null when not judged element-wise), and
   ``worst``: the row, column (class name or embedding index), both values
 - ``task``: argmax and top-k agreement, embedding cosine similarity (mean, min), accuracy and macro-F1 of
   PyTorch and ONNX and their differences (percentage points), unknown-flag agreement (when the contract has
@@ -192,7 +192,9 @@ def compare_output(
     min_atol = float(np.max(np.maximum(diff - rtol * mag, 0.0))) if diff.size else 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
         need = np.where(mag > 0, (diff - atol) / np.where(mag > 0, mag, 1.0), np.where(diff > atol, np.inf, 0.0))
-    min_rtol = float(np.max(np.maximum(need, 0.0))) if diff.size else 0.0
+    min_rtol: float | None = float(np.max(np.maximum(need, 0.0))) if diff.size else 0.0
+    if min_rtol is not None and not np.isfinite(min_rtol):
+        min_rtol = None  # an error on an exact zero of PyTorch's: no rtol alone can pass it (JSON has no inf)
     excess = diff - (atol + rtol * mag)
     worst_flat = int(np.argmax(excess)) if tol is not None and diff.size else int(np.argmax(diff)) if diff.size else 0
     out: dict[str, Any] = {
@@ -510,6 +512,10 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
         raise
 
 
+def _g(v: float | None) -> str:
+    return "none" if v is None else f"{v:.3g}"
+
+
 def format_report(r: ValidationReport) -> str:
     """The report as a readable table (what ``ramanedge validate`` prints)."""
     e = r.environment
@@ -533,7 +539,7 @@ def format_report(r: ValidationReport) -> str:
         atol = "-" if o["atol"] is None else f"{o['atol']:g}"
         lines.append(
             f"{name:<14}{a['max']:>11.3g}{a['mean']:>11.3g}{a['median']:>11.3g}{a['p99']:>11.3g}{rel['max']:>11.3g}"
-            f"{o['min_atol']:>11.3g}{o['min_rtol']:>11.3g}{atol:>9}  {res}"
+            f"{o['min_atol']:>11.3g}{_g(o['min_rtol']):>11}{atol:>9}  {res}"
         )
     t = r.task
     lines += [
