@@ -134,3 +134,21 @@ def test_missing_provider_is_an_error_not_a_fallback(tiny_onnx: Path, tiny_run: 
             assert report.environment["providers_used"][0] == "CUDAExecutionProvider"
     with pytest.raises(ContractError, match="unknown provider"):
         validate_model(tiny_onnx, tiny_run, tiny_data, provider="tpu", write=False)
+
+
+def test_compare_output_reports_polygraphy_style_minimum_tolerances() -> None:
+    from export.validate import OutputTolerance, compare_output
+
+    ref = np.array([[1.0, 0.0, -2.0], [0.5, 4.0, 0.0]])
+    got = ref + np.array([[1e-3, 0.0, -4e-3], [0.0, 0.0, 2e-5]])
+    out = compare_output("logits", got, ref, OutputTolerance(atol=1e-3), labels=["a", "b", "c"])
+    assert out["abs"]["max"] == pytest.approx(4e-3)
+    assert out["min_atol"] == pytest.approx(4e-3)  # the smallest atol (rtol 0) that passes
+    assert out["min_rtol"] == pytest.approx((4e-3 - 1e-3) / 2.0)  # the smallest rtol with atol 1e-3
+    assert out["passed"] is False and out["n_over"] == 1
+    assert out["worst"] == {"row": 0, "col": 2, "label": "c", "onnx": -2.004, "torch": -2.0,
+                            "abs": pytest.approx(4e-3)}
+    # an error on an exact zero cannot be passed by rtol alone: reported as null, and strict JSON holds
+    zero = compare_output("logits", got, ref, OutputTolerance(atol=0.0), labels=None)
+    assert zero["min_rtol"] is None
+    json.dumps(zero, allow_nan=False)
