@@ -283,8 +283,10 @@ def render(res: dict[str, Any], cmd: str) -> str:
     s, sd, t, la = res["startup"], res["startup_device"], res["throughput"], res["latency"]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     ok = lambda good: "met" if good else "**missed**"  # noqa: E731
-    rss_max = max(t["hwm_mb"], la["hwm_mb"])
-    rss_steady = max(t["rss_mb"], la["rss_mb"])
+    rss_max = res["hwm_all"]
+    rss_steady = res["rss_all"]
+    lr = ", ".join(f"{v:.2f}" for v in res["latency_rounds"])
+    tr = ", ".join(f"{v:.0f}" for v in res["throughput_rounds"])
     lb, la_ = res["load_before"], res["load_after"]
     lines = [
         SECTION,
@@ -305,14 +307,15 @@ def render(res: dict[str, Any], cmd: str) -> str:
         f"{s['median_s']:.2f} s (max {s['max_s']:.2f} s) | {ok(s['median_s'] <= 2)} |",
         f"| start-up with an instrument on a pty (its operator built before ready) | <= 2 s | "
         f"{sd['median_s']:.2f} s (max {sd['max_s']:.2f} s) | {ok(sd['median_s'] <= 2)} |",
-        f"| file-drop throughput, {t['files']} CSV files (1024 points each) | >= 1,000 files/s | "
-        f"{t['files_per_s']:.0f} files/s (steady {t['steady_files_per_s']:.0f}) | {ok(t['files_per_s'] >= 1000)} |",
-        f"| latency frame received -> committed at {la['rate_hz']:.0f} spectra/s, p99 ({la['spectra']} spectra) | "
-        f"<= 5 ms | {la['p99_ms']:.2f} ms (p50 {la['p50_ms']:.2f}, p90 {la['p90_ms']:.2f}, max {la['max_ms']:.1f}) "
-        f"| {ok(la['p99_ms'] <= 5)} |",
-        f"| resident memory of the daemon, steady VmRSS under load | <= 200 MB | {rss_steady:.0f} MB | "
+        f"| file-drop throughput, {t['files']} CSV files (1024 points each), median round | >= 1,000 files/s | "
+        f"{t['files_per_s']:.0f} files/s (steady {t['steady_files_per_s']:.0f}; rounds: {tr}) | "
+        f"{ok(t['files_per_s'] >= 1000)} |",
+        f"| latency frame received -> committed at {la['rate_hz']:.0f} spectra/s, p99 ({la['spectra']} spectra), "
+        f"median round | <= 5 ms | {la['p99_ms']:.2f} ms (p50 {la['p50_ms']:.2f}, p90 {la['p90_ms']:.2f}, "
+        f"max {la['max_ms']:.1f}; p99 of each round: {lr}) | {ok(la['p99_ms'] <= 5)} |",
+        f"| resident memory of the daemon, VmRSS at the end of a run (largest) | <= 200 MB | {rss_steady:.0f} MB | "
         f"{ok(rss_steady <= 200)} |",
-        f"| resident memory, peak VmHWM (while building a cubic resampling operator) | <= 200 MB | {rss_max:.0f} MB | "
+        f"| resident memory, peak VmHWM (reached while building a cubic resampling operator) | <= 200 MB | {rss_max:.0f} MB | "
         f"{ok(rss_max <= 200)} |",
         "",
         "Details:",
@@ -370,6 +373,7 @@ def main() -> int:
     ap.add_argument("--spectra", type=int, default=2000, help="spectra for the latency run")
     ap.add_argument("--rate", type=float, default=100.0, help="spectra/s for the latency run")
     ap.add_argument("--startup-rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3, help="latency and throughput rounds (median reported)")
     ap.add_argument("--no-write", action="store_true", help="print the section, leave docs/benchmarks.md alone")
     args = ap.parse_args()
     import logging
@@ -386,10 +390,21 @@ def main() -> int:
         res["startup"] = bench_startup(model, tmp, args.startup_rounds)
         res["startup_device"] = bench_startup(model, tmp, args.startup_rounds, device=True)
         print(json.dumps({"startup": res["startup"], "startup_device": res["startup_device"]}), flush=True)
-        res["latency"] = bench_latency(model, tmp, args.spectra, args.rate)
-        print(json.dumps({"latency": res["latency"]}), flush=True)
-        res["throughput"] = bench_throughput(model, tmp, args.files)
-        print(json.dumps({"throughput": res["throughput"]}), flush=True)
+        lat, thr = [], []
+        for k in range(args.rounds):
+            sub = tmp / f"round{k}"
+            sub.mkdir()
+            lat.append(bench_latency(model, sub, args.spectra, args.rate))
+            print(json.dumps({"latency": lat[-1]}), flush=True)
+            thr.append(bench_throughput(model, sub, args.files))
+            print(json.dumps({"throughput": thr[-1]}), flush=True)
+        # the round with the median result is reported in full; every round's headline is listed
+        res["latency"] = sorted(lat, key=lambda r: r["p99_ms"])[len(lat) // 2]
+        res["throughput"] = sorted(thr, key=lambda r: r["files_per_s"])[len(thr) // 2]
+        res["latency_rounds"] = [r["p99_ms"] for r in lat]
+        res["throughput_rounds"] = [r["files_per_s"] for r in thr]
+        res["hwm_all"] = max(r["hwm_mb"] for r in lat + thr)
+        res["rss_all"] = max(r["rss_mb"] for r in lat + thr)
         res["load_after"] = os.getloadavg()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
