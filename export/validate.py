@@ -221,19 +221,6 @@ def compare_output(
     return out
 
 
-def macro_f1(y: NDArray[np.int64], pred: NDArray[np.int64], n_classes: int) -> float:
-    """Unweighted mean of per-class F1 over the classes present in ``y`` or ``pred``."""
-    scores = []
-    for c in range(n_classes):
-        tp = int(np.sum((pred == c) & (y == c)))
-        fp = int(np.sum((pred == c) & (y != c)))
-        fn = int(np.sum((pred != c) & (y == c)))
-        if tp + fp + fn == 0:
-            continue
-        scores.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores)) if scores else 0.0
-
-
 def _top_k_agreement(p: NDArray[np.floating], q: NDArray[np.floating], k: int) -> float:
     if p.shape[0] == 0:
         return 1.0
@@ -342,6 +329,7 @@ def validate_model(
         DataError: unlabelled data.
     """
     from trainer.checkpoint import load_run
+    from trainer.metrics import classification_metrics
 
     mpath = Path(model_path)
     if not mpath.is_file():
@@ -398,8 +386,10 @@ def validate_model(
     pt, po = np.argmax(ref[0], axis=1), np.argmax(got[0], axis=1)
     k = max(1, min(top_k, n_classes))
     cos = np.sum(_unit(got[2]) * _unit(ref[2]), axis=1)
-    acc_t, acc_o = float(np.mean(pt == y)), float(np.mean(po == y))
-    f1_t, f1_o = macro_f1(y, pt, n_classes), macro_f1(y, po, n_classes)
+    # the same metric code as `ramanedge evaluate` (macro-F1 over the classes present in the data)
+    m_t = classification_metrics(y, ref[0], list(contract.classes))
+    m_o = classification_metrics(y, got[0], list(contract.classes))
+    acc_t, acc_o, f1_t, f1_o = m_t["accuracy"], m_o["accuracy"], m_t["macro_f1"], m_o["macro_f1"]
     task: dict[str, Any] = {
         "n": int(y.size),
         "argmax_agreement": float(np.mean(pt == po)),
