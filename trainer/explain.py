@@ -507,7 +507,8 @@ def plot_class_attributions(
     nrow = int(np.ceil(len(present) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(9 * ncol, 1.9 * nrow + 0.9), squeeze=False, sharex=True)
     means = {c: attr.values[target == c].mean(axis=0) for c in present}
-    vmax = max(float(np.abs(m).max()) for m in means.values()) or 1.0
+    # A robust colour scale: one spiky point must not wash out every other band.
+    vmax = max(float(np.percentile(np.abs(m), 99.5)) for m in means.values()) or 1.0
     img: Any = None
     for k, c in enumerate(present):
         ax = axes[k // ncol][k % ncol]
@@ -522,9 +523,9 @@ def plot_class_attributions(
     for ax in axes[-1]:
         ax.set_xlabel("Raman shift (cm$^{-1}$)")
     fig.suptitle("Mean spectrum per class, shaded by mean SHAP value for that class (grey: top regions)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 0.92, 1))
-    cax = fig.add_axes((0.93, 0.15, 0.012, 0.7))
-    fig.colorbar(img, cax=cax).set_label("SHAP value per point (logit)", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    cax = fig.add_axes((0.91, 0.15, 0.012, 0.7))
+    fig.colorbar(img, cax=cax, extend="both").set_label("mean SHAP value per point (logit)", fontsize=8)
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -578,7 +579,7 @@ def plot_spectrum(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 3.2))
-    vmax = float(np.abs(phi).max()) or 1.0
+    vmax = float(np.percentile(np.abs(phi), 99.5)) or 1.0
     img = _shade_under(ax, axis, x.astype(np.float64), phi, vmax)
     for rank, reg in enumerate(top, 1):
         ax.axvspan(reg.start_cm, reg.end_cm, color="0.5", alpha=0.12, lw=0)
@@ -586,7 +587,7 @@ def plot_spectrum(
     ax.set_xlabel("Raman shift (cm$^{-1}$)")
     ax.set_ylabel("preprocessed intensity")
     ax.set_title(title, fontsize=10)
-    fig.colorbar(img, ax=ax, pad=0.01).set_label("SHAP value per point (logit)", fontsize=8)
+    fig.colorbar(img, ax=ax, pad=0.01, extend="both").set_label("SHAP value per point (logit)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
