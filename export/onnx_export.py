@@ -143,10 +143,13 @@ def _normalise_ancestors(model: Any) -> list[str]:
     return sorted(seen)
 
 
-def _name_nodes(model: Any) -> None:
+def _tidy_nodes(model: Any) -> None:
+    """Name every node, and drop the exporter's per-node metadata (FX stack traces with this machine's
+    source paths): the file then carries only the contract."""
     for i, node in enumerate(model.graph.node):
         if not node.name:
             node.name = f"{node.op_type.lower()}_{i}"
+        del node.metadata_props[:]
 
 
 class _DropPreprocessHint(logging.Filter):
@@ -283,7 +286,7 @@ def export_run(
     if prog is None:
         raise ExportError("torch.onnx.export returned no program")
     proto = prog.model_proto
-    _name_nodes(proto)
+    _tidy_nodes(proto)
     n_nodes_fp32 = len(proto.graph.node)
     # kept float32 under int8: the normalisation (raw counts), and the window layer's batched MatMul, whose
     # constant is its first input: onnxruntime has no fused int8 kernel for that form (it would dequantize the
@@ -375,6 +378,7 @@ def _save_atomic(proto: Any, out: Path) -> None:
         onnx.save(proto, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a runtime under another user must be able to read it
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -496,6 +496,7 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, allow_nan=False)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the runtime (maybe another user) reads this report
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

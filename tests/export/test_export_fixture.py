@@ -19,3 +19,6 @@ def test_tiny_onnx_has_contract_and_passed_report(tiny_onnx: Path) -> None:
     report = json.loads(report_path(tiny_onnx).read_text())
     assert report["passed"] is True
     assert report["model_sha256"] == sha256_file(tiny_onnx)
+    # readable by a runtime running as another user (temporary files are created 0600)
+    assert tiny_onnx.stat().st_mode & 0o044 == 0o044
+    assert report_path(tiny_onnx).stat().st_mode & 0o044 == 0o044
