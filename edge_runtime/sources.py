@@ -178,7 +178,8 @@ class DeviceSource:
                 self.exhausted = True
                 logger.info("%s: source exhausted after %d spectra", self.url, self.frames)
                 break
-            except (DriverError, OSError) as exc:
+            except (DriverError, OSError, RamanEdgeError, ValueError) as exc:
+                # a broken link, or a payload the driver could not turn into a spectrum: recorded, reopened
                 if self._stop.is_set():
                     break  # the daemon closed the device to stop a blocking read
                 self._error(submit, f"{type(exc).__name__}: {exc}")
