@@ -195,3 +195,10 @@ def test_cli_train_selects_classes(small_ds: SpectralDataset, tmp_path: Path) ->
                "--classes", "compound_C,compound_A", "--quiet"])
     assert rc == 0
     assert load_run(tmp_path / "run")[1].classes == ["compound_C", "compound_A"]
+
+
+@pytest.mark.parametrize("name", ["paper", "small_data"])
+def test_shipped_configs_load(name: str) -> None:
+    cfg = TrainConfig.from_file(Path(__file__).resolve().parents[2] / "trainer" / "configs" / f"{name}.toml")
+    assert cfg.ce_weight == cfg.triplet_weight == 0.5 and cfg.epochs >= 200
+    assert cfg.model_for(1000, 5).n2 == 512  # the paper's architecture in both
