@@ -644,6 +644,10 @@ def run_explain(args: argparse.Namespace) -> int:
     model, info = load_run(args.run)
     data = load_for_run(args.data, info)
     background = draw_background(data, args.background, args.seed)
+    is_training = data.fingerprint == info.data_sha256
+    if not is_training:
+        logger.info("%s is not the run's training data (fingerprint differs): the background comes from it anyway",
+                    data.source)
     single = args.spectrum is not None
     if single:
         targets = load_for_run(args.spectrum, info, require_labels=False)
@@ -697,6 +701,7 @@ def run_explain(args: argparse.Namespace) -> int:
         "spectrum": targets.source if single else None,
         "explainer": "shap.DeepExplainer (DeepSHAP), float64, logits",
         "n_background": int(background.shape[0]),
+        "background_is_training_data": is_training,
         "n_explained": int(X.shape[0]),
         "explained_for": "predicted class" if (single or y is None) else "true class",
         "expected_logits": dict(zip(info.classes, attr.expected.tolist(), strict=True)),

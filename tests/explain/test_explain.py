@@ -223,3 +223,67 @@ def test_missing_train_extra_names_the_extra(band_files, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "shap", None)  # `import shap` now raises ImportError
     with pytest.raises(MissingExtraError, match=r"\[train\]"):
         run_explain(_args(str(band_files["run"]), "--data", str(band_files["test"]), "--out", str(tmp_path)))
+
+
+def test_report_says_whether_the_background_is_the_training_data(band_files, tmp_path):
+    for data, expected in (("train", True), ("test", False)):
+        out = tmp_path / data
+        run_explain(_args(str(band_files["run"]), "--data", str(band_files[data]), "--out", str(out),
+                          "--background", "10", "--max-spectra", "6"))
+        assert json.loads((out / "regions.json").read_text())["background_is_training_data"] is expected
+
+
+# ---------------------------------------------------------------------------------------------- wiring
+
+
+def test_cli_modules_import_nothing_heavy():
+    import subprocess
+
+    code = (
+        "import sys, trainer.explain, trainer.embed; "
+        "print(sorted(m for m in ('torch', 'shap', 'matplotlib', 'sklearn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_composition_root_runs_explain_and_reports_a_missing_extra(band_files, tmp_path, monkeypatch, capsys):
+    from ramanedge.cli import main
+
+    argv = ["explain", str(band_files["run"]), "--data", str(band_files["test"]), "--out", str(tmp_path / "a"),
+            "--background", "10", "--max-spectra", "6", "--top", "3"]
+    assert main(argv) == 0
+    assert (tmp_path / "a" / "regions.md").is_file()
+    assert main([*argv[:-1], "0"]) == 2  # --top 0: a clear error, not a traceback
+    assert "--top must be at least 1" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "shap", None)
+    assert main(argv) == 3
+    assert "[train]" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_real_data_outside_the_run_range_or_classes_is_refused(data_dir, tmp_path):
+    from spectral_core.preprocess import AxisSpec, PreprocessConfig
+    from trainer.checkpoint import RunInfo, save_run
+    from trainer.model import RamanNet, RamanNetConfig
+
+    path = data_dir / "covid19-serum-yin" / "dataset.npz"
+    ds = read_dataset(path)
+
+    def run_for(start, stop, classes):
+        pre = PreprocessConfig(target_axis=AxisSpec(start=start, stop=stop, points=300))
+        cfg = RamanNetConfig(input_length=300, n_classes=len(classes), n2=8, embedding_dim=4)
+        d = tmp_path / f"run{start:g}-{len(classes)}"
+        save_run(d, RamanNet(cfg).eval(), RunInfo(model=cfg, preprocess=pre, classes=classes,
+                                                 axis=pre.target_axis.values().tolist()))
+        return load_run(d)[1]
+
+    # The run's own range and classes: accepted, labels kept.
+    data = load_for_run(path, run_for(600.0, 1800.0, list(ds.classes)))
+    assert data.X.shape == (ds.n_spectra, 300)
+    np.testing.assert_array_equal(data.y, ds.y)
+    # A run on 300-1800 cm^-1: the serum spectra start at 400 cm^-1, so they cannot be put on its axis.
+    with pytest.raises(PreprocessError, match="covid19-serum-yin"):
+        load_for_run(path, run_for(300.0, 1800.0, list(ds.classes)))
+    with pytest.raises(ContractError, match="classes"):
+        load_for_run(path, run_for(600.0, 1800.0, ["COVID-19", "Healthy", "Influenza"]))
