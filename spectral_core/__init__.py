@@ -13,7 +13,7 @@ from spectral_core.errors import (
     RamanEdgeError,
     ReaderError,
 )
-from spectral_core.io import read_dataset, write_npz
+from spectral_core.io import read_dataset, read_datasets, read_spectrum, write_csv, write_npz
 from spectral_core.preprocess import AxisSpec, PreprocessConfig, Preprocessor
 from spectral_core.spectrum import SpectralDataset, Spectrum
 from spectral_core.synth import SyntheticCatalog, synth_dataset
@@ -37,6 +37,9 @@ __all__ = [
     "SyntheticCatalog",
     "__version__",
     "read_dataset",
+    "read_datasets",
+    "read_spectrum",
     "synth_dataset",
+    "write_csv",
     "write_npz",
 ]
