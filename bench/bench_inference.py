@@ -286,7 +286,7 @@ Design choices, measured:
   Mul + Add because the un-normalised embedding is also needed), dropout removed, the window layer as one
   Gather + one batched MatMul on the transposed batch. The node count is the same for 3 or 23 windows
   (tests/export).
-- Window layer forms tried (fp32, 2 threads, earlier the same day on this machine, load ~1): Gather + batched
+- Window layer forms tried (fp32, 2 threads, earlier the same day on this machine, load not recorded): Gather + batched
   MatMul on `[n_windows, B, w]` 73 us / 94,500 spectra/s at batch 1 / 256; Gather + Einsum 88 us / 79,600;
   one dense block-sparse `L x (n_windows*n1)` GEMM 185 us / 80,700 (20x the multiply-adds and 3.9 MB of
   weights, memory-bound at batch 1). The transposed-batch form used now was then measured 20-25% faster than
