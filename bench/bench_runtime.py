@@ -322,8 +322,8 @@ def render(res: dict[str, Any], cmd: str) -> str:
         "",
         f"- Start-up as the daemon reports it (model load + self-test + ledger + HTTP + sources): median "
         f"{s['self_reported_median_s']:.2f} s HTTP only, {sd['self_reported_median_s']:.2f} s with an instrument; "
-        "the rest of spawn -> ready is the interpreter and imports (about 1 s of it is the root CLI importing "
-        "every command's module to build its parser). With an instrument, most of the difference is importing "
+        "the rest of spawn -> ready is the interpreter and imports (the root CLI imports every command's module "
+        "to build its parser). With an instrument, most of the difference is importing "
         "scipy.interpolate and building the cubic-spline operator for the instrument's axis (shared "
         "preprocessing; once per axis).",
         "- Memory: the peak comes from the shared preprocessing building the cubic-spline operator from the "
