@@ -39,6 +39,7 @@ import itertools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,9 +61,11 @@ __all__ = [
     "RegionImportance",
     "RunData",
     "configure_explain",
+    "cross_check",
     "draw_background",
     "explain_spectra",
     "load_for_run",
+    "permutation_windows",
     "region_bounds",
     "region_importance",
     "require_train_extra",
@@ -256,8 +259,12 @@ def _logit_module(model: RamanNet) -> torch.nn.Module:
             self.act3 = nn.LeakyReLU(slope)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.net.window_features(x))
+
+        def head(self, features: torch.Tensor) -> torch.Tensor:
+            """Logits from the window features (B, W, n1)."""
             net = self.net
-            h = self.act1(net.window_bn(net.window_features(x).flatten(1)))
+            h = self.act1(net.window_bn(features.flatten(1)))
             h = self.act2(net.bn2(net.dense2(h)))  # dropout is the identity in eval
             h = self.act3(net.bn3(net.embed(h)))
             out: torch.Tensor = net.classifier(h)
@@ -341,6 +348,69 @@ def explain_spectra(
     if max(err, err_w) > ADDITIVITY_RTOL * scale:
         logger.warning("SHAP additivity error %.3g (windows %.3g) for logits of scale %.3g", err, err_w, scale)
     return Attributions(values, windows, tgt, expected.astype(np.float64), logits, err, err_w)
+
+
+def permutation_windows(
+    model: RamanNet,
+    background: NDArray[np.float32],
+    X: NDArray[np.float32],
+    target: Int,
+    *,
+    permutations: int = 10,
+    seed: int = 0,
+) -> Float:
+    """Shapley values of whole windows by ``shap.PermutationExplainer``: a model-agnostic cross-check of the
+    DeepSHAP window attributions (same game, no linearisation, Monte-Carlo in the permutations).
+
+    The game: the players are the model's windows; a coalition keeps the spectrum's own features for its
+    windows and takes a background spectrum's for the others; the payoff is the ``target`` logit averaged over
+    the background. Each spectrum costs ``2 * W * permutations`` evaluations of ``N`` rows.
+
+    Returns:
+        (n, W) window Shapley values; each row sums to ``logit - expected`` as the DeepSHAP windows do.
+    """
+    import copy
+
+    import shap
+    import torch
+
+    net = copy.deepcopy(model).double().eval()
+    logit_net = _logit_module(net)
+    n_win, n1 = net.n_windows, net.config.n1
+    with torch.no_grad():
+        f_bg = net.window_features(torch.from_numpy(np.asarray(background, dtype=np.float64)))  # (N, W, n1)
+
+    head: Callable[[torch.Tensor], torch.Tensor] = logit_net.head  # type: ignore[assignment]
+    out = np.zeros((X.shape[0], n_win))
+    for i in range(X.shape[0]):
+        c = int(target[i])
+        with torch.no_grad():
+            f_x = net.window_features(torch.from_numpy(np.asarray(X[i : i + 1], dtype=np.float64)))[0]
+
+        def game(masks: NDArray[Any], f_x: torch.Tensor = f_x, c: int = c) -> NDArray[np.float64]:
+            m = torch.from_numpy(np.asarray(masks, dtype=np.float64))[:, None, :, None]  # (m, 1, W, 1)
+            with torch.no_grad():
+                f = m * f_x + (1 - m) * f_bg[None]  # (m, N, W, n1)
+                vals = head(f.reshape(-1, n_win, n1))[:, c].reshape(m.shape[0], -1).mean(1)
+            return np.asarray(vals.numpy(), dtype=np.float64)
+
+        # Features are "window i comes from the spectrum" (1) or not (0): the masker's zero background.
+        explainer = shap.PermutationExplainer(
+            game, shap.maskers.Independent(np.zeros((1, n_win)), max_samples=1), seed=seed
+        )
+        out[i] = explainer(np.ones((1, n_win)), max_evals=2 * n_win * permutations + 1, silent=True).values[0]
+    return out
+
+
+def cross_check(deep_windows: Float, perm_windows: Float) -> dict[str, float]:
+    """Agreement of DeepSHAP and Permutation window values: median Spearman rank correlation over spectra and
+    the share of spectra whose most important window is the same."""
+    from scipy.stats import spearmanr
+
+    rho = [float(spearmanr(a, b).statistic) for a, b in zip(deep_windows, perm_windows, strict=True)]
+    same = [int(np.argmax(np.abs(a)) == np.argmax(np.abs(b))) for a, b in zip(deep_windows, perm_windows, strict=True)]
+    return {"spectra": len(rho), "median_spearman": float(np.median(rho)), "min_spearman": float(np.min(rho)),
+            "same_top_window": float(np.mean(same))}
 
 
 def _single_output(out: Any) -> Float:
@@ -630,6 +700,11 @@ def configure_explain(parser: argparse.ArgumentParser) -> None:
         "--region-width", type=float, default=None, metavar="CM",
         help="region width in cm^-1 (default: one window step, aligned with the window starts)",
     )
+    parser.add_argument(
+        "--cross-check", type=int, default=0, metavar="N",
+        help="also estimate window Shapley values of N spectra with shap.PermutationExplainer and report "
+        "their agreement with DeepSHAP (slow: 2 x windows x 10 model passes over the background each)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the background and spectra draws")
 
 
@@ -718,6 +793,13 @@ def run_explain(args: argparse.Namespace) -> int:
             "probabilities": dict(zip(info.classes, probs[0].tolist(), strict=True)),
             "label": None if targets.y is None else info.classes[int(targets.y[pos])],
         }
+    if args.cross_check > 0:
+        k = min(args.cross_check, X.shape[0])
+        sel = stratified_pick(X.shape[0], target, k, args.seed + 2)
+        perm = permutation_windows(model, background, X[sel], target[sel], seed=args.seed)
+        report["cross_check"] = {"explainer": "shap.PermutationExplainer over windows, 10 antithetic permutations",
+                                 **cross_check(attr.windows[sel], perm)}
+        logger.info("DeepSHAP vs Permutation windows: %s", report["cross_check"])
     (out / "regions.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "regions.md").write_text(_markdown(top, info.classes, total))
     if single:

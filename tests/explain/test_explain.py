@@ -17,9 +17,11 @@ from spectral_core.spectrum import SpectralDataset
 from trainer.checkpoint import load_run
 from trainer.explain import (
     configure_explain,
+    cross_check,
     draw_background,
     explain_spectra,
     load_for_run,
+    permutation_windows,
     region_bounds,
     region_importance,
     run_explain,
@@ -119,11 +121,12 @@ def test_window_attributions_point_at_the_same_bands(explained):
 def test_cli_writes_table_and_plots(band_files, tmp_path):
     out = tmp_path / "ex"
     rc = run_explain(_args(str(band_files["run"]), "--data", str(band_files["train"]), "--out", str(out),
-                           "--background", "30", "--max-spectra", "45", "--top", "6"))
+                           "--background", "30", "--max-spectra", "45", "--top", "6", "--cross-check", "2"))
     assert rc == 0
     report = json.loads((out / "regions.json").read_text())
     assert report["n_background"] == 30 and report["n_explained"] == 45
     assert report["additivity_max_abs_error"] < 1e-8
+    assert report["cross_check"]["spectra"] == 2 and report["cross_check"]["min_spearman"] > 0.9
     imp = [r["importance"] for r in report["regions"]]
     assert imp == sorted(imp, reverse=True)
     assert report["regions"][0]["start_cm"] < report["regions"][0]["end_cm"]
@@ -287,3 +290,18 @@ def test_real_data_outside_the_run_range_or_classes_is_refused(data_dir, tmp_pat
         load_for_run(path, run_for(300.0, 1800.0, list(ds.classes)))
     with pytest.raises(ContractError, match="classes"):
         load_for_run(path, run_for(600.0, 1800.0, ["COVID-19", "Healthy", "Influenza"]))
+
+
+def test_window_attributions_agree_with_permutation_shapley_over_windows(explained):
+    """DeepSHAP linearises the nonlinear layers; a model-agnostic Shapley estimate of the same game
+    (shap.PermutationExplainer over whole windows) must rank the windows the same way."""
+    model, _, bg, test, attr = explained
+    rows = np.array([0, 1, 2, 3])
+    perm = permutation_windows(model, bg, test.X[rows], attr.target[rows], permutations=10)
+    own = attr.logits[rows, attr.target[rows]] - attr.expected[attr.target[rows]]
+    np.testing.assert_allclose(perm.sum(axis=1), own, rtol=1e-6)  # same game, same total
+    agreement = cross_check(attr.windows[rows], perm)
+    assert agreement["min_spearman"] > 0.9 and agreement["same_top_window"] == 1.0
+    # And the check can fail: windows in a random order disagree.
+    shuffled = np.random.default_rng(0).permuted(perm, axis=1)
+    assert cross_check(attr.windows[rows], shuffled)["median_spearman"] < 0.6
