@@ -39,10 +39,14 @@ def test_embedding_beats_pca_on_held_out_spectra(band_files, tmp_path):
 
 
 def test_cross_validated_mode_flags_training_data(band_files, tmp_path):
-    rc = run_embed(_args(str(band_files["run"]), "--data", str(band_files["train"]), "--out", str(tmp_path)))
+    rc = run_embed(_args(str(band_files["run"]), "--data", str(band_files["train"]), "--out", str(tmp_path),
+                         "--projection", "tsne"))
     assert rc == 0
     report = json.loads((tmp_path / "embedding.json").read_text())
     assert report["seen_in_training"] is True and report["reference"] is None
+    assert report["protocol"].startswith("stratified 5-fold")
+    assert report["metrics"]["embedding"]["knn_accuracy"] > report["metrics"]["pca_2d"]["knn_accuracy"]
+    assert (tmp_path / "embedding.png").stat().st_size > 1000
 
 
 def test_knn_accuracy_measures_separation():
