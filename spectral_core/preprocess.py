@@ -50,6 +50,16 @@ Normalisation = Literal["none", "minmax", "vector", "area", "snv"]
 # A spectrum whose dynamic range (or norm) is below this is flat: normalising it would only amplify noise
 # or divide by zero, so it is rejected with a reason instead of silently becoming garbage.
 FLAT_EPS = 1e-12
+# Min-max and SNV divide by the spread of a spectrum. A constant spectrum picks up float32 rounding noise
+# (~1e-7 relative) on its way through resampling, so "flat" is a spread below FLAT_RTOL of its magnitude,
+# not only an exact zero; dividing by that noise would turn a dark frame into a random full-scale spectrum.
+FLAT_RTOL = 1e-5
+
+
+def _flat_rows(scale: NDArray[np.float32], magnitude: NDArray[np.float32] | None) -> NDArray[np.bool_]:
+    s = scale[:, 0]
+    limit = FLAT_EPS if magnitude is None else np.maximum(FLAT_EPS, FLAT_RTOL * magnitude[:, 0])
+    return np.asarray((s <= limit) | ~np.isfinite(s))
 
 
 class _Model(BaseModel):
@@ -144,7 +154,16 @@ def _resample_matrix(
     from scipy.interpolate import CubicSpline
 
     # The spline of the identity matrix's columns is the spline operator itself (interpolation is linear).
-    return np.asarray(CubicSpline(src, np.eye(n), axis=0, bc_type="not-a-knot")(dst), dtype=np.float64)
+    # Built a block of columns at a time: the spline of all n columns at once holds 4 x n x n float64
+    # coefficients (~35 MB for 1024 pixels) and its temporaries, a start-up memory peak the daemon can avoid.
+    m = np.empty((dst.size, n), dtype=np.float64)
+    block = 128
+    for j0 in range(0, n, block):
+        j1 = min(n, j0 + block)
+        unit = np.zeros((n, j1 - j0))
+        unit[np.arange(j0, j1), np.arange(j1 - j0)] = 1.0
+        m[:, j0:j1] = CubicSpline(src, unit, axis=0, bc_type="not-a-knot")(dst)
+    return m
 
 
 def _savgol_matrix(n: int, cfg: SmoothConfig) -> NDArray[np.float64]:
@@ -169,9 +188,12 @@ def normalise(
     if method == "none":
         return x, np.zeros(x.shape[0], dtype=bool)
     shift: NDArray[np.float32] | None
+    magnitude: NDArray[np.float32] | None = None
     if method == "minmax":
         shift = x.min(axis=1, keepdims=True)
-        scale = x.max(axis=1, keepdims=True) - shift
+        hi = x.max(axis=1, keepdims=True)
+        scale = hi - shift
+        magnitude = np.maximum(np.abs(shift), np.abs(hi))
     elif method == "vector":
         scale = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))[:, None].astype(np.float32)
         shift = None
@@ -181,9 +203,10 @@ def normalise(
     elif method == "snv":
         shift = x.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
         scale = x.std(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+        magnitude = np.abs(x).max(axis=1, keepdims=True)
     else:
         raise PreprocessError(f"unknown normalisation {method!r}; choose from {NORMALISATIONS}")
-    flat = (scale[:, 0] <= FLAT_EPS) | ~np.isfinite(scale[:, 0])
+    flat = _flat_rows(scale, magnitude)
     safe = np.where(flat[:, None], np.float32(1.0), scale)
     out = x if inplace and x is X else np.empty_like(x)
     if shift is not None:
@@ -203,8 +226,9 @@ def _minmax_inplace(x: NDArray[np.float32], chunk: int = 256) -> NDArray[np.bool
     for r0 in range(0, x.shape[0], chunk):
         xs = x[r0 : r0 + chunk]
         lo = xs.min(axis=1, keepdims=True)
-        scale = xs.max(axis=1, keepdims=True) - lo
-        f = (scale[:, 0] <= FLAT_EPS) | ~np.isfinite(scale[:, 0])
+        hi = xs.max(axis=1, keepdims=True)
+        scale = hi - lo
+        f = _flat_rows(scale, np.maximum(np.abs(lo), np.abs(hi)))
         flat[r0 : r0 + chunk] = f
         np.subtract(xs, lo, out=xs)
         np.divide(xs, np.where(f[:, None], np.float32(1.0), scale), out=xs)

@@ -270,3 +270,18 @@ def test_huge_finite_values_are_not_mistaken_for_nan() -> None:
     )
     assert list(bad) == [1] and "NaN/inf" in bad[1]
     assert np.isfinite(out[0]).all() and out[0].min() == 0 and abs(out[0].max() - 1) < 1e-6
+
+
+@pytest.mark.parametrize("method", ["minmax", "snv"])
+def test_constant_spectrum_is_flat_after_cubic_resampling(method: str) -> None:
+    """float32 rounding in resampling must not make a constant (dark) frame look like a spectrum."""
+    from spectral_core.preprocess import AxisSpec, PreprocessConfig, Preprocessor
+    from spectral_core.synth import instrument_axis
+
+    src = instrument_axis(1024)
+    pre = Preprocessor(PreprocessConfig(target_axis=AxisSpec(start=400, stop=1800, points=1000), normalise=method))
+    X = np.full((3, src.size), 500.0, dtype=np.float32)
+    X[2] += np.sin(np.linspace(0, 20, src.size)).astype(np.float32) * 50
+    _, bad = pre.transform_rows(X, src)
+    assert set(bad) == {0, 1}
+    assert "flat" in bad[0]
