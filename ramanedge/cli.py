@@ -71,7 +71,9 @@ def _missing(modules: tuple[str, ...]) -> list[str]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``only``, just that command is configured (the others are listed by name),
+    so ``ramanedge serve`` does not import every other package's CLI module before it starts."""
     parser = argparse.ArgumentParser(
         prog="ramanedge",
         description="Train RamanNet, export it to ONNX, and classify spectra beside the instrument.",
@@ -81,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        if only is not None and name != only:
+            continue
         try:
             configure, _ = _load(name)
         except (ImportError, AttributeError) as exc:
@@ -100,8 +104,10 @@ def _setup_logging(verbose: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    arglist = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in arglist if not a.startswith("-")), None)
+    parser = build_parser(only=chosen if chosen in COMMANDS else None)
+    args, unknown = parser.parse_known_args(arglist)
     if unknown and not getattr(args, "_unavailable", None):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not args.command:
