@@ -45,11 +45,14 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
     a("--watch-readers", type=int, help="threads claiming and reading drop files (default 3)")
     a("--no-watch-events", dest="watch_events", action="store_const", const=False,
       help="poll drop folders only (network shares without inotify)")
+    a("--model-poll", dest="model_poll_s", type=float,
+      help="check the model file for a new version every S seconds, swap it in once checked (default 2; 0 off)")
+    a("--mqtt", help="publish every record as JSON (QoS 1) to mqtt://host:1883/topic-prefix; needs [mqtt]")
 
 
 _FIELDS = ("model", "sources", "provider", "require_gpu", "require_validated", "threads", "max_batch", "queue_size",
            "db", "ledger_sync", "jsonl", "http", "max_request_bytes", "count", "duration", "drain_timeout_s",
-           "on_done", "settle_s", "poll_s", "watch_events", "watch_readers")
+           "on_done", "settle_s", "poll_s", "watch_events", "watch_readers", "model_poll_s", "mqtt")
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -19,11 +19,14 @@ import sqlite3
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from edge_runtime.engine import Engine, Frame, Outcome
+from edge_runtime.engine import Engine, Frame, Outcome, ProviderName
 from edge_runtime.errors import SettingsError
+from edge_runtime.hotswap import ModelWatcher
 from edge_runtime.httpapi import HttpApi
 from edge_runtime.ledger import Ledger
 from edge_runtime.metrics import Metrics
@@ -81,6 +84,15 @@ class Daemon:
         self.started_at = time.monotonic()
         self.ready_s: float | None = None
         self.left_in_processing = 0
+        self.watcher: ModelWatcher | None = None
+        self._next_engine: Engine | None = None
+        self._swap_lock = threading.Lock()
+        self.model_updates: dict[str, Any] = {"accepted": 0, "rejected": 0, "last_accepted": None,
+                                              "last_rejected": None, "pending": None}
+        # What the dashboard shows, kept by the worker (the only writer) and read by HTTP threads.
+        self.recent: deque[dict[str, Any]] = deque(maxlen=50)
+        self.recent_errors: deque[dict[str, Any]] = deque(maxlen=20)
+        self.latest: tuple[dict[str, Any], Any, Any] | None = None
 
     # -- life cycle ----------------------------------------------------------------------------------
 
@@ -99,7 +111,7 @@ class Daemon:
                                  provider=e.provider, synchronous=s.ledger_sync)
         except (sqlite3.Error, OSError) as exc:
             raise SettingsError(f"cannot open the ledger {s.db}: {exc}") from None
-        self.sink = open_sink(s.jsonl)
+        self.sink = open_sink(s.jsonl, mqtt=s.mqtt, ledger=self.ledger)
         self.metrics = Metrics(
             {"model": e.model_path.name, "model_sha256": e.model_sha256, "provider": e.provider,
              "preprocess_hash": e.preprocess_hash},
@@ -115,6 +127,12 @@ class Daemon:
             self.http.start()
         self._worker = threading.Thread(target=self._work, name="worker", daemon=True)
         self._worker.start()
+        if s.model_poll_s > 0:
+            self.watcher = ModelWatcher(
+                Path(s.model), load=self._load_candidate, check=self._check_candidate,
+                current_sha256=self._serving_sha256, on_accept=self._accept_engine, on_reject=self._reject_engine,
+                poll_s=s.model_poll_s, settle_s=max(s.settle_s, 0.2), with_report=s.require_validated,
+            )
         watch_opts: dict[str, Any] = {"settle_s": s.settle_s, "poll_s": s.poll_s, "on_done": s.on_done,
                                       "temp_suffixes": s.temp_suffixes, "use_events": s.watch_events,
                                       "readers": s.watch_readers}
@@ -142,6 +160,8 @@ class Daemon:
         # of the collector's sight, a full collection no longer walks it, so GC pauses stay short.
         gc.collect()
         gc.freeze()
+        if self.watcher is not None:
+            self.watcher.start()
         self.ready_s = time.monotonic() - t0
         self.metrics.ready = True
         logger.info("ready in %.3f s", self.ready_s)
@@ -173,6 +193,8 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.ready = False
         self._intake_open = False
+        if self.watcher is not None:
+            self.watcher.stop()
         for src in self.sources:
             src.stop()
         for src in self.sources:
@@ -223,6 +245,7 @@ class Daemon:
                 except queue.Empty:
                     if self._intake_closed.is_set():
                         return
+                    self._maybe_swap()
                     continue
                 batch = [first]
                 while len(batch) < max_batch:
@@ -233,6 +256,7 @@ class Daemon:
                 if self._drain_deadline is not None and time.monotonic() > self._drain_deadline:
                     self._abandon(batch)
                     return
+                self._maybe_swap()
                 self._process(batch)
         except BaseException as exc:
             self._worker_error = exc
@@ -262,6 +286,7 @@ class Daemon:
             self.sink.write(records)
         if self.metrics is not None:
             self.metrics.observe(outcomes)
+        self._remember(outcomes)
         for o in outcomes:
             cb = o.frame.on_done
             if cb is not None:
@@ -273,6 +298,88 @@ class Daemon:
         count = self.settings.count
         if count is not None and self.processed >= count:
             self.stop(f"count {count} reached")
+
+    def _remember(self, outcomes: list[Outcome]) -> None:
+        """Keep the last records, errors and spectrum for the dashboard (references only, no copies)."""
+        for o in outcomes:
+            rec = o.record
+            if rec is None:
+                continue
+            self.recent.append(rec)
+            if not o.ok:
+                self.recent_errors.append(rec)
+            f = o.frame
+            if f.axis is not None and f.intensities is not None and o.ok:
+                self.latest = (rec, f.axis, f.intensities)
+
+    # -- model updates -------------------------------------------------------------------------------
+
+    def _serving_sha256(self) -> str:
+        with self._swap_lock:
+            nxt = self._next_engine
+        if nxt is not None:
+            return nxt.model_sha256
+        return self.engine.model_sha256 if self.engine else ""
+
+    def _load_candidate(self, path: Path) -> Engine:
+        """A new engine on the provider of the one in service (a swap never changes the provider quietly)."""
+        s, e = self.settings, self.engine
+        provider: ProviderName = s.provider
+        if e is not None:
+            provider = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda",
+                        "CPUExecutionProvider": "cpu"}.get(e.provider, s.provider)  # type: ignore[assignment]
+        return Engine(path, provider=provider, require_gpu=s.require_gpu, require_validated=s.require_validated,
+                      threads=s.threads, max_batch=s.max_batch)
+
+    def _check_candidate(self, new: Engine) -> str | None:
+        """None when ``new`` can classify what the configured sources deliver, else the reason it cannot."""
+        if self.engine is not None and new.provider != self.engine.provider:
+            return f"runs on {new.provider}, the model in service on {self.engine.provider}"
+        for src in self.sources:
+            axis = getattr(src, "axis", None)
+            if axis is not None:
+                why = new.prepare(axis)
+                if why is not None:
+                    return f"incompatible with source {src.url}: {why}"
+        return None
+
+    def _accept_engine(self, new: Engine) -> None:
+        with self._swap_lock:
+            self._next_engine = new
+            self.model_updates["pending"] = new.model_sha256
+        logger.info("model update: %s (sha256 %s) passed its checks; swapping in before the next batch",
+                    new.model_path.name, new.model_sha256[:12])
+
+    def _reject_engine(self, sha: str | None, reason: str) -> None:
+        with self._swap_lock:
+            self.model_updates["rejected"] += 1
+            self.model_updates["last_rejected"] = {"sha256": sha, "reason": reason, "at": time.time()}
+        if self.metrics is not None:
+            self.metrics.model_update(False, reason)
+
+    def _maybe_swap(self) -> None:
+        """In the worker, between two batches: put a checked new model in service."""
+        with self._swap_lock:
+            new, self._next_engine = self._next_engine, None
+            if new is None:
+                return
+            self.model_updates["pending"] = None
+        old, ledger = self.engine, self.ledger
+        self.engine = new
+        if ledger is not None:  # the worker is the only writer: every later record names the new model
+            ledger.model_sha256, ledger.preprocess_hash, ledger.provider = (
+                new.model_sha256, new.preprocess_hash, new.provider)
+        if self.metrics is not None:
+            self.metrics.set_info({"model": new.model_path.name, "model_sha256": new.model_sha256,
+                                   "provider": new.provider, "preprocess_hash": new.preprocess_hash})
+            self.metrics.model_update(True, "")
+        with self._swap_lock:
+            self.model_updates["accepted"] += 1
+            self.model_updates["last_accepted"] = {"sha256": new.model_sha256, "at": time.time(),
+                                                   "previous": old.model_sha256 if old else None}
+        logger.warning("model swapped: sha256 %s -> %s (%s, %d classes)",
+                       old.model_sha256[:12] if old else "-", new.model_sha256[:12], new.model_path.name,
+                       len(new.classes))
 
     def _abandon(self, first: list[Frame]) -> None:
         """Drain deadline passed: leave dropped files for the next start, record the rest as errors."""
@@ -303,8 +410,13 @@ class Daemon:
             "queue_depth": self._q.qsize(),
             "processed": self.processed,
             "ready_s": self.ready_s,
+            "model_updates": self.model_update_status(),
         }
         return ready, info
+
+    def model_update_status(self) -> dict[str, Any]:
+        with self._swap_lock:
+            return {"watching": self.watcher is not None, **dict(self.model_updates)}
 
     def metrics_text(self) -> str:
         return self.metrics.render() if self.metrics else ""

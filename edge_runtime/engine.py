@@ -195,6 +195,7 @@ class Engine:
         if require_validated:
             self.validation_report = check_validated(self.model_path, self.model_sha256)
             logger.info("validation report %s accepted", self.validation_report)
+        self.validation_note = self._validation_note()
         self.requested_provider = provider
         self.session, self.provider = self._open(provider, threads)
         if require_gpu and self.provider not in GPU_PROVIDERS:
@@ -223,6 +224,14 @@ class Engine:
             self.model_path.name, self.model_sha256[:12], len(self.classes), self.contract.n_points,
             self.provider, provider, self.load_s,
         )
+
+    def _validation_note(self) -> str:
+        """``passed`` when a passed report for exactly this file is beside it, else why not (for display)."""
+        try:
+            self.validation_report = self.validation_report or check_validated(self.model_path, self.model_sha256)
+        except ModelRefusedError as exc:
+            return str(exc).removeprefix("--require-validated: ")
+        return "passed"
 
     # -- session and contract ------------------------------------------------------------------------
 
@@ -515,4 +524,6 @@ class Engine:
             "precision": self.contract.precision,
             "load_s": round(self.load_s, 4),
             "validation_report": str(self.validation_report) if self.validation_report else None,
+            "validated": self.validation_note == "passed",
+            "validation": self.validation_note,
         }

@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS results_drop_key
     ON results (source, input_ref, content_sha256) WHERE content_sha256 IS NOT NULL;
+CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY REFERENCES results (id));
 """
 
 _COLUMNS = (
@@ -129,6 +130,9 @@ class Ledger:
         self.preprocess_hash = preprocess_hash
         self.provider = provider
         self._sync = "FULL" if synchronous == "full" else "NORMAL"
+        #: when set (the MQTT sink), every new record's id is also queued in ``outbox``, in the same
+        #: transaction, until the broker acknowledged it: a result is never committed without being owed.
+        self.outbox = False
         self._lock = threading.Lock()
         self._local = threading.local()
         self._writer = self._connect()
@@ -240,6 +244,8 @@ class Ledger:
                         o.duplicate = True
                     else:
                         o.record_id = int(got[0])
+                        if self.outbox:
+                            con.execute("INSERT INTO outbox (id) VALUES (?)", (o.record_id,))
                     o.completed_at = now_wall
                 con.execute("COMMIT")
             except BaseException:
@@ -269,6 +275,33 @@ class Ledger:
             "SELECT * FROM results WHERE id > ? ORDER BY id LIMIT ?", (int(since_id), int(limit))
         ).fetchall()
         return [record_dict(r) for r in rows]
+
+    def outbox_after(self, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """Records still owed to the broker with ``id > after_id``, oldest first."""
+        rows = self._reader().execute(
+            "SELECT r.* FROM outbox o JOIN results r ON r.id = o.id WHERE o.id > ? ORDER BY o.id LIMIT ?",
+            (int(after_id), int(limit)),
+        ).fetchall()
+        return [record_dict(r) for r in rows]
+
+    def outbox_count(self) -> int:
+        return int(self._reader().execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def mark_published(self, ids: Sequence[int]) -> None:
+        """The broker acknowledged these records: they leave the outbox (one short transaction)."""
+        if not ids:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            con = self._writer
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.executemany("DELETE FROM outbox WHERE id = ?", [(int(i),) for i in ids])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
     def count(self) -> int:
         row = self._reader().execute("SELECT COUNT(*) FROM results").fetchone()

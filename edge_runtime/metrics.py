@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from edge_runtime.engine import Outcome
 
@@ -52,12 +54,54 @@ class Metrics:
         self._hist = {s: _Histogram() for s in STAGES}
         self._t0 = time.monotonic()
         self.ready = False
+        self._updates = {"accepted": 0, "rejected": 0}
+        self._last_rejection = ""
+        # recent window for the dashboard: (commit time, records) and total latencies, s
+        self._commits: deque[tuple[float, int]] = deque(maxlen=4096)
+        self._recent_total: deque[float] = deque(maxlen=500)
+
+    def set_info(self, info: dict[str, str]) -> None:
+        """What is being served changed (a model swap)."""
+        with self._lock:
+            self.info = dict(info)
+
+    def model_update(self, accepted: bool, reason: str) -> None:
+        """Count a model update; a rejection's reason is kept for ``ramanedge_model_update_rejected_info``."""
+        with self._lock:
+            self._updates["accepted" if accepted else "rejected"] += 1
+            if not accepted:
+                self._last_rejection = reason[:300]
+
+    def snapshot(self, window_s: float = 10.0) -> dict[str, Any]:
+        """Counts, throughput over the last ``window_s`` and recent latency percentiles (for the dashboard)."""
+        now = time.monotonic()
+        with self._lock:
+            recent = [(t, n) for t, n in self._commits if now - t <= window_s]
+            lat = sorted(self._recent_total)
+            span = min(window_s, now - self._t0)
+            out: dict[str, Any] = {
+                "results_by_class": dict(self._by_class),
+                "errors_by_kind": dict(self._errors),
+                "unknown": self._unknown,
+                "duplicates": self._duplicates,
+                "batches": self._batches,
+                "throughput_per_s": round(sum(n for _, n in recent) / span, 3) if span > 0 else 0.0,
+                "latency_ms": None,
+                "model_updates": dict(self._updates),
+                "queue_depth": self.queue_depth(),
+                "uptime_s": round(now - self._t0, 1),
+            }
+        if lat:
+            out["latency_ms"] = {q: round(1e3 * lat[min(len(lat) - 1, int(p * len(lat)))], 3)
+                                 for q, p in (("p50", 0.5), ("p95", 0.95), ("max", 1.0))}
+        return out
 
     def observe(self, outcomes: Sequence[Outcome], now_mono: float | None = None) -> None:
         """Account for a committed micro-batch."""
         now = time.monotonic() if now_mono is None else now_mono
         with self._lock:
             self._batches += 1
+            self._commits.append((now, sum(1 for o in outcomes if not o.duplicate)))
             for o in outcomes:
                 if o.duplicate:
                     self._duplicates += 1
@@ -75,6 +119,7 @@ class Metrics:
                 total = max(0.0, now - f.t_received)
                 self._hist["read"].observe(f.read_s)
                 self._hist["total"].observe(total)
+                self._recent_total.append(total)
                 self._hist["queue"].observe(max(0.0, total - f.read_s - o.preprocess_s - o.inference_s))
 
     @property
@@ -106,6 +151,13 @@ class Metrics:
                       "# TYPE ramanedge_duplicates_total counter", f"ramanedge_duplicates_total {self._duplicates}"]
             lines += ["# HELP ramanedge_batches_total Micro-batches committed.", "# TYPE ramanedge_batches_total counter",
                       f"ramanedge_batches_total {self._batches}"]
+            lines += ["# HELP ramanedge_model_updates_total Model files checked for a hot swap, by result.",
+                      "# TYPE ramanedge_model_updates_total counter"]
+            lines += [f'ramanedge_model_updates_total{{result="{k}"}} {n}' for k, n in sorted(self._updates.items())]
+            if self._last_rejection:
+                lines += ["# HELP ramanedge_model_update_rejected_info Why the last model update was rejected.",
+                          "# TYPE ramanedge_model_update_rejected_info gauge",
+                          f'ramanedge_model_update_rejected_info{{reason="{_esc(self._last_rejection)}"}} 1']
             lines += ["# HELP ramanedge_queue_depth Frames waiting for the engine.", "# TYPE ramanedge_queue_depth gauge",
                       f"ramanedge_queue_depth {self.queue_depth()}"]
             lines += ["# HELP ramanedge_latency_seconds Latency by stage (total: received to committed).",

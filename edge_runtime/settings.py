@@ -63,6 +63,8 @@ class ServeSettings(BaseSettings):
     poll_s: float = Field(default=1.0, gt=0, description="drop folder scan interval, s")
     watch_events: bool = True
     watch_readers: int = Field(default=3, ge=1, le=32, description="threads claiming and reading drop files")
+    model_poll_s: float = Field(default=2.0, ge=0, description="model file check interval for hot swaps, s; 0 off")
+    mqtt: str | None = Field(default=None, description="mqtt://host:1883/topic-prefix: publish every record")
     temp_suffixes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: [".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".filepart",
                                  ".swp", ".lock", "~"]

@@ -7,9 +7,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-__all__ = ["JsonlSink", "Sink", "open_sink"]
+if TYPE_CHECKING:
+    from edge_runtime.ledger import Ledger
+
+__all__ = ["JsonlSink", "Sink", "Sinks", "open_sink"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +57,32 @@ class JsonlSink:
             fh.close()
 
 
-def open_sink(target: str | None) -> Sink | None:
-    """The sink for ``--jsonl`` (None: no JSON-lines output)."""
-    if not target:
+class Sinks:
+    """Several sinks fed the same batches, closed in order."""
+
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = list(sinks)
+
+    def write(self, records: Sequence[dict[str, Any]]) -> None:
+        for s in self.sinks:
+            s.write(records)
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()
+
+
+def open_sink(target: str | None, *, mqtt: str | None = None, ledger: Ledger | None = None) -> Sink | None:
+    """The sinks for ``--jsonl`` and ``--mqtt`` (None: neither). The MQTT sink needs the ledger (its outbox)."""
+    sinks: list[Sink] = []
+    if target:
+        sinks.append(JsonlSink(target))
+    if mqtt:
+        if ledger is None:
+            raise ValueError("the MQTT sink needs the ledger for its outbox")
+        from edge_runtime.mqtt import MqttSink
+
+        sinks.append(MqttSink(mqtt, ledger))
+    if not sinks:
         return None
-    return JsonlSink(target)
+    return sinks[0] if len(sinks) == 1 else Sinks(sinks)

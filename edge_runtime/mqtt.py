@@ -1,0 +1,198 @@
+"""The MQTT sink: every record published as JSON with QoS 1, through an outbox in the ledger.
+
+``--mqtt mqtt://host:1883/topic-prefix`` publishes each record to ``<prefix>/results`` (prefix default
+``ramanedge``). Delivery is at-least-once and survives broker outages and daemon restarts:
+
+1. The worker commits a record and its id into the ledger's ``outbox`` table in one transaction.
+2. A publisher thread, while connected, publishes outbox records in id order (at most ``MAX_IN_FLIGHT``
+   unacknowledged), and deletes each from the outbox once the broker's PUBACK arrived.
+3. A lost connection is retried (0.2 s doubling to 5 s); after every (re)connect, everything still in the
+   outbox is published again from the start. A record may therefore arrive twice: consumers dedupe on ``id``.
+4. At shutdown the outbox is flushed for a few seconds; what is left is published at the next start.
+
+paho-mqtt is imported lazily; without it :class:`~spectral_core.errors.MissingExtraError` names ``[mqtt]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sqlite3
+import threading
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from edge_runtime.errors import SettingsError
+from edge_runtime.ledger import Ledger
+from spectral_core.errors import MissingExtraError
+
+__all__ = ["MAX_IN_FLIGHT", "MqttSink", "parse_mqtt_url"]
+
+logger = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 200
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, str]:
+    """``mqtt://host[:port][/topic/prefix]`` -> (host, port, prefix)."""
+    u = urlsplit(url)
+    if u.scheme != "mqtt":
+        raise SettingsError(f"--mqtt must be mqtt://host:1883/topic-prefix, got {url!r}")
+    if not u.hostname:
+        raise SettingsError(f"--mqtt {url!r} names no host")
+    try:
+        port = u.port or 1883
+    except ValueError as exc:
+        raise SettingsError(f"--mqtt {url!r}: {exc}") from None
+    prefix = u.path.strip("/") or "ramanedge"
+    if "#" in url or "+" in prefix or "//" in prefix or u.query:
+        raise SettingsError(f"--mqtt topic prefix {prefix!r} may not hold wildcards, empty levels or a query")
+    return u.hostname, port, prefix
+
+
+def _paho() -> Any:
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError:
+        raise MissingExtraError("the MQTT sink (--mqtt)", "mqtt", "paho-mqtt") from None
+    return mqtt
+
+
+class MqttSink:
+    """Publishes the ledger's outbox to an MQTT broker (see the module docstring).
+
+    Args:
+        url: ``mqtt://host:port/topic-prefix``.
+        ledger: the daemon's ledger; its ``outbox`` is switched on.
+        flush_timeout_s: how long :meth:`close` keeps publishing what is left, s.
+    """
+
+    def __init__(self, url: str, ledger: Ledger, *, flush_timeout_s: float = 5.0) -> None:
+        mqtt = _paho()
+        self.host, self.port, self.prefix = parse_mqtt_url(url)
+        self.topic = f"{self.prefix}/results"
+        self.url = url
+        self.ledger = ledger
+        self.flush_timeout_s = flush_timeout_s
+        ledger.outbox = True
+        self._mqtt = mqtt
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._abort = threading.Event()
+        self._connected = False
+        self._generation = 0
+        self.published = 0
+        self.acked = 0
+        client_id = f"ramanedge-{socket.gethostname()}-{os.getpid()}"
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        self._client.max_inflight_messages_set(0)  # the publisher bounds what is in flight itself
+        self._client.reconnect_delay_set(min_delay=0.2, max_delay=5)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.connect_async(self.host, self.port, keepalive=15)
+        self._client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
+        self._thread.start()
+        logger.info("MQTT sink: %s:%d topic %s (%d record(s) owed from before)", self.host, self.port,
+                    self.topic, ledger.outbox_count())
+
+    # -- paho callbacks (network thread) -------------------------------------------------------------
+
+    def _on_connect(self, _client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
+        if getattr(reason_code, "is_failure", False):
+            logger.warning("MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            return
+        with self._lock:
+            self._connected = True
+            self._generation += 1
+        logger.info("MQTT connected to %s:%d", self.host, self.port)
+        self._wake.set()
+
+    def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
+        with self._lock:
+            was, self._connected = self._connected, False
+        if was:
+            logger.warning("MQTT connection to %s:%d lost (%s); records wait in the outbox", self.host, self.port,
+                           reason_code)
+
+    # -- the publisher -------------------------------------------------------------------------------
+
+    def write(self, records: Sequence[dict[str, Any]]) -> None:
+        """Committed records are already in the outbox: only wake the publisher."""
+        if records:
+            self._wake.set()
+
+    def _run(self) -> None:
+        generation = -1
+        sent_upto = 0
+        in_flight: list[tuple[Any, int]] = []
+        while True:
+            self._wake.wait(0.1)
+            self._wake.clear()
+            with self._lock:
+                connected, gen = self._connected, self._generation
+            if gen != generation:
+                # a (re)connect: whatever was in flight may be lost; publish the outbox again from its start
+                generation, sent_upto, in_flight = gen, 0, []
+            done = [rid for info, rid in in_flight if info.is_published()]
+            if done:
+                in_flight = [(info, rid) for info, rid in in_flight if not info.is_published()]
+                try:
+                    self.ledger.mark_published(done)
+                    self.acked += len(done)
+                except sqlite3.Error as exc:  # they stay owed and are published again
+                    logger.error("MQTT sink: cannot clear %d record(s) from the outbox: %s", len(done), exc)
+            if self._abort.is_set() or (
+                self._stop.is_set() and (not connected or (not in_flight and not self._owed(sent_upto)))
+            ):
+                return
+            if not connected or len(in_flight) >= MAX_IN_FLIGHT:
+                continue
+            try:
+                rows = self.ledger.outbox_after(sent_upto, MAX_IN_FLIGHT - len(in_flight))
+            except sqlite3.Error as exc:  # the ledger may be busy; try again on the next round
+                logger.error("MQTT sink: cannot read the outbox: %s", exc)
+                continue
+            for rec in rows:
+                payload = json.dumps(rec, separators=(",", ":"), default=str)
+                info = self._client.publish(self.topic, payload, qos=1)
+                if info.rc != self._mqtt.MQTT_ERR_SUCCESS:
+                    break  # connection dropped; on reconnect the outbox is published again
+                in_flight.append((info, int(rec["id"])))
+                sent_upto = int(rec["id"])
+                self.published += 1
+            if rows:
+                self._wake.set()
+
+    def _owed(self, after_id: int) -> bool:
+        try:
+            return bool(self.ledger.outbox_after(after_id, 1))
+        except sqlite3.Error:
+            return False
+
+    def close(self) -> None:
+        """Publish what is left for up to ``flush_timeout_s``, then disconnect (the rest stays owed)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(self.flush_timeout_s)
+        self._abort.set()
+        self._thread.join(1.0)
+        left = -1
+        try:
+            left = self.ledger.outbox_count()
+        except sqlite3.Error as exc:
+            logger.debug("outbox count: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+        logger.info("MQTT sink closed: %d published, %d acknowledged, %d record(s) owed for the next start",
+                    self.published, self.acked, left)
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            connected = self._connected
+        return {"url": self.url, "topic": self.topic, "connected": connected, "published": self.published,
+                "acknowledged": self.acked}
