@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edge_runtime.engine import Engine, Frame, Outcome, ProviderName
 from edge_runtime.errors import SettingsError
 from edge_runtime.hotswap import ModelWatcher
@@ -93,6 +95,7 @@ class Daemon:
         self.recent: deque[dict[str, Any]] = deque(maxlen=50)
         self.recent_errors: deque[dict[str, Any]] = deque(maxlen=20)
         self.latest: tuple[dict[str, Any], Any, Any] | None = None
+        self.quarantined = 0
 
     # -- life cycle ----------------------------------------------------------------------------------
 
@@ -308,6 +311,8 @@ class Daemon:
             self.recent.append(rec)
             if not o.ok:
                 self.recent_errors.append(rec)
+                if o.frame.content_sha256 is not None:  # a dropped file that ended as an error: quarantined
+                    self.quarantined += 1
             f = o.frame
             if f.axis is not None and f.intensities is not None and o.ok:
                 self.latest = (rec, f.axis, f.intensities)
@@ -418,6 +423,34 @@ class Daemon:
         with self._swap_lock:
             return {"watching": self.watcher is not None, **dict(self.model_updates)}
 
+    def dashboard_state(self, max_points: int = 1024) -> dict[str, Any]:
+        """Everything the dashboard page shows, in one JSON object (polled about once a second)."""
+        e = self.engine
+        latest = None
+        if self.latest is not None:
+            rec, axis, y = self.latest
+            a = np.asarray(axis, dtype=np.float64)
+            v = np.asarray(y, dtype=np.float64)
+            step = max(1, -(-a.size // max_points))
+            latest = {"record": _slim(rec), "axis": np.round(a[::step], 2).tolist(),
+                      "intensities": np.round(v[::step], 3).tolist()}
+        sinks = [x for x in getattr(self.sink, "sinks", [self.sink]) if hasattr(x, "status")]
+        ready, _ = self.readiness()
+        return {
+            "ready": ready,
+            "stopping": self._stop.is_set(),
+            "model": e.describe() if e else None,
+            "model_updates": self.model_update_status(),
+            "stats": self.metrics.snapshot() if self.metrics else {},
+            "processed": self.processed,
+            "quarantined": self.quarantined,
+            "recent": [_slim(r) for r in list(self.recent)[::-1]],
+            "recent_errors": [_slim(r) for r in list(self.recent_errors)[::-1]],
+            "latest": latest,
+            "sources": [src.status() for src in self.sources],
+            "sinks": [x.status() for x in sinks],
+        }
+
     def metrics_text(self) -> str:
         return self.metrics.render() if self.metrics else ""
 
@@ -426,3 +459,12 @@ class Daemon:
 
     def model_axis(self) -> list[float]:
         return list(self.engine.contract.axis) if self.engine else []
+
+
+_SLIM_KEYS = ("id", "source", "input_ref", "status", "class", "confidence", "unknown", "open_set_distance",
+              "error_kind", "error", "total_ms", "batch_size", "model_sha256", "completed_at", "saturated")
+
+
+def _slim(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record without its probabilities and metadata (the dashboard's tables)."""
+    return {k: rec.get(k) for k in _SLIM_KEYS}

@@ -5,6 +5,9 @@ GET  /readyz             200 once the model passed its self-test and the sources
 GET  /metrics            Prometheus text format
 GET  /results?since=ID   committed records with id > ID (``limit`` <= 10000, default 1000)
 POST /classify           one spectrum as JSON -> its committed record (strict validation, size limit)
+GET  /                   the live dashboard (static/index.html; its script polls /api/state)
+GET  /static/NAME        the dashboard's files, shipped in the package (no CDN, nothing from the internet)
+GET  /api/state          what the dashboard shows, as JSON
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import threading
 import uuid
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,6 +32,16 @@ __all__ = ["ClassifyRequest", "HttpApi"]
 logger = logging.getLogger(__name__)
 
 MAX_POINTS = 65536
+STATIC_DIR = Path(__file__).with_name("static")
+_CTYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+           ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+
+
+def _static_files() -> dict[str, Path]:
+    """The dashboard's files by name (a fixed list read once: no path from a request touches the disk)."""
+    if not STATIC_DIR.is_dir():
+        return {}
+    return {p.name: p for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in _CTYPES}
 Scalar = str | int | float | bool | None
 
 
@@ -73,11 +87,14 @@ class DaemonView(Protocol):
 
     def offer(self, frame: Frame, timeout_s: float) -> bool: ...
 
+    def dashboard_state(self) -> dict[str, Any]: ...
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     view: DaemonView
+    static: dict[str, Path]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -116,10 +133,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, view.metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
         elif url.path == "/results":
             self._results(view, url.query)
+        elif url.path in ("/", "/index.html"):
+            self._static("index.html")
+        elif url.path.startswith("/static/"):
+            self._static(url.path.removeprefix("/static/"))
+        elif url.path == "/api/state":
+            self._json(200, view.dashboard_state())
         else:
             self._error(404, f"no such endpoint {url.path!r}; try /healthz, /readyz, /metrics, /results, /classify")
 
     do_HEAD = do_GET
+
+    def _static(self, name: str) -> None:
+        path = self.server.static.get(name)
+        if path is None:
+            self._error(404, f"no such file {name!r}")
+            return
+        try:
+            body = path.read_bytes()
+        except OSError as exc:
+            self._error(500, f"cannot read {name}: {exc}")
+            return
+        self._send(200, body, _CTYPES[path.suffix])
 
     def _results(self, view: DaemonView, query: str) -> None:
         try:
@@ -147,7 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
         view = self.server.view
         url = urlsplit(self.path)
         if url.path != "/classify":
-            self._error(404 if url.path not in ("/healthz", "/readyz", "/metrics", "/results") else 405,
+            self._error(404 if url.path not in ("/healthz", "/readyz", "/metrics", "/results", "/api/state") else 405,
                         f"POST {url.path} is not supported; POST /classify")
             self.close_connection = True
             return
@@ -222,6 +257,9 @@ class HttpApi:
     def __init__(self, host: str, port: int, view: DaemonView) -> None:
         self._server = _Server((host, port), _Handler)
         self._server.view = view
+        self._server.static = _static_files()
+        if "index.html" not in self._server.static:
+            logger.warning("dashboard files not found in %s: GET / answers 404", STATIC_DIR)
         self.host = host
         self.port = int(self._server.server_address[1])
         self._thread: threading.Thread | None = None
