@@ -68,6 +68,9 @@ def test_dashboard_shows_a_posted_spectrum_with_its_class(model: Path, tmp_path:
     wait = WebDriverWait(browser, 30, poll_frequency=0.1)
     browser.get(d.url + "/")
     wait.until(lambda b: _text(b, "#status") == "serving")
+    fg, bg = browser.execute_script("const s = getComputedStyle(document.getElementById('status'));"
+                                    "return [s.color, s.backgroundColor];")
+    assert fg != bg, "the status text is readable on its pill"
     assert _text(browser, "#model-name") == model.name
     assert _text(browser, "#provider") == "CPUExecutionProvider"
     assert _text(browser, "#model-validated") == "yes"  # tiny.validation.json is beside the model
