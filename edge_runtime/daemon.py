@@ -114,7 +114,11 @@ class Daemon:
                                  provider=e.provider, synchronous=s.ledger_sync)
         except (sqlite3.Error, OSError) as exc:
             raise SettingsError(f"cannot open the ledger {s.db}: {exc}") from None
-        self.sink = open_sink(s.jsonl, mqtt=s.mqtt, ledger=self.ledger)
+        try:
+            self.sink = open_sink(s.jsonl, mqtt=s.mqtt, ledger=self.ledger)
+        except BaseException:
+            self.ledger.close()
+            raise
         self.metrics = Metrics(
             {"model": e.model_path.name, "model_sha256": e.model_sha256, "provider": e.provider,
              "preprocess_hash": e.preprocess_hash},
@@ -208,6 +212,11 @@ class Daemon:
         if self.http is not None:
             self.http.stop()
         if self.sink is not None:
+            # the MQTT sink's final flush stays within the drain deadline (at least half a second)
+            left = max(0.5, self._drain_deadline - time.monotonic())
+            for x in getattr(self.sink, "sinks", [self.sink]):
+                if hasattr(x, "flush_timeout_s"):
+                    x.flush_timeout_s = min(x.flush_timeout_s, left)
             self.sink.close()
         if self.ledger is not None:
             self.ledger.close()
