@@ -3,7 +3,8 @@
 Each class gets a centroid (the L2-normalised mean of its training embeddings) and a threshold on the cosine
 distance ``1 - e . c`` (a quantile of its own training spectra's distances, plus a margin). At inference a
 spectrum whose distance to the centroid of its predicted class exceeds that class's threshold is "unknown".
-Cosine distances lie in [0, 2].
+Cosine distances lie in [0, 2]. The decision itself (``cosine_distances``, ``flag_unknown``) is
+``spectral_core.openset``, shared with validation and the edge runtime; this module only fits it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from numpy.typing import NDArray
 
 from spectral_core.contract import OpenSet
 from spectral_core.errors import DataError
+from spectral_core.openset import cosine_distances, flag_unknown
 
 __all__ = ["cosine_distances", "fit_open_set", "flag_unknown"]
 
@@ -48,21 +50,3 @@ def fit_open_set(
         thresholds.append(float(np.quantile(d, quantile)) + margin)
         centroids.append([float(v) for v in cen])
     return OpenSet(centroids=centroids, thresholds=thresholds, quantile=quantile)
-
-
-def cosine_distances(embeddings: NDArray[np.floating], open_set: OpenSet) -> NDArray[np.float64]:
-    """Cosine distance [N, C] of each embedding to each class centroid."""
-    e = _unit(np.asarray(embeddings, dtype=np.float64))
-    cen = np.asarray(open_set.centroids, dtype=np.float64)
-    return np.asarray(1.0 - e @ cen.T)
-
-
-def flag_unknown(
-    embeddings: NDArray[np.floating], predicted: NDArray[np.int64], open_set: OpenSet
-) -> NDArray[np.bool_]:
-    """True where a spectrum lies beyond the threshold of its predicted class."""
-    d = cosine_distances(embeddings, open_set)
-    pred = np.asarray(predicted, dtype=np.int64)
-    own = d[np.arange(pred.size), pred]
-    thr = np.asarray(open_set.thresholds, dtype=np.float64)[pred]
-    return np.asarray(own > thr)

@@ -161,12 +161,18 @@ def test_open_set_flags_a_stranger_class(tmp_path: Path) -> None:
         X=np.concatenate([known.X, stranger.X]), axis=known.axis,
         y=np.concatenate([known.y, np.full(30, 4)]), classes=(*known.classes, "stranger"),
     )
-    cfg = TrainConfig.model_validate({**TINY, "epochs": 30, "model": {**TINY["model"], "n2": 64, "embedding_dim": 32}})
-    doc = open_set_evaluation(ds, tmp_path / "os", cfg, unknown_classes=["stranger"])
-    s = doc["summary"]
-    assert s["unknown_flagged"] > s["known_false_unknown"] + 0.15
-    assert s["auroc"] > 0.65
-    assert (tmp_path / "os" / "openset.json").is_file()
+    # A tiny model on 160 spectra detects the stranger well on some seeds and poorly on others (AUROC
+    # 0.4-0.9 per seed), so the claim is checked on the average of three trainings, not on one lucky seed.
+    summaries = []
+    for seed in (1, 2, 3):
+        cfg = TrainConfig.model_validate(
+            {**TINY, "epochs": 30, "seed": seed, "model": {**TINY["model"], "n2": 64, "embedding_dim": 32}}
+        )
+        summaries.append(open_set_evaluation(ds, tmp_path / f"os{seed}", cfg, unknown_classes=["stranger"])["summary"])
+    mean = {k: float(np.mean([s[k] for s in summaries])) for k in ("unknown_flagged", "known_false_unknown", "auroc")}
+    assert mean["unknown_flagged"] > mean["known_false_unknown"] + 0.15, mean
+    assert mean["auroc"] > 0.65, mean
+    assert (tmp_path / "os1" / "openset.json").is_file()
     with pytest.raises(DataError, match="unknown class"):
         open_set_evaluation(ds, tmp_path / "os2", cfg, unknown_classes=["nope"])
 

@@ -62,3 +62,21 @@ def test_windows_are_batched_not_a_python_loop() -> None:
     model = RamanNet(RamanNetConfig(input_length=300, n_classes=3, window=20, step=10))
     # One parameter tensor for all windows: no per-window submodules.
     assert not any(isinstance(m, torch.nn.Linear) and m.in_features == 20 for m in model.modules())
+
+
+def test_recalibrate_batchnorm_sets_exact_population_statistics() -> None:
+    from trainer.model import RamanNet, RamanNetConfig
+    from trainer.train import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    cfg = RamanNetConfig(input_length=60, n_classes=3, window=10, step=5, n2=16, embedding_dim=8,
+                         dp1=0.0, dp2=0.0, dp3=0.0)
+    model = RamanNet(cfg)
+    x = torch.randn(40, 60) * 3 + 1
+    model.eval()
+    recalibrate_batchnorm(model, x, batch_size=64)  # one pass over all 40 spectra
+    assert not model.training  # mode restored
+    feats = model.window_features(x).flatten(1).detach()
+    torch.testing.assert_close(model.window_bn.running_mean, feats.mean(0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model.window_bn.running_var, feats.var(0, unbiased=True), rtol=1e-4, atol=1e-5)
+    assert model.window_bn.momentum == cfg.bn_momentum  # the training momentum is put back
