@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -252,7 +252,7 @@ def main() -> int:
     one_q = min(stats[k][2] for k in stats if k[0] != "PyTorch eager" and k[2] == 1)
     text = f"""{SECTION}
 
-Measured by `bench/bench_inference.py` ({datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}):
+Measured by `bench/bench_inference.py` ({datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}):
 `.venv/bin/python bench/bench_inference.py --rounds {args.rounds}`
 
 - Machine: {_cpu()}, {threads} logical CPUs (KVM guest), {platform.platform()}; load average

@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -281,7 +281,7 @@ def bench_latency(model: Path, tmp: Path, n: int, rate: float) -> dict[str, Any]
 
 def render(res: dict[str, Any], cmd: str) -> str:
     s, sd, t, la = res["startup"], res["startup_device"], res["throughput"], res["latency"]
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     ok = lambda good: "met" if good else "**missed**"  # noqa: E731
     rss_max = res["hwm_all"]
     rss_steady = res["rss_all"]

@@ -110,7 +110,7 @@ def main() -> int:
         rows.append((dtype, runs, parse))
         print(f"{dtype}: {[round(r['spectra_per_s']) for r in runs]} spectra/s over pty; parse-only {parse:.0f}/s",
               flush=True)
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         SECTION,
         "",

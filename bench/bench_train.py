@@ -18,7 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +98,7 @@ def measure(threads: int, rounds: int) -> dict[str, float]:
 
 
 def render(rows: list[dict[str, float]], load: tuple[float, float, float], rounds: int) -> str:
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         SECTION,
         "",

@@ -30,7 +30,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -334,7 +334,7 @@ def export_run(
                     atol=atol,
                 ),
                 "package_version": _package_version(),
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "extra": {
                     "exporter": f"torch.onnx.export(dynamo=True) torch {torch.__version__}",
                     "onnx": onnx.__version__,

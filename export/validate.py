@@ -40,7 +40,7 @@ import logging
 import os
 import platform
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -439,7 +439,7 @@ def validate_model(
         criteria=crit,
         outputs=outputs,
         task=task,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     if write:
         _write_json_atomic(report_path(mpath), report.model_dump(mode="json"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ def save_run(run_dir: str | Path, model: RamanNet, info: RunInfo) -> RunInfo:
         update={
             "weights_sha256": sha256_file(d / WEIGHTS),
             "preprocess_hash": info.preprocess.hash(),
-            "created": info.created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": info.created or datetime.now(UTC).isoformat(timespec="seconds"),
             "versions": info.versions or versions(),
         }
     )

@@ -22,8 +22,8 @@ import csv
 import json
 import logging
 import math
-import sys
 import time
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,11 +43,6 @@ from trainer.data import MIN_PER_CLASS, check_labelled, validation_split
 from trainer.losses import triplet_semihard_loss
 from trainer.model import RamanNet, RamanNetConfig, window_starts
 from trainer.openset import fit_open_set
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = [
     "EpochStats",
