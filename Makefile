@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 DEMO ?= demo_out
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint unit services bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-unit: $(STAMP)
+# Mosquitto and chromium for the MQTT and dashboard tests (apt-get, only when missing and run as root).
+services:
+	sh scripts/test-services.sh
+
+unit: $(STAMP) services
 	$(VENV)/bin/pytest
 
 test: lint unit
