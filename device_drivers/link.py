@@ -254,6 +254,9 @@ class _LinkDriver(BaseSpectrometer):
 
     def _reconnect(self, reason: str) -> None:
         """Reopen the link with exponential backoff; raise DeviceDisconnectedError when the budget is spent."""
+        if self._closed:
+            # close() from another thread ends a blocked read that way: a stop, not a lost link.
+            raise DriverError(f"{self.url}: closed")
         t_lost = time.monotonic()
         logger.warning("%s: link lost (%s); reconnecting", self.url, reason)
         self._drop_partial()
