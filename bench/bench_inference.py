@@ -25,22 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from _docs import cpu_model, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 SECTION = "## Inference: PyTorch vs onnxruntime (export)"
-DOC = REPO / "docs" / "benchmarks.md"
 BATCHES = (1, 32, 256)
 L, CLASSES = 1000, 30
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), platform.processor())
-    except OSError:
-        return platform.processor()
 
 
 def _time(fn: Callable[[], object], n: int) -> list[float]:
@@ -255,7 +247,7 @@ def main() -> int:
 Measured by `bench/bench_inference.py` ({datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}):
 `.venv/bin/python bench/bench_inference.py --rounds {args.rounds}`
 
-- Machine: {_cpu()}, {threads} logical CPUs (KVM guest), {platform.platform()}; load average
+- Machine: {cpu_model()}, {threads} logical CPUs (KVM guest), {platform.platform()}; load average
   {load0[0]:.2f} before, {load1[0]:.2f} after (other engineers' jobs share these two cores, so numbers move by
   10-30% between runs; every configuration was timed in {args.rounds} interleaved rounds).
 - Versions: python {platform.python_version()}, torch {torch.__version__} (CPU), onnx {onnx.__version__},
@@ -336,25 +328,8 @@ input/output buffers):
 """
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
     return 0
-
-
-def write_section(text: str) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md, leaving the others untouched."""
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        tail = "" if nxt < 0 else old[nxt + 1 :]
-        new = old[:start] + text + ("\n" + tail if tail else "")
-    fd, tmp = tempfile.mkstemp(dir=DOC.parent, prefix=".benchmarks.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(new)
-    os.replace(tmp, DOC)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
 import statistics
 import time
 from collections.abc import Callable
@@ -25,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import scipy
+from _docs import cpu_model, write_section
 
 from spectral_core.preprocess import AxisSpec, BaselineConfig, PreprocessConfig, Preprocessor
 from spectral_core.synth import SyntheticCatalog, instrument_axis
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Preprocessing (spectral_core)"
 TARGET = AxisSpec(start=400.0, stop=1800.0, points=1000)
 
@@ -62,15 +61,6 @@ def timeit(fn: Callable[[], object], repeats: int) -> list[float]:
         cpu.append(time.process_time() - c0)
     CPU[id(out)] = cpu
     return out
-
-
-def cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown"
-    m = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    return m.group(1).strip() if m else "unknown"
 
 
 def blas() -> str:
@@ -203,20 +193,8 @@ def main() -> int:
     section = "\n".join(lines)
     print(section)
     if not args.no_write and not args.quick:
-        write_section(section)
+        write_section(HEADING, section)
     return 0
-
-
-def write_section(section: str) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md, leaving other sections alone."""
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

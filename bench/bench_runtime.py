@@ -34,20 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _docs import cpu_model, write_section
 
 REPO = Path(__file__).resolve().parents[1]
-DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Edge runtime (daemon)"
 CLASSES = 8
 L = 1000
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), platform.processor())
-    except OSError:
-        return platform.processor()
 
 
 def machine() -> str:
@@ -60,7 +52,7 @@ def machine() -> str:
             mem = f", {kb / 2**20:.0f} GiB RAM"
     except (OSError, StopIteration, ValueError):
         pass
-    return (f"{_cpu()}, {os.cpu_count()} cores{mem}, Linux {platform.release()}, Python {platform.python_version()}, "
+    return (f"{cpu_model()}, {os.cpu_count()} cores{mem}, Linux {platform.release()}, Python {platform.python_version()}, "
             f"onnxruntime {ort.__version__} (CPUExecutionProvider), SQLite {sqlite3.sqlite_version}")
 
 
@@ -355,21 +347,6 @@ def render(res: dict[str, Any], cmd: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    old = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[nxt + 1 :] if nxt >= 0 else "")
-        if nxt >= 0 and not text.endswith("\n\n"):
-            new = old[:start] + text + "\n" + old[nxt + 1 :]
-    tmp = DOC.with_suffix(".md.tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, DOC)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="an exported ONNX model (default: build a full-size RamanNet)")
@@ -415,7 +392,7 @@ def main() -> int:
     text = render(res, cmd)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
     return 0
 
 

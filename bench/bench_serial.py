@@ -21,28 +21,19 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import serial
+from _docs import cpu_model, write_section
 
 from device_drivers import open_device
 from device_drivers.framing import FrameParser, MsgType, SampleType, decode_spectrum, encode_frame, encode_spectrum
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Serial framing throughput (device_drivers)"
 PIXELS = 1000
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), platform.processor())
-    except OSError:
-        return platform.processor()
 
 
 def over_pty(dtype: str, count: int) -> dict[str, float]:
@@ -114,7 +105,7 @@ def main() -> int:
     lines = [
         SECTION,
         "",
-        f"Measured {now} by `bench/bench_serial.py` on {_cpu()}, {os.cpu_count()} cores, "
+        f"Measured {now} by `bench/bench_serial.py` on {cpu_model()}, {os.cpu_count()} cores, "
         f"Linux {platform.release()}, Python {platform.python_version()}, pyserial {serial.__version__}, "
         f"numpy {np.__version__}.",
         "",
@@ -138,25 +129,8 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
     return 0
-
-
-def write_section(text: str) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md, leaving the others untouched."""
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        tail = "" if nxt < 0 else old[nxt + 1 :]
-        new = old[:start] + text + ("\n" + tail if tail else "")
-    fd, tmp = tempfile.mkstemp(dir=DOC.parent, prefix=".benchmarks.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(new)
-    os.replace(tmp, DOC)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,22 +27,13 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _docs import cpu_model, write_section  # noqa: E402
+
 from trainer.losses import triplet_semihard_loss  # noqa: E402
 from trainer.model import RamanNet, RamanNetConfig  # noqa: E402
 
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Training speed (trainer)"
 L, CLASSES, BATCH, BATCHES = 1000, 30, 256, 10
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _epoch_seconds(model: RamanNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -102,7 +92,7 @@ def render(rows: list[dict[str, float]], load: tuple[float, float, float], round
     lines = [
         SECTION,
         "",
-        f"Measured {now} by `bench/bench_train.py` on {_cpu_model()}, {os.cpu_count()} cores, "
+        f"Measured {now} by `bench/bench_train.py` on {cpu_model()}, {os.cpu_count()} cores, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}, torch {torch.__version__}, "
         f"numpy {np.__version__}. Load average when it started: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
         "(1 / 5 / 15 min): the machine was shared with other jobs, so absolute numbers are pessimistic and noisy.",
@@ -127,23 +117,6 @@ def render(rows: list[dict[str, float]], load: tuple[float, float, float], round
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md, leaving the others untouched."""
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        tail = "" if nxt < 0 else old[nxt + 1 :]
-        new = old[:start] + text + ("\n" + tail if tail else "")
-    fd, tmp = tempfile.mkstemp(dir=DOC.parent, prefix=".benchmarks.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(new)
-    os.replace(tmp, DOC)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5, help="timed epochs per thread count")
@@ -155,7 +128,7 @@ def main() -> int:
     text = render(rows, load, args.rounds)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
     return 0
 
 
