@@ -35,11 +35,9 @@ JSON object, written atomically:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
+from spectral_core.atomic import write_json_atomic
 from spectral_core.contract import ModelContract
 from spectral_core.errors import ContractError, DataError
 from spectral_core.hashing import sha256_arrays, sha256_file
@@ -442,7 +441,7 @@ def validate_model(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     if write:
-        _write_json_atomic(report_path(mpath), report.model_dump(mode="json"))
+        write_json_atomic(report_path(mpath), report.model_dump(mode="json"))
     logger.info("validation of %s: %s", mpath, "passed" if report.passed else report.reason)
     return report
 
@@ -488,19 +487,6 @@ def _judge(crit: Criteria, outputs: dict[str, dict[str, Any]], task: dict[str, A
             f"unknown-flag agreement {100 * task['unknown_agreement']:.2f}% < {100 * crit.min_unknown_agreement:.2f}%"
         )
     return fails
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the runtime (maybe another user) reads this report
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _g(v: float | None) -> str:

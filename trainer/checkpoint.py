@@ -21,6 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors.torch import load_file, save_file
 
+from spectral_core.atomic import write_json_atomic
 from spectral_core.contract import OpenSet
 from spectral_core.errors import ContractError, DataError
 from spectral_core.hashing import sha256_file
@@ -89,20 +90,8 @@ def save_run(run_dir: str | Path, model: RamanNet, info: RunInfo) -> RunInfo:
             "versions": info.versions or versions(),
         }
     )
-    _write_json_atomic(d / RUN_JSON, json.loads(info.model_dump_json()))
+    write_json_atomic(d / RUN_JSON, json.loads(info.model_dump_json()))
     return info
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_run(run_dir: str | Path, *, map_location: str = "cpu") -> tuple[RamanNet, RunInfo]:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from spectral_core.atomic import write_text_atomic
 from spectral_core.errors import DataError, ReaderError
 from spectral_core.io._common import decode_text, read_bytes
 from spectral_core.io._grid import Grid, parse_grid
@@ -61,19 +60,6 @@ def read_text_spectrum(
     return spectrum_from_grid(parse_grid(p, text, delimiter=delimiter), encoding=enc)
 
 
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _check_name(name: str, what: str) -> str:
     if any(ch in name for ch in ",\"'\n\r#") or name != name.strip() or not name:
         raise DataError(f"{what} {name!r} cannot be written to csv (empty, or holds a comma, quote, # or newline)")
@@ -95,7 +81,7 @@ def write_csv(data: Spectrum | SpectralDataset, path: str | Path) -> Path:
     if isinstance(data, Spectrum):
         lines = ["wavenumber_cm-1,intensity"]
         lines += [f"{x:.17g},{v:.9g}" for x, v in zip(data.axis.tolist(), data.intensities.tolist(), strict=True)]
-        return _atomic_write_text(p, "\n".join(lines) + "\n")
+        return write_text_atomic(p, "\n".join(lines) + "\n")
     lead: list[str] = []
     cols: list[list[str]] = []
     out: list[str] = []
@@ -110,4 +96,4 @@ def write_csv(data: Spectrum | SpectralDataset, path: str | Path) -> Path:
     out.append(",".join([*lead, *(f"{x:.17g}" for x in data.axis.tolist())]))
     for i, row in enumerate(data.X.tolist()):
         out.append(",".join([*(c[i] for c in cols), *(f"{v:.9g}" for v in row)]))
-    return _atomic_write_text(p, "\n".join(out) + "\n")
+    return write_text_atomic(p, "\n".join(out) + "\n")
