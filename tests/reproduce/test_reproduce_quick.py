@@ -1,0 +1,73 @@
+"""`bench/reproduce.py --quick` on the real data sets: every protocol runs end to end (RamanNet, baselines,
+ONNX export and validation) and RamanNet lands well above chance on each data set."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Floors well above chance (binary 50%, 12 classes 8%, 22 classes ~5%, 11 classes 9%) and well below what
+# the quick runs reach (COVID tasks 87-97%, melanoma NH2 98%, RRUFF 89%, microplastics 97%), so they catch a
+# broken pipeline, not noise.
+FLOORS = {
+    ("covid", "covid_vs_healthy"): 0.80,
+    ("covid", "suspected_vs_healthy"): 0.70,
+    ("covid", "covid_vs_suspected"): 0.75,
+    ("melanoma", "nh2"): 0.80,
+    ("rruff", "rruff"): 0.70,
+    ("microplastics", "microplastics"): 0.80,
+}
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_quick_reproduction_on_every_data_set(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "repro"
+    doc = tmp_path / "results.md"
+    doc.write_text("# Results\n\n## Someone else's section\n\nkept\n")
+    env = {**os.environ, "RAMANEDGE_DATA": str(data_dir)}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "reproduce.py"), "--quick", "--out", str(out), "--threads", "2"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "summary.json").read_text())
+    assert {(r["dataset"], r["task"]) for r in results} == set(FLOORS)
+    for r in results:
+        key = (r["dataset"], r["task"])
+        models = r["models"]
+        assert "ramannet" in models and len(models) >= 2, key  # RamanNet and at least one baseline
+        n_splits = {len(s["per_split"]) for s in (json.loads(p.read_text()) for p in
+                    (out / r["dataset"] / r["task"] / "evaluate").glob("*/results.json"))}
+        assert n_splits == {2 if r["dataset"] in ("covid", "melanoma") else 3}, (key, n_splits)  # same splits
+        assert models["ramannet"]["accuracy"]["mean"] >= FLOORS[key], (key, models["ramannet"]["accuracy"])
+        o = r["onnx"]
+        assert o["passed"], (key, o["reason"])
+        assert o["argmax_agreement"] == 1.0 and o["accuracy_onnx"] == pytest.approx(o["accuracy_torch"]), key
+        assert o["accuracy_onnx"] >= FLOORS[key] - 0.1, key
+    covid = next(r for r in results if r["task"] == "covid_vs_healthy")
+    assert "anova-svm" in covid["models"] and covid["classes"] == ["Healthy", "COVID-19"]
+    assert "sensitivity" in covid["models"]["ramannet"]
+    rruff = next(r for r in results if r["dataset"] == "rruff")
+    assert len(rruff["classes"]) == 22 and min(rruff["class_counts"].values()) >= 5  # classes with >= 5 spectra
+    assert "top10" in rruff["models"]["ramannet"]
+    plastics = next(r for r in results if r["dataset"] == "microplastics")
+    assert "library" in plastics["models"]
+
+    # quick runs never end up in the doc; rendering keeps the other sections
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "reproduce.py"), "--doc-only", "--write-doc", "--out", str(out),
+         "--doc", str(doc)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = doc.read_text()
+    assert "## Someone else's section\n\nkept" in text and "## Reproducing the RamanNet paper" in text
+    assert "Not run in this session." in text and "| RamanNet |" not in text
