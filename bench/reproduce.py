@@ -168,10 +168,12 @@ def load_task(task: Task, spec: DataSpec, data: Path) -> SpectralDataset:
     return ds
 
 
-def make_config(spec: DataSpec, quick: bool, epochs: int | None, threads: int) -> tuple[TrainConfig, dict[str, Any]]:
+def make_config(spec: DataSpec, quick: bool, epochs: int | None, threads: int,
+                config: str | None = None) -> tuple[TrainConfig, dict[str, Any]]:
     """RamanNet's config: a fixed file plus the stated epoch budget (never chosen on test folds)."""
     opts = dict(spec.quick if quick else spec.full)
-    cfg = TrainConfig.from_file(CONFIGS / opts.pop("config"))
+    name = opts.pop("config")
+    cfg = TrainConfig.from_file(CONFIGS / (config or name))
     over: dict[str, Any] = {"num_threads": threads}
     for k in ("epochs", "early_stopping_patience"):
         if k in opts:
@@ -205,12 +207,13 @@ def _export_and_validate(ev_dir: Path, doc: dict[str, Any], ds: SpectralDataset)
 
 
 def run_task(spec: DataSpec, task: Task, out: Path, *, quick: bool, epochs: int | None, repeats: int | None,
-             folds: int | None, threads: int, models: tuple[str, ...] | None, command: str) -> dict[str, Any]:
+             folds: int | None, threads: int, models: tuple[str, ...] | None, command: str,
+             config: str | None = None) -> dict[str, Any]:
     """Evaluate RamanNet and the baselines on one task, export + validate, write ``reproduce.json``."""
     from trainer.evaluate import evaluate
 
     ds = load_task(task, spec, data_dir())
-    cfg, opts = make_config(spec, quick, epochs, threads)
+    cfg, opts = make_config(spec, quick, epochs, threads, config)
     n_folds = folds or opts.get("folds", spec.folds)
     n_rep = repeats or opts.get("repeats", spec.repeats)
     base = spec.quick_baselines if quick and spec.quick_baselines else spec.baselines
@@ -227,7 +230,8 @@ def run_task(spec: DataSpec, task: Task, out: Path, *, quick: bool, epochs: int 
         "protocol": merged["params"], "classes": list(ds.classes), "class_counts": ds.class_counts(),
         "spectra": ds.n_spectra, "points": ds.n_points,
         "train_config": {"epochs": cfg.epochs, "early_stopping_patience": cfg.early_stopping_patience,
-                         "batch_size": cfg.batch_size, "file": (spec.quick if quick else spec.full)["config"]},
+                         "batch_size": cfg.batch_size,
+                         "file": config or (spec.quick if quick else spec.full)["config"]},
         "models": {k: v["summary"] for k, v in merged["models"].items()},
         "onnx": onnx, "seconds": time.perf_counter() - t0, "command": command,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -339,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, help="override the protocol's folds")
     ap.add_argument("--models", help="comma-separated models (default: ramannet + the data set's baselines)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--config", help="RamanNet config file in trainer/configs (default: the data set's)")
     ap.add_argument("--write-doc", action="store_true", help="render OUT into docs/results.md")
     ap.add_argument("--doc-only", action="store_true", help="run nothing; with --write-doc re-render the doc")
     ap.add_argument("--doc", type=Path, default=DOC)
@@ -362,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
                      and (not args.quick or spec.quick_tasks is None or t.name in spec.quick_tasks)]
             for task in tasks:
                 r = run_task(spec, task, args.out, quick=args.quick, epochs=args.epochs, repeats=args.repeats,
-                             folds=args.folds, threads=args.threads, models=models, command=command)
+                             folds=args.folds, threads=args.threads, models=models, command=command,
+                             config=args.config)
                 summary.append(r)
                 print(f"== {n}/{task.name} ({r['seconds']:.0f} s)")
                 print(task_table(r))
