@@ -30,6 +30,7 @@ class SerialTransport:
         self.baud = int(baud)
         self.description = f"serial {port} @ {self.baud} baud"
         self._timeout = 0.1
+        self._closing = False
         try:
             self._ser = pyserial.Serial(
                 port, self.baud, timeout=self._timeout, write_timeout=write_timeout_s, exclusive=True
@@ -54,10 +55,10 @@ class SerialTransport:
             return bytes(first + self._ser.read(rest)) if rest > 0 else bytes(first)
         except (pyserial.SerialException, OSError) as exc:
             raise DeviceDisconnectedError(f"{self.description}: read failed ({exc})") from exc
-        except (TypeError, AttributeError) as exc:
+        except (TypeError, AttributeError, ValueError) as exc:
             # pyserial drops its file descriptor (fd = None) when another thread closes the port in the
             # middle of a read; that is a closed port, not a programming error.
-            if not self._ser.is_open:
+            if self._closing or not self._ser.is_open:
                 raise DeviceDisconnectedError(f"{self.description}: port closed during a read") from exc
             raise
 
@@ -80,6 +81,8 @@ class SerialTransport:
             raise DeviceDisconnectedError(f"{self.description}: {exc}") from exc
 
     def close(self) -> None:
+        # Set before pyserial drops its file descriptor, which it does before it clears is_open.
+        self._closing = True
         try:
             self._ser.close()
         except (pyserial.SerialException, OSError) as exc:

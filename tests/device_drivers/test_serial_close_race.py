@@ -12,7 +12,7 @@ from device_drivers.errors import DeviceDisconnectedError
 from device_drivers.serial import SerialTransport
 
 
-@pytest.mark.parametrize("attempt", range(5))
+@pytest.mark.parametrize("attempt", range(12))
 def test_close_during_blocking_read_raises_disconnected(attempt: int) -> None:
     master, slave = os.openpty()
     try:
