@@ -37,8 +37,9 @@ from typing import Any, Literal, cast
 import numpy as np
 from numpy.typing import NDArray
 
+from export._host import host_preprocess
 from spectral_core.contract import ModelContract, ReferenceSpectra
-from spectral_core.errors import ContractError, DataError, RamanEdgeError
+from spectral_core.errors import ContractError, RamanEdgeError
 from spectral_core.preprocess import Preprocessor
 from spectral_core.spectrum import SpectralDataset
 
@@ -70,35 +71,6 @@ _QUANT_OPS = ["MatMul", "Gemm"]
 
 class ExportError(RamanEdgeError, ValueError):
     """An export that cannot be produced as asked (opset, precision, missing calibration data, ...)."""
-
-
-def host_preprocess(pre: Preprocessor, ds: SpectralDataset, contract: ModelContract, *, what: str) -> SpectralDataset:
-    """Run the host part of the preprocessing on ``ds`` and check the result lives on the model axis.
-
-    Spectra that cannot be preprocessed (NaN, flat) are left out with a warning naming how many and why.
-
-    Raises:
-        ContractError: the data cannot be put on the model axis.
-        ExportError: no spectrum survives preprocessing.
-    """
-    try:
-        axis = pre.output_axis(ds.axis)
-    except DataError as exc:
-        raise ContractError(
-            f"{what} ({ds.n_points} points, {ds.axis[0]:g}-{ds.axis[-1]:g} cm^-1) cannot be put on the model "
-            f"axis: {exc}"
-        ) from None
-    contract.check_axis_matches(axis, what=f"{what} (after preprocessing)")
-    X, bad = pre.transform_rows(ds.X, ds.axis)
-    if bad:
-        first = min(bad)
-        logger.warning("%s: %d spectrum/spectra left out (row %d: %s)", what, len(bad), first, bad[first])
-    keep = np.array([i for i in range(ds.n_spectra) if i not in bad], dtype=np.int64)
-    if keep.size == 0:
-        raise ExportError(f"{what}: no spectrum survives preprocessing")
-    return SpectralDataset(
-        X=X[keep], axis=axis, y=None if ds.y is None else ds.y[keep], classes=ds.classes, provenance=ds.provenance
-    )
 
 
 def _reference_inputs(
@@ -260,8 +232,8 @@ def export_run(
         precision=cast(Precision, precision),
     )
     host = Preprocessor(info.preprocess, skip=IN_GRAPH_STEPS)
-    calib = None if calibration is None else host_preprocess(host, calibration, contract, what="calibration data")
-    ref_ds = calib if reference is None else host_preprocess(host, reference, contract, what="reference data")
+    calib = None if calibration is None else host_preprocess(host, calibration, contract, what="calibration data")[0]
+    ref_ds = calib if reference is None else host_preprocess(host, reference, contract, what="reference data")[0]
     ref_x = _reference_inputs(contract, ref_ds)
 
     import onnx

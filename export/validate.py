@@ -46,6 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
+from export._host import host_preprocess
 from spectral_core.atomic import write_json_atomic
 from spectral_core.contract import ModelContract
 from spectral_core.errors import ContractError, DataError
@@ -352,22 +353,10 @@ def validate_model(
         raise DataError(f"{data_file}: validation needs labelled spectra (no labels found)")
     contract.check_classes_match(list(ds.classes), what=f"data {data_file}")
     host = Preprocessor(contract.preprocess, skip=contract.in_graph_steps)
-    try:
-        out_axis = host.output_axis(ds.axis)
-    except DataError as exc:
-        raise ContractError(
-            f"data {data_file} ({ds.n_points} points, {ds.axis[0]:g}-{ds.axis[-1]:g} cm^-1) cannot be put on the "
-            f"model axis: {exc}"
-        ) from None
-    contract.check_axis_matches(out_axis, what=f"data {data_file} (after preprocessing)")
-    X_host, bad = host.transform_rows(ds.X, ds.axis)
-    keep = np.array([i for i in range(ds.n_spectra) if i not in bad], dtype=np.int64)
-    if keep.size == 0:
-        raise DataError(f"{data_file}: no spectrum survives preprocessing (first: {bad[min(bad)] if bad else ''})")
-    if bad:
-        logger.warning("%d spectrum/spectra excluded from validation (e.g. row %d: %s)", len(bad), min(bad), bad[min(bad)])
-    X_host = X_host[keep]
-    y = ds.y[keep]
+    kept, bad = host_preprocess(host, ds, contract, what=f"data {data_file}")
+    if kept.y is None:  # cannot happen (checked above and kept), but the type says it may
+        raise DataError(f"{data_file}: labels lost in preprocessing")
+    X_host, y = kept.X, kept.y
     # PyTorch side: the reference numpy implementation of the steps the graph runs itself
     X_torch = X_host
     if "normalise" in contract.in_graph_steps:
@@ -431,7 +420,7 @@ def validate_model(
             "path": data_file,
             "sha256": data_sha,
             "n_spectra": int(ds.n_spectra),
-            "n_used": int(keep.size),
+            "n_used": int(kept.n_spectra),
             "excluded": {str(i): r for i, r in sorted(bad.items())},
         },
         environment=_environment(sess, provider),
