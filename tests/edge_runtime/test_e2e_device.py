@@ -7,27 +7,15 @@ classes are scored against the simulator's ground truth.
 from __future__ import annotations
 
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
+from _er_daemon import query_ledger
 
 from device_drivers.sim import SimConfig, SimulatedInstrument
 
 N = 150
-
-
-def _rows(db: Path, sql: str) -> list[tuple]:
-    if not db.exists():
-        return []
-    con = sqlite3.connect(db, timeout=10)
-    try:
-        return con.execute(sql).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        con.close()
 
 
 def test_pty_instrument_to_ledger_every_spectrum_exactly_once(model: Path, tmp_path: Path, serve) -> None:
@@ -40,7 +28,7 @@ def test_pty_instrument_to_ledger_every_spectrum_exactly_once(model: Path, tmp_p
                    "--http", "off", "--provider", "cpu"]).wait_ready()
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and d.proc.poll() is None:
-            if sim.done.is_set() and len(_rows(db, "SELECT id FROM results")) >= N:
+            if sim.done.is_set() and len(query_ledger(db, "SELECT id FROM results")) >= N:
                 break
             time.sleep(0.1)
         truth = list(sim.truth)
@@ -51,7 +39,7 @@ def test_pty_instrument_to_ledger_every_spectrum_exactly_once(model: Path, tmp_p
     lost = [r.seq for r in truth if not r.delivered]
     assert lost == [40]
 
-    rows = _rows(db, "SELECT input_ref, seq, status, class, error_kind, error, device_serial, integration_time_us, "
+    rows = query_ledger(db, "SELECT input_ref, seq, status, class, error_kind, error, device_serial, integration_time_us, "
                      "provider, model_sha256, total_ms, saturated FROM results ORDER BY id")
     ok = [r for r in rows if r[2] == "ok"]
     seqs = [r[1] for r in ok]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import sys
 import threading
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _er_daemon import query_ledger
 from _services import Mosquitto
 
 from edge_runtime.errors import SettingsError
@@ -66,18 +66,6 @@ class Subscriber:
         self.client.loop_stop()
 
 
-def _q(db: Path, sql: str) -> list[tuple]:
-    if not db.exists():
-        return []
-    con = sqlite3.connect(db, timeout=10)
-    try:
-        return con.execute(sql).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        con.close()
-
-
 def _wait(pred, what: str, d, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not pred():
@@ -98,16 +86,16 @@ def test_every_record_arrives_across_a_broker_restart(model: Path, tmp_path: Pat
         _wait(lambda: len(sub.distinct()) >= 40, "the first 40 records at the subscriber", d)
 
         broker.stop()
-        n_down = len(_q(db, "SELECT id FROM results"))
+        n_down = len(query_ledger(db, "SELECT id FROM results"))
         # while the broker is away the records are owed in the outbox, on disk, and the stream goes on
-        _wait(lambda: (_q(db, "SELECT COUNT(*) FROM outbox") or [(0,)])[0][0] >= 60, "outbox filling up", d)
-        assert len(_q(db, "SELECT id FROM results")) > n_down
+        _wait(lambda: (query_ledger(db, "SELECT COUNT(*) FROM outbox") or [(0,)])[0][0] >= 60, "outbox filling up", d)
+        assert len(query_ledger(db, "SELECT id FROM results")) > n_down
 
         broker.start()
-        _wait(lambda: len(_q(db, "SELECT id FROM results")) >= n_down + 120, "the stream after the restart", d)
+        _wait(lambda: len(query_ledger(db, "SELECT id FROM results")) >= n_down + 120, "the stream after the restart", d)
         d.signal(signal.SIGTERM)
         assert d.wait(60) == 0, d.log
-        ledger_ids = {r[0] for r in _q(db, "SELECT id FROM results")}
+        ledger_ids = {r[0] for r in query_ledger(db, "SELECT id FROM results")}
         deadline = time.monotonic() + 30
         while sub.distinct() != ledger_ids and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -117,7 +105,7 @@ def test_every_record_arrives_across_a_broker_restart(model: Path, tmp_path: Pat
     missing = sorted(ledger_ids - got)
     assert not missing, f"{len(missing)} record(s) never arrived, e.g. {missing[:10]}\n{d.log}"
     assert got == ledger_ids
-    assert _q(db, "SELECT COUNT(*) FROM outbox")[0][0] == 0, "every record acknowledged and cleared"
+    assert query_ledger(db, "SELECT COUNT(*) FROM outbox")[0][0] == 0, "every record acknowledged and cleared"
     assert "MQTT connection to" in d.log and "lost" in d.log
     rec = next(m for m in sub.messages if m["id"] == max(ledger_ids))
     assert rec["status"] == "ok" and rec["source"].startswith("sim://") and len(rec["model_sha256"]) == 64
@@ -133,8 +121,8 @@ def test_records_owed_from_a_run_without_broker_are_sent_at_the_next_start(model
     d = serve(["--model", str(model), "--source", "sim://?classes=4&rate=100", "--db", str(db), "--http", "off",
                "--provider", "cpu", "--count", "30", "--mqtt", url])
     assert d.wait(120) == 0, d.log
-    n = len(_q(db, "SELECT id FROM results"))
-    assert n >= 30 and _q(db, "SELECT COUNT(*) FROM outbox")[0][0] == n, "the broker never came: all still owed"
+    n = len(query_ledger(db, "SELECT id FROM results"))
+    assert n >= 30 and query_ledger(db, "SELECT COUNT(*) FROM outbox")[0][0] == n, "the broker never came: all still owed"
     broker.start()
     sub = Subscriber(broker.port, f"{PREFIX}/results")
     try:
@@ -142,12 +130,12 @@ def test_records_owed_from_a_run_without_broker_are_sent_at_the_next_start(model
         d2 = serve(["--model", str(model), "--db", str(db), "--http", "127.0.0.1:0", "--provider", "cpu",
                     "--mqtt", url]).wait_ready()
         _wait(lambda: len(sub.distinct()) >= n, "the owed records", d2)
-        _wait(lambda: _q(db, "SELECT COUNT(*) FROM outbox")[0][0] == 0, "the outbox emptied", d2)
+        _wait(lambda: query_ledger(db, "SELECT COUNT(*) FROM outbox")[0][0] == 0, "the outbox emptied", d2)
         d2.signal(signal.SIGTERM)
         assert d2.wait(60) == 0
     finally:
         sub.close()
-    assert sub.distinct() == {r[0] for r in _q(db, "SELECT id FROM results")}
+    assert sub.distinct() == {r[0] for r in query_ledger(db, "SELECT id FROM results")}
 
 
 def test_missing_paho_names_the_extra_and_bad_urls_are_refused(tmp_path: Path, monkeypatch) -> None:
