@@ -38,7 +38,7 @@ from spectral_core.io._common import (
 )
 from spectral_core.io._folder import read_class_folders
 from spectral_core.io._grid import parse_grid
-from spectral_core.io._jcamp import is_jcamp, read_jcamp
+from spectral_core.io._jcamp import is_jcamp, jcamp_spectrum, read_jcamp
 from spectral_core.io._mat import is_mat, read_mat
 from spectral_core.io._npy import read_npy
 from spectral_core.io._npz import read_npz, write_npz
@@ -92,14 +92,21 @@ def sniff_format(path: str | Path) -> str:
         return "folder"
     if not p.exists():
         raise ReaderError(p, "no such file or folder")
-    suffix = p.suffix.lower()
-    if suffix in _SPREADSHEETS:
-        raise ReaderError(p, f"{suffix} spreadsheets are not read; export the sheet as .csv")
+    if p.suffix.lower() in _SPREADSHEETS:
+        raise ReaderError(p, f"{p.suffix.lower()} spreadsheets are not read; export the sheet as .csv")
     try:
         with open(p, "rb") as f:
             head = f.read(1024)
     except OSError as exc:
         raise ReaderError(p, f"cannot read ({exc.strerror or exc})") from None
+    return _sniff_content(p, head)
+
+
+def _sniff_content(p: Path, head: bytes) -> str:
+    """The reader for a file named ``p`` whose first bytes are ``head`` (see :func:`sniff_format`)."""
+    suffix = p.suffix.lower()
+    if suffix in _SPREADSHEETS:
+        raise ReaderError(p, f"{suffix} spreadsheets are not read; export the sheet as .csv")
     if not head:
         raise ReaderError(p, "empty file")
     if head.startswith(b"\x93NUMPY"):
@@ -221,13 +228,20 @@ def read_datasets(paths: Sequence[str | Path], **options: Any) -> SpectralDatase
     return concat_datasets(parts, class_names=order, source=", ".join(str(p) for p in paths))
 
 
-def read_spectrum(path: str | Path, **options: Any) -> Spectrum:
-    """Read a file that holds exactly one spectrum (two-column text, JCAMP-DX, or a one-row dataset)."""
+def read_spectrum(path: str | Path, *, data: bytes | None = None, **options: Any) -> Spectrum:
+    """Read a file that holds exactly one spectrum (two-column text, JCAMP-DX, or a one-row dataset).
+
+    Args:
+        data: the file's bytes when the caller already read them (the drop-folder daemon hashes them too):
+            text and JCAMP-DX are then parsed from memory without touching the file again; binary formats
+            are still read from ``path``.
+    """
     p = Path(path)
-    if sniff_format(p) == "delimited" and not options.get("format"):
-        text, enc = decode_text(read_bytes(p), p, options.get("encoding"))
+    kind = sniff_format(p) if data is None else _sniff_content(p, data[:1024])
+    if kind == "delimited" and not options.get("format"):
+        text, enc = decode_text(read_bytes(p) if data is None else data, p, options.get("encoding"))
         if is_jcamp(text[:4096]):
-            return read_jcamp(p, excitation_nm=options.get("excitation_nm"), encoding=options.get("encoding"))
+            return jcamp_spectrum(p, text, excitation_nm=options.get("excitation_nm"))
         grid = parse_grid(p, text, delimiter=options.get("delimiter"))
         if grid.n_columns == 2:
             return spectrum_from_grid(grid, encoding=enc)

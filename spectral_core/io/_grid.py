@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -45,26 +46,46 @@ class Grid:
         self,
         path: Path,
         header: list[str] | None,
-        body: list[str],
-        lines: list[int],
+        body: list[str] | None,
+        lines: list[int] | None,
         delimiter: str | None,
         *,
         width: int,
         decimal: str = ".",
         meta: dict[str, str] | None = None,
         trailing: bool = False,
+        text: str | None = None,
+        values: NDArray[np.float64] | None = None,
     ) -> None:
         self.path = path
         self.header = header
-        self.lines = lines
         self.delimiter = delimiter
         self.decimal = decimal
         self.meta = meta if meta is not None else {}
         self.n_columns = width
-        self._body = body
+        # body/lines None: built by the whole-text fast path, split into lines only if someone asks
+        self._text = text
+        self._body_lines = None if body is None or lines is None else (body, lines)
         self._trailing = trailing
         self._rows: list[list[str]] | None = None
-        self._values: NDArray[np.float64] | None = None
+        self._values: NDArray[np.float64] | None = values
+
+    @property
+    def _body(self) -> list[str]:
+        return self._split_lines()[0]
+
+    @property
+    def lines(self) -> list[int]:
+        """1-based line number of each data row."""
+        return self._split_lines()[1]
+
+    def _split_lines(self) -> tuple[list[str], list[int]]:
+        if self._body_lines is None:
+            if self._text is None:
+                raise RuntimeError("a Grid needs its data lines or its text")
+            g = _parse_lines(self.path, self._text, " " if self.delimiter is None else self.delimiter)
+            self._body_lines = (g._body, g.lines)
+        return self._body_lines
 
     @property
     def rows(self) -> list[list[str]]:
@@ -187,27 +208,78 @@ def parse_grid(path: Path, text: str, *, delimiter: str | None = None) -> Grid:
     Raises:
         ReaderError: no data lines, or ragged rows (naming the first line with a different column count).
     """
-    meta: dict[str, str] = {}
-    body: list[tuple[int, str]] = []
-    for no, raw_line in enumerate(text.splitlines(), start=1):
-        line = raw_line.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            m = _META.match(line)
-            if m:
-                meta[m.group(1).strip().upper()] = m.group(2).strip()
-            continue
-        body.append((no, line))
-    if not body:
-        raise ReaderError(path, "no data lines (the file is empty or holds only comments)")
+    fast = _parse_plain(path, text, delimiter)
+    return fast if fast is not None else _parse_lines(path, text, delimiter)
+
+
+_ODD_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
+
+
+def _parse_plain(path: Path, text: str, delimiter: str | None) -> Grid | None:
+    """The common file (plain ASCII numbers, no comments, an optional header) parsed as one block by numpy's
+    C reader; None whenever anything is unusual, so that :func:`_parse_lines` decides and explains.
+
+    It takes the same decisions as the line-by-line path (delimiter sniffed from the first 50 lines, header
+    when a first-line cell is not a number) and accepts only what that path accepts with the same values.
+    """
+    if "#" in text or not text.isascii() or any(c in text for c in _ODD_BREAKS):
+        return None
+    head = text.split("\n", 51)
+    sample = [ln.strip() for ln in head[:50]]
+    if len(head) <= 50 and sample and not sample[-1]:
+        sample.pop()  # the text's own final line break
+    if not sample or not all(sample):
+        return None  # blank lines near the top: the line-by-line path handles them
     if delimiter is None:
-        sample = [ln for _, ln in body[:50]]
         delim: str | None = next((d for d in _DELIMITERS if all(d in ln for ln in sample)), None)
     else:
         delim = None if delimiter.strip() == "" else delimiter
-    texts = [ln for _, ln in body]
-    lines = [no for no, _ in body]
+    if delim != "," and "," in text:
+        return None  # maybe a decimal comma
+    if delim is not None and sample[0].endswith(delim):
+        return None  # a trailing delimiter
+    first = _split(sample[0], delim)
+    header = None if all(_is_number(c) for c in first) else first
+    if header is not None and len(sample) == 1:
+        return None  # a header and no data
+    try:
+        values = np.loadtxt(
+            io.StringIO(text), delimiter=delim, dtype=np.float64, comments=None, quotechar=None, ndmin=2,
+            skiprows=0 if header is None else 1,
+        )
+    except ValueError:
+        return None
+    if values.shape[0] == 0 or values.shape[1] != len(first) or not np.isfinite(values).all():
+        return None
+    return Grid(path, header, None, None, delim, width=len(first), text=text, values=values)
+
+
+def _parse_lines(path: Path, text: str, delimiter: str | None) -> Grid:
+    """:func:`parse_grid` line by line: comments, metadata, blank lines, decimal commas, exact messages."""
+    meta: dict[str, str] = {}
+    stripped = [ln.strip() for ln in text.splitlines()]
+    if "#" not in text and all(stripped):
+        # the common case (no comment or blank lines): no per-line Python work beyond the strip
+        texts, lines = stripped, list(range(1, len(stripped) + 1))
+    else:
+        texts, lines = [], []
+        for no, line in enumerate(stripped, start=1):
+            if not line:
+                continue
+            if line.startswith("#"):
+                m = _META.match(line)
+                if m:
+                    meta[m.group(1).strip().upper()] = m.group(2).strip()
+                continue
+            texts.append(line)
+            lines.append(no)
+    if not texts:
+        raise ReaderError(path, "no data lines (the file is empty or holds only comments)")
+    if delimiter is None:
+        sample = texts[:50]
+        delim: str | None = next((d for d in _DELIMITERS if all(d in ln for ln in sample)), None)
+    else:
+        delim = None if delimiter.strip() == "" else delimiter
     trailing = delim is not None and all(ln.endswith(delim) for ln in texts) and all(
         len(ln) > 1 for ln in texts
     )
@@ -233,9 +305,9 @@ def parse_grid(path: Path, text: str, *, delimiter: str | None = None) -> Grid:
     if delim is None:
         counts = [len(ln.split()) for ln in texts]
     else:
-        counts = [ln.count(delim) + 1 - extra for ln in texts]
+        counts = [c + 1 - extra for c in map(str.count, texts, repeat(delim))]
     width = counts[0]
-    if any(c != width for c in counts) or '"' in texts[0]:
+    if counts.count(width) != len(counts) or '"' in texts[0]:
         rows = [_split(ln, delim) for ln in texts]
         if trailing:
             rows = [r[:-1] for r in rows]

@@ -23,7 +23,7 @@ from spectral_core.errors import DataError, ReaderError
 from spectral_core.io._common import decode_text, read_bytes
 from spectral_core.spectrum import Spectrum
 
-__all__ = ["is_jcamp", "parse_jcamp", "read_jcamp"]
+__all__ = ["is_jcamp", "jcamp_spectrum", "parse_jcamp", "read_jcamp"]
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +186,11 @@ def read_jcamp(
     """
     p = Path(path)
     text, _ = decode_text(read_bytes(p), p, encoding)
+    return jcamp_spectrum(p, text, excitation_nm=excitation_nm)
+
+
+def jcamp_spectrum(p: Path, text: str, *, excitation_nm: float | None = None) -> Spectrum:
+    """The spectrum of JCAMP-DX ``text`` already decoded (``p`` names it in errors); see :func:`read_jcamp`."""
     ldrs, data = parse_jcamp(p, text)
     if "PEAKTABLE" in data:
         raise ReaderError(p, "holds a ##PEAK TABLE (a stick spectrum), not a continuous spectrum")

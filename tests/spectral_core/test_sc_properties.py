@@ -143,3 +143,79 @@ def test_resampled_output_is_finite_on_a_monotonic_axis(
     assert np.all(np.diff(p.output_axis(src)) > 0)
     if kind == "linear":  # linear interpolation never overshoots the data
         assert out.min() >= y.min() - 1e-3 * (1 + abs(y.min())) and out.max() <= y.max() + 1e-3 * (1 + abs(y.max()))
+
+
+# -- the whole-text fast path of the delimited reader against the line-by-line reference -------------------
+
+cells = st.one_of(
+    st.floats(-1e6, 1e6, allow_nan=False).map(lambda v: f"{v:.6g}"),
+    st.integers(-10**6, 10**6).map(str),
+    st.sampled_from(["nan", "inf", "", "x", "1,5", "1_0", "'2'", '"3"', " 4 ", "1e3", "+5", "-.5", "0x1F"]),
+)
+
+
+@st.composite
+def delimited_texts(draw: st.DrawFn) -> str:
+    delim = draw(st.sampled_from([",", ";", "\t", " ", "  ", ", "]))
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    width = draw(st.integers(1, 3))
+    rows = draw(st.lists(st.lists(cells, min_size=width, max_size=width + (1 if draw(st.booleans()) else 0)),
+                         min_size=1, max_size=70))
+    lines = [delim.join(r) for r in rows]
+    extras = draw(st.lists(st.tuples(st.integers(0, 70), st.sampled_from(["", "   ", "# note", "##K=V", "1;2;3"])),
+                           max_size=2))
+    for at, line in extras:
+        lines.insert(min(at, len(lines)), line)
+    if draw(st.booleans()):
+        lines.insert(0, delim.join(draw(st.sampled_from([["wavenumber", "intensity"], ["Raman Shift", "Counts"],
+                                                         ['"x"', '"y"'], ["a"]]))))
+    return newline.join(lines) + draw(st.sampled_from(["", newline, newline * 2]))
+
+
+def _grid_outcome(parse, text: str):
+    from spectral_core.io._grid import Grid
+
+    try:
+        g: Grid = parse(Path("t.csv"), text, delimiter=None)
+        values = g.numeric()
+    except ReaderError as exc:
+        return ("error", str(exc))
+    return (values.tobytes(), values.shape, g.header, g.meta, g.n_columns, g.delimiter, g.lines, g.rows)
+
+
+@given(delimited_texts())
+@settings(max_examples=int(os.environ.get("RAMANEDGE_HYPOTHESIS_EXAMPLES", "300")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+def test_fast_delimited_path_decides_exactly_like_the_line_by_line_path(text: str) -> None:
+    from spectral_core.io._grid import _parse_lines, parse_grid
+
+    assert _grid_outcome(parse_grid, text) == _grid_outcome(_parse_lines, text)
+
+
+def test_fast_delimited_path_is_taken_for_plain_files_only() -> None:
+    from spectral_core.io._grid import _parse_plain
+
+    plain = "wavenumber,intensity\n" + "".join(f"{400 + i},{i * 0.5}\n" for i in range(100))
+    assert _parse_plain(Path("p.csv"), plain, None) is not None
+    for odd in ("# comment\n" + plain, plain.replace(",", ";").replace(".", ","), plain + "500,nan\n",
+                plain.replace("\n", ",\n"), "\n" + plain):
+        assert _parse_plain(Path("p.csv"), odd, None) is None, odd[:40]
+
+
+def test_read_spectrum_from_bytes_in_hand_matches_the_file_and_never_reads_it(tmp_path: Path) -> None:
+    s = Spectrum(np.linspace(400.0, 1800.0, 300), np.linspace(1.0, 2.0, 300, dtype=np.float32))
+    p = write_csv(s, tmp_path / "s.csv")
+    data = p.read_bytes()
+    jdx = tmp_path / "s.jdx"
+    jdx.write_text("##TITLE=t\n##JCAMP-DX=4.24\n##XUNITS=1/CM\n##YUNITS=COUNTS\n##NPOINTS=3\n"
+                   "##XYPOINTS=(XY..XY)\n100,1\n200,2\n300,3\n##END=\n")
+    jdata = jdx.read_bytes()
+    a, b = read_spectrum(p), read_spectrum(p, data=data)
+    np.testing.assert_array_equal(a.axis, b.axis)
+    np.testing.assert_array_equal(a.intensities, b.intensities)
+    assert a.metadata == b.metadata
+    np.testing.assert_array_equal(read_spectrum(jdx, data=jdata).intensities, read_spectrum(jdx).intensities)
+    p.unlink()
+    jdx.unlink()  # the bytes in hand are all that is needed
+    np.testing.assert_array_equal(read_spectrum(p, data=data).intensities, a.intensities)
+    np.testing.assert_array_equal(read_spectrum(jdx, data=jdata).intensities, [1, 2, 3])
