@@ -17,6 +17,7 @@ into one banded operator that is computed once and cached, so per-spectrum work 
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -385,6 +386,22 @@ class Preprocessor:
         self._cache: OrderedDict[str, _Plan] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+
+    def preload(self) -> None:
+        """Import the libraries the configured steps load lazily (scipy's splines and filters, pybaselines).
+
+        A serving process calls this in the background after start-up, so the first spectrum on a new axis
+        does not wait for the imports (a few hundred ms) in the middle of a burst.
+        """
+        c = self.config
+        wanted = {
+            "scipy.interpolate": c.target_axis is not None and c.interpolation == "cubic" and "resample" not in self.skip,
+            "scipy.signal": c.smooth is not None and "smooth" not in self.skip,
+            "pybaselines": c.baseline is not None and "baseline" not in self.skip,
+        }
+        for module, used in wanted.items():
+            if used:
+                importlib.import_module(module)
 
     def _plan(self, axis: ArrayLike) -> _Plan:
         src = check_axis(axis, what="source axis")
