@@ -42,9 +42,11 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
     a("--on-done", choices=["move", "delete"], help="drop files after their result: move to done/ or delete")
     a("--settle", dest="settle_s", type=float, help="drop files must be unchanged this long, s (default 0.2)")
     a("--poll", dest="poll_s", type=float, help="drop folder scan interval, s (default 1)")
-    a("--watch-readers", type=int, help="threads claiming and reading drop files (default 3)")
-    a("--no-watch-events", dest="watch_events", action="store_const", const=False,
-      help="poll drop folders only (network shares without inotify)")
+    a("--watch-readers", type=int, help="threads claiming and reading drop files (default 2)")
+    a("--watch-events", choices=["auto", "inotify", "watchdog", "poll"],
+      help="how drop folders are watched: auto (inotify on Linux, else watchdog, else polling), or one of them")
+    a("--no-watch-events", dest="watch_events", action="store_const", const="poll",
+      help="poll drop folders only (network shares without inotify); same as --watch-events poll")
     a("--model-poll", dest="model_poll_s", type=float,
       help="check the model file for a new version every S seconds, swap it in once checked (default 2; 0 off)")
     a("--mqtt", help="publish every record as JSON (QoS 1) to mqtt://host:1883/topic-prefix; needs [mqtt]")

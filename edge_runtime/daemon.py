@@ -141,7 +141,7 @@ class Daemon:
                 poll_s=s.model_poll_s, settle_s=max(s.settle_s, 0.2), with_report=s.require_validated,
             )
         watch_opts: dict[str, Any] = {"settle_s": s.settle_s, "poll_s": s.poll_s, "on_done": s.on_done,
-                                      "temp_suffixes": s.temp_suffixes, "use_events": s.watch_events,
+                                      "temp_suffixes": s.temp_suffixes, "events": s.watch_events,
                                       "readers": s.watch_readers}
         self._intake_open = True
         try:
@@ -169,9 +169,20 @@ class Daemon:
         gc.freeze()
         if self.watcher is not None:
             self.watcher.start()
+        threading.Thread(target=self._preload, name="preload", daemon=True).start()
         self.ready_s = time.monotonic() - t0
         self.metrics.ready = True
         logger.info("ready in %.3f s", self.ready_s)
+
+    def _preload(self) -> None:
+        """After start-up, in the background: import what preprocessing a new source axis needs (splines), so
+        the first dropped file or POSTed spectrum on an unseen axis does not pay for it."""
+        if self.engine is None:
+            return
+        try:
+            self.engine.preprocessor.preload()
+        except ImportError as exc:  # pragma: no cover - scipy is a base dependency
+            logger.warning("preloading preprocessing libraries failed: %s", exc)
 
     def stop(self, reason: str) -> None:
         """Ask the daemon to stop (safe from signal handlers and any thread)."""

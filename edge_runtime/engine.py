@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -28,6 +28,9 @@ from spectral_core.errors import ContractError, PreprocessError, RamanEdgeError
 from spectral_core.hashing import sha256_file
 from spectral_core.openset import cosine_distances, flag_unknown
 from spectral_core.preprocess import AxisSpec, PreprocessConfig, Preprocessor
+
+if TYPE_CHECKING:
+    from edge_runtime.ledger import LedgerEntry
 
 __all__ = [
     "PROVIDERS",
@@ -104,6 +107,8 @@ class Outcome:
     record_id: int | None = None
     completed_at: float | None = None
     duplicate: bool = False
+    #: for a duplicate: what the ledger recorded the first time (its status decides done/ or quarantine/)
+    previous: LedgerEntry | None = None
     record: dict[str, Any] | None = None
 
     @classmethod

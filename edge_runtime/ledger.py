@@ -77,7 +77,8 @@ _INSERT = (
     f"INSERT INTO results ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     "ON CONFLICT DO NOTHING RETURNING id"
 )
-_LOOKUP = "SELECT id FROM results WHERE source = ? AND input_ref = ? AND content_sha256 = ?"
+_LOOKUP = ("SELECT id, status, error_kind, error FROM results "
+           "WHERE source = ? AND input_ref = ? AND content_sha256 = ?")
 # Metadata keys that have their own column (or are timing internals) are not repeated in ``metadata``.
 _OWN_KEYS = frozenset(
     {"device_serial", "integration_time_us", "seq", "saturated", "t_monotonic", "t_wall", "source"}
@@ -232,15 +233,17 @@ class Ledger:
             con.execute("BEGIN IMMEDIATE")
             try:
                 for o, row in zip(outcomes, rows, strict=True):
-                    prev = None
-                    if row[2] is not None:
-                        # the same drop already recorded (a crash between commit and move): keep the first
-                        prev = con.execute(_LOOKUP, (row[0], row[1], row[2])).fetchone()
+                    # The unique key (source, name, SHA-256) of a dropped file may already hold a record (a
+                    # re-drop of the same bytes, or a crash between commit and move): the first one stays. It is
+                    # looked up before inserting because a refused insert would still use up an id, and a gap
+                    # in the ids would look like a lost record.
+                    prev = None if row[2] is None else con.execute(_LOOKUP, (row[0], row[1], row[2])).fetchone()
                     got = None if prev is not None else con.execute(_INSERT, row).fetchone()
                     if got is None:
                         if prev is None:  # lost a race with the unique index: same outcome
                             prev = con.execute(_LOOKUP, (row[0], row[1], row[2])).fetchone()
-                        o.record_id = int(prev[0]) if prev else None
+                        o.previous = None if prev is None else LedgerEntry(int(prev[0]), str(prev[1]), prev[2], prev[3])
+                        o.record_id = None if prev is None else int(prev[0])
                         o.duplicate = True
                     else:
                         o.record_id = int(got[0])
@@ -260,11 +263,7 @@ class Ledger:
 
     def lookup(self, source: str, ref: str, content_sha256: str) -> LedgerEntry | None:
         """The record of a dropped file, if it was already committed."""
-        row = self._reader().execute(
-            "SELECT id, status, error_kind, error FROM results "
-            "WHERE source = ? AND input_ref = ? AND content_sha256 = ?",
-            (source, ref, content_sha256),
-        ).fetchone()
+        row = self._reader().execute(_LOOKUP, (source, ref, content_sha256)).fetchone()
         if row is None:
             return None
         return LedgerEntry(int(row[0]), str(row[1]), row[2], row[3])

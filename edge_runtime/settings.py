@@ -61,8 +61,10 @@ class ServeSettings(BaseSettings):
     on_done: Literal["move", "delete"] = "move"
     settle_s: float = Field(default=0.2, ge=0, description="drop files must be unchanged this long, s")
     poll_s: float = Field(default=1.0, gt=0, description="drop folder scan interval, s")
-    watch_events: bool = True
-    watch_readers: int = Field(default=3, ge=1, le=32, description="threads claiming and reading drop files")
+    watch_events: Literal["auto", "inotify", "watchdog", "poll"] = Field(
+        default="auto", description="drop-folder events: auto (inotify, else watchdog, else polling), or one of them"
+    )
+    watch_readers: int = Field(default=2, ge=1, le=32, description="threads claiming and reading drop files")
     model_poll_s: float = Field(default=2.0, ge=0, description="model file check interval for hot swaps, s; 0 off")
     mqtt: str | None = Field(default=None, description="mqtt://host:1883/topic-prefix: publish every record")
     temp_suffixes: Annotated[list[str], NoDecode] = Field(
@@ -74,6 +76,16 @@ class ServeSettings(BaseSettings):
     @classmethod
     def _lists(cls, v: Any) -> Any:
         return _split_list(v)
+
+    @field_validator("watch_events", mode="before")
+    @classmethod
+    def _events(cls, v: Any) -> Any:
+        # true/false (the older form of the setting) mean auto/poll
+        if isinstance(v, bool):
+            return "auto" if v else "poll"
+        if isinstance(v, str) and v.strip().lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return "auto" if v.strip().lower() in ("true", "1", "yes", "on") else "poll"
+        return v
 
     @field_validator("http", mode="after")
     @classmethod

@@ -11,8 +11,11 @@ Drop folder (``watch:///path/to/dropdir``)::
     dropdir/done/         committed results (or the file is deleted: ``on_done="delete"``)
     dropdir/quarantine/   inputs that ended as an error, each with ``<name>.error.json`` giving the reason
 
-Exactly-once: after the claim, the file's SHA-256 is looked up in the ledger under (source, name); a file
-already recorded (a crash between the commit and the move) is only moved on, never classified again.
+Exactly-once: a file is keyed by (source, name, SHA-256 of its bytes) in the ledger. A file found in
+processing/ at start-up (a crash after its claim) is looked up first: already recorded (a crash between the
+commit and the move) means it is only moved on, never classified again. Any other file is classified and the
+commit itself refuses a second record for the same key (a re-drop of the same bytes), which is then moved on
+as the first record says.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +36,8 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
+from edge_runtime._inotify import Inotify
+from edge_runtime._inotify import available as inotify_available
 from edge_runtime.engine import Frame, Outcome
 from edge_runtime.errors import SettingsError
 from edge_runtime.ledger import Ledger
@@ -38,6 +45,7 @@ from spectral_core.errors import DataError, DriverError, RamanEdgeError
 
 __all__ = [
     "DEFAULT_TEMP_SUFFIXES",
+    "EVENT_BACKENDS",
     "DeviceSource",
     "Source",
     "WatchSource",
@@ -71,12 +79,6 @@ class Source(Protocol):
 
     def status(self) -> dict[str, Any]:
         """Counters and state for /readyz."""
-
-
-def _read_file(path: Path) -> tuple[bytes, Any]:
-    from spectral_core.io import read_spectrum
-
-    return path.read_bytes(), read_spectrum(path)
 
 
 # -- instruments ----------------------------------------------------------------------------------------
@@ -235,18 +237,119 @@ class DeviceSource:
 # -- drop folders ---------------------------------------------------------------------------------------
 
 
+class _PollOnly:
+    """No filesystem events: the folder is only scanned (network shares, or when asked)."""
+
+    name = "poll"
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+
+    def wait(self, timeout_s: float) -> tuple[set[str], bool]:
+        self._wake.wait(timeout_s)
+        self._wake.clear()
+        return set(), False
+
+    def wakeup(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        pass
+
+
+class _WatchdogEvents(_PollOnly):
+    """Filesystem events through watchdog (macOS, Windows, or Linux without usable inotify)."""
+
+    name = "watchdog"
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        names: set[str] = set()
+        lock = threading.Lock()
+        wake = self._wake
+
+        class _Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.is_directory:
+                    return
+                p = Path(os.fsdecode(getattr(event, "dest_path", "") or event.src_path))
+                if p.parent == folder:
+                    with lock:
+                        names.add(p.name)
+                    wake.set()
+
+        self._names, self._lock = names, lock
+        obs = Observer()
+        obs.schedule(_Handler(), str(folder), recursive=False)
+        obs.daemon = True
+        obs.start()
+        self._observer = obs
+
+    def wait(self, timeout_s: float) -> tuple[set[str], bool]:
+        super().wait(timeout_s)
+        with self._lock:
+            names = set(self._names)
+            self._names.clear()
+        return names, False
+
+    def close(self) -> None:
+        try:
+            self._observer.unschedule_all()  # before stop: a late event must find no dead emitter
+        except (OSError, KeyError, RuntimeError) as exc:
+            logger.debug("watchdog unschedule: %s", exc)
+        self._observer.stop()
+        self._observer.join(5.0)
+
+
+EVENT_BACKENDS = ("auto", "inotify", "watchdog", "poll")
+
+
+def _open_events(folder: Path, backend: str, url: str) -> _PollOnly | Inotify:
+    """The event source for ``folder``: inotify on Linux, watchdog elsewhere, polling as the last resort."""
+    if backend not in EVENT_BACKENDS:
+        raise SettingsError(f"watch events must be one of {EVENT_BACKENDS}, got {backend!r}")
+    if backend == "poll":
+        return _PollOnly()
+    if backend in ("auto", "inotify") and inotify_available():
+        try:
+            return Inotify(folder)
+        except OSError as exc:
+            if backend == "inotify":
+                raise SettingsError(f"{url}: inotify: {exc}") from None
+            logger.warning("%s: inotify unavailable (%s); trying watchdog", url, exc)
+    elif backend == "inotify":
+        raise SettingsError(f"{url}: inotify is not available on this system")
+    try:
+        return _WatchdogEvents(folder)
+    except (ImportError, OSError) as exc:
+        if backend == "watchdog":
+            raise SettingsError(f"{url}: watchdog: {exc}") from None
+        logger.warning("%s: filesystem events unavailable (%s); polling only", url, exc)
+        return _PollOnly()
+
+
 class WatchSource:
-    """A drop folder: filesystem events (watchdog) plus a polling scan as fallback and safety net.
+    """A drop folder: filesystem events (inotify on Linux, watchdog elsewhere) plus a polling scan as fallback
+    and safety net.
+
+    One thread turns events and scans into candidate files and checks that each stayed unchanged for
+    ``settle_s`` (a first-in first-out queue of due checks: nothing is re-examined before it is due, so a
+    burst of thousands of files costs two ``stat`` calls each). Stable files go to ``readers`` threads that
+    claim, read, hash and parse them.
 
     Args:
         url: ``watch:///abs/path`` (or ``watch://relative/path``).
-        ledger: the ledger, for the exactly-once lookup.
+        ledger: the ledger, for the exactly-once lookup of files found in processing/ at start-up.
         settle_s: a file is read only after its size and mtime stayed unchanged this long, s.
         poll_s: full directory scan interval, s (events make it a safety net; on network shares it is the
             only way to see new files).
         on_done: ``move`` to done/ or ``delete`` after the result is committed.
         temp_suffixes: names ending so are being written and are never read.
-        use_events: use watchdog events (False: polling only).
+        use_events: False: polling only (same as ``events="poll"``).
+        events: ``auto`` (inotify, else watchdog, else polling), ``inotify``, ``watchdog`` or ``poll``.
         readers: threads that claim, read and parse files.
     """
 
@@ -260,7 +363,8 @@ class WatchSource:
         on_done: str = "move",
         temp_suffixes: Iterable[str] = DEFAULT_TEMP_SUFFIXES,
         use_events: bool = True,
-        readers: int = 3,
+        events: str = "auto",
+        readers: int = 2,
     ) -> None:
         self.url = url
         self.readers = max(1, int(readers))
@@ -273,23 +377,28 @@ class WatchSource:
         self.poll_s = float(poll_s)
         if on_done not in ("move", "delete"):
             raise SettingsError(f"on_done must be 'move' or 'delete', got {on_done!r}")
+        if events not in EVENT_BACKENDS:
+            raise SettingsError(f"watch events must be one of {EVENT_BACKENDS}, got {events!r}")
         self.on_done = on_done
         self.temp_suffixes = tuple(s.lower() for s in temp_suffixes)
-        self.use_events = use_events
+        self.events_backend = events if use_events else "poll"
         self.processing = self.root / "processing"
         self.done = self.root / "done"
         self.quarantine = self.root / "quarantine"
+        self._root_s = os.fspath(self.root)
+        self._processing_s = os.fspath(self.processing)
         self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._events: set[str] = set()
-        self._events_lock = threading.Lock()
-        self._pending: dict[str, tuple[int, int, float]] = {}  # name -> (size, mtime_ns, first seen, monotonic)
+        self._events: _PollOnly | Inotify | None = None
+        self._pending: dict[str, tuple[int, int]] = {}  # name -> (size, mtime_ns) at its last check
+        self._due: deque[tuple[float, str]] = deque()  # (monotonic time of the next check, name), in order
         self._thread: threading.Thread | None = None
-        self._observer: Any = None
         self.claimed = 0
         self.recovered = 0
         self.already_recorded = 0
         self.events_active = False
+        self.events_name = "none"
+        self.scans = 0
+        self.rescans = 0
 
     def _ignored(self, name: str) -> bool:
         low = name.lower()
@@ -304,45 +413,20 @@ class WatchSource:
 
     def start(self, submit: Submit) -> None:
         self.open()
-        if self.use_events:
-            self._start_observer()
+        # events are watched before the first scan, so a file dropped in between is seen by one or the other
+        self._events = _open_events(self.root, self.events_backend, self.url)
+        self.events_name = self._events.name
+        self.events_active = self.events_name != "poll"
+        logger.info("%s: %s", self.url, "filesystem events via " + self.events_name if self.events_active
+                    else f"polling every {self.poll_s:g} s")
         self._thread = threading.Thread(target=self._run, args=(submit,), name=f"source:{self.url}", daemon=True)
         self._thread.start()
-
-    def _start_observer(self) -> None:
-        try:
-            from watchdog.events import FileSystemEvent, FileSystemEventHandler
-            from watchdog.observers import Observer
-        except ImportError as exc:  # pragma: no cover - watchdog is a base dependency
-            logger.warning("%s: watchdog unavailable (%s); polling every %.1f s", self.url, exc, self.poll_s)
-            return
-        src = self
-
-        class _Handler(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                if event.is_directory:
-                    return
-                path = getattr(event, "dest_path", "") or event.src_path
-                p = Path(os.fsdecode(path))
-                if p.parent == src.root:
-                    with src._events_lock:
-                        src._events.add(p.name)
-                    src._wake.set()
-
-        try:
-            obs = Observer()
-            obs.schedule(_Handler(), str(self.root), recursive=False)
-            obs.daemon = True
-            obs.start()
-        except OSError as exc:
-            logger.warning("%s: filesystem events unavailable (%s); polling every %.1f s", self.url, exc, self.poll_s)
-            return
-        self._observer = obs
-        self.events_active = True
 
     def _run(self, submit: Submit) -> None:
         # Claims, reads and parses run in a few threads: renames, stats and reads wait on the filesystem
         # with the GIL released, so they overlap with each other and with the parsing.
+        events = self._events
+        assert events is not None
         pool = ThreadPoolExecutor(self.readers, thread_name_prefix="watch-read")
         try:
             # Files claimed before a crash first: they are either recorded (move on) or not (classify).
@@ -351,23 +435,27 @@ class WatchSource:
                     self.recovered += 1
                     with self._inflight_lock:
                         self._inflight.add(entry.name)
-                    self._dispatch(pool, self._handle, entry.name, submit, None)
-            last_scan = -1e9
-            tick = max(0.005, min(self.settle_s / 2, 0.05))
+                    self._dispatch(pool, self._handle, entry.name, submit, None, True)
+            last_scan = -1e18
             while not self._stop.is_set():
                 now = time.monotonic()
-                if now - last_scan >= self.poll_s or not self.events_active:
-                    self._scan()
+                if now - last_scan >= self.poll_s:
+                    self._scan(now)
                     last_scan = now
-                with self._events_lock:
-                    names, self._events = self._events, set()
-                for name in names:
-                    if name not in self._pending and not self._ignored(name):
-                        self._pending[name] = (-1, -1, now)
-                self._check_pending(pool, submit)
-                self._wake.wait(tick if self._pending else min(self.poll_s, 0.5))
-                self._wake.clear()
+                self._check_due(pool, submit)
+                now = time.monotonic()
+                timeout = last_scan + self.poll_s - now
+                if self._due:
+                    timeout = min(timeout, self._due[0][0] - now)
+                names, overflow = events.wait(max(0.001, timeout))
+                if overflow:
+                    self.rescans += 1
+                    logger.warning("%s: the event queue overflowed; rescanning the folder", self.url)
+                    last_scan = -1e18
+                if names:
+                    self._consider(names, time.monotonic())
         finally:
+            events.close()
             # Queued claims are cancelled (those files stay in the drop folder for the next start); claims
             # already running finish, their frames reach the queue.
             pool.shutdown(wait=True, cancel_futures=True)
@@ -384,48 +472,75 @@ class WatchSource:
             logger.error("%s: a claimed file could not be handed on (%s: %s); it stays in processing/ for the "
                          "next start", self.url, type(exc).__name__, exc)
 
-    def _scan(self) -> None:
-        now = time.monotonic()
+    def _scan(self, now: float) -> None:
         try:
             with os.scandir(self.root) as it:
-                for entry in it:
-                    if entry.name not in self._pending and not self._ignored(entry.name) and entry.is_file():
-                        self._pending[entry.name] = (-1, -1, now)
+                names = {e.name for e in it if e.name not in self._pending and e.is_file()}
         except OSError as exc:
             logger.warning("%s: cannot list the drop folder: %s", self.url, exc)
+            return
+        self._consider(names, now)
+        self.scans += 1
 
-    def _check_pending(self, pool: ThreadPoolExecutor, submit: Submit) -> None:
+    def _consider(self, names: Iterable[str], now: float) -> None:
+        """New candidates: their size and mtime now, checked again ``settle_s`` later."""
+        due = now + self.settle_s
+        with self._inflight_lock:
+            fresh = sorted(n for n in names if n not in self._pending and n not in self._inflight)
+        for name in fresh:
+            if self._ignored(name):
+                continue
+            try:
+                st = os.stat(os.path.join(self._root_s, name))
+            except OSError:
+                continue  # gone already (claimed, or a temporary file renamed away)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            self._pending[name] = (st.st_size, st.st_mtime_ns)
+            self._due.append((due, name))
+
+    def _check_due(self, pool: ThreadPoolExecutor, submit: Submit) -> None:
+        """Files whose check is due: unchanged -> claimed; changed -> checked again ``settle_s`` later."""
         now = time.monotonic()
         ready: list[tuple[str, float]] = []
-        for name, (size, mtime, seen) in list(self._pending.items()):
-            if size >= 0 and now - seen < self.settle_s:
-                continue  # not due for its stability check yet: no stat
+        while self._due and self._due[0][0] <= now:
+            _, name = self._due.popleft()
+            prev = self._pending.get(name)
+            if prev is None:
+                continue
             try:
-                st = os.stat(self.root / name)
+                st = os.stat(os.path.join(self._root_s, name))
             except FileNotFoundError:
                 del self._pending[name]
                 continue
             except OSError as exc:
                 logger.debug("%s: stat %s: %s", self.url, name, exc)
+                self._due.append((now + self.settle_s, name))
                 continue
-            if (st.st_size, st.st_mtime_ns) != (size, mtime):
-                self._pending[name] = (st.st_size, st.st_mtime_ns, now)
+            cur = (st.st_size, st.st_mtime_ns)
+            if cur != prev:
+                self._pending[name] = cur
+                self._due.append((now + self.settle_s, name))
             else:
                 ready.append((name, st.st_mtime))
         for name, mtime_s in sorted(ready):
             if self._stop.is_set():
                 return
             with self._inflight_lock:
-                if name in self._inflight:
-                    continue  # the same name is still being processed; claim it when that one is done
-                self._inflight.add(name)
-            self._pending.pop(name, None)
+                busy = name in self._inflight
+                if not busy:
+                    self._inflight.add(name)
+            if busy:
+                # the same name is still being processed; claim this one when that one is done
+                self._due.append((now + max(self.settle_s, 0.01), name))
+                continue
+            del self._pending[name]
             self._dispatch(pool, self._claim, name, mtime_s, submit)
 
     def _claim(self, name: str, mtime_s: float, submit: Submit) -> None:
         """Atomic rename into processing/, then read and submit."""
         try:
-            os.rename(self.root / name, self.processing / name)
+            os.rename(os.path.join(self._root_s, name), os.path.join(self._processing_s, name))
         except OSError as exc:
             with self._inflight_lock:
                 self._inflight.discard(name)
@@ -434,31 +549,39 @@ class WatchSource:
             return
         with self._inflight_lock:
             self.claimed += 1
-        self._handle(name, submit, mtime_s)
+        self._handle(name, submit, mtime_s, False)
 
-    def _handle(self, name: str, submit: Submit, acquired: float | None) -> None:
-        """Read a claimed file and submit it, unless the ledger already has it."""
+    def _handle(self, name: str, submit: Submit, acquired: float | None, recovered: bool) -> None:
+        """Read a claimed file and submit it, unless the ledger already has it.
+
+        Only a file found in processing/ at start-up can already be recorded (a crash between the commit and
+        the move), so only those are looked up here; for every other file the ledger's unique key on (source,
+        name, SHA-256) makes the commit itself the exactly-once check.
+        """
         t0 = time.monotonic()
-        path = self.processing / name
+        path_s = os.path.join(self._processing_s, name)
         try:
-            data = path.read_bytes()
-            if acquired is None:
-                acquired = path.stat().st_mtime
+            with open(path_s, "rb") as f:
+                data = f.read()
+                if acquired is None:
+                    acquired = os.fstat(f.fileno()).st_mtime
         except OSError as exc:
             logger.error("%s: cannot read claimed file %s: %s (left in processing/)", self.url, name, exc)
             return
         sha = hashlib.sha256(data).hexdigest()
-        entry = self.ledger.lookup(self.url, name, sha)
-        if entry is not None:
-            with self._inflight_lock:
-                self.already_recorded += 1
-            logger.info("%s: %s is already recorded as #%d (%s); moving it on", self.url, name, entry.id, entry.status)
-            self._finish(name, sha, entry.status == "ok", entry.id, kind=entry.error_kind, reason=entry.error)
-            return
+        if recovered:
+            entry = self.ledger.lookup(self.url, name, sha)
+            if entry is not None:
+                with self._inflight_lock:
+                    self.already_recorded += 1
+                logger.info("%s: %s is already recorded as #%d (%s); moving it on", self.url, name, entry.id,
+                            entry.status)
+                self._finish(name, sha, entry.status == "ok", entry.id, kind=entry.error_kind, reason=entry.error)
+                return
         frame = Frame(source=self.url, ref=name, axis=None, intensities=None, t_received=t0,
                       acquired_at=acquired, content_sha256=sha)
         try:
-            spec = _parse(path, data)
+            spec = _parse(Path(path_s), data)
             frame.axis = self._intern_axis(spec.axis)
             frame.intensities = spec.intensities
             frame.metadata = {k: v for k, v in spec.metadata.items() if k in ("device_serial", "integration_time_us")}
@@ -481,6 +604,13 @@ class WatchSource:
 
     def _on_done(self, o: Outcome) -> None:
         f = o.frame
+        if o.duplicate and o.previous is not None:
+            # this exact file was already recorded (a re-drop of the same bytes under the same name): it is
+            # moved on as that first record says
+            prev = o.previous
+            self._finish(f.ref, f.content_sha256 or "", prev.status == "ok", prev.id, kind=prev.error_kind,
+                         reason=prev.error)
+            return
         self._finish(f.ref, f.content_sha256 or "", o.ok, o.record_id, kind=o.error_kind, reason=o.error)
 
     def _finish(
@@ -495,11 +625,11 @@ class WatchSource:
     def _move_on(
         self, name: str, sha: str, ok: bool, record_id: int | None, *, kind: str | None, reason: str | None
     ) -> None:
-        src = self.processing / name
+        src = os.path.join(self._processing_s, name)
         try:
             if ok:
                 if self.on_done == "delete":
-                    src.unlink()
+                    os.unlink(src)
                 else:
                     os.replace(src, _free_name(self.done, name, record_id))
                 return
@@ -517,20 +647,12 @@ class WatchSource:
 
     def stop(self) -> None:
         self._stop.set()
-        self._wake.set()
-        if self._observer is not None:
-            try:
-                self._observer.unschedule_all()  # before stop: a late inotify event must find no dead emitter
-            except (OSError, KeyError, RuntimeError) as exc:
-                logger.debug("%s: unschedule: %s", self.url, exc)
-            self._observer.stop()
+        if self._events is not None:
+            self._events.wakeup()
 
     def join(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
         if self._thread is not None:
             self._thread.join(timeout_s)
-        if self._observer is not None:
-            self._observer.join(max(0.0, deadline - time.monotonic()))
 
     @property
     def finished(self) -> bool:
@@ -540,10 +662,13 @@ class WatchSource:
         return {
             "url": self.url,
             "events": self.events_active,
+            "events_via": self.events_name,
             "claimed": self.claimed,
             "recovered": self.recovered,
             "already_recorded": self.already_recorded,
             "pending": len(self._pending),
+            "scans": self.scans,
+            "rescans": self.rescans,
         }
 
 
@@ -555,7 +680,7 @@ def _parse(path: Path, data: bytes) -> Any:
         raise DataError(f"{path.name}: a bare .npy holds no wavenumber axis; drop two-column text or JCAMP-DX")
     from spectral_core.io import read_spectrum
 
-    spec = read_spectrum(path)
+    spec = read_spectrum(path, data=data)
     if not np.all(np.isfinite(spec.intensities)):
         raise DataError(f"{path.name}: NaN/inf intensities")
     return spec

@@ -10,7 +10,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from edge_runtime._inotify import Inotify
+from edge_runtime._inotify import available as inotify_available
 from edge_runtime.engine import Frame, Outcome
 from edge_runtime.ledger import Ledger
 from edge_runtime.sources import WatchSource
@@ -130,3 +133,130 @@ def test_quarantine_writes_the_reason_beside_the_file(tmp_path: Path) -> None:
     info = json.loads((drop / "quarantine" / "junk.csv.error.json").read_text())
     assert info["record_id"] == o.record_id and "binary" in info["reason"] and info["kind"] == "read"
     assert (drop / "quarantine" / "junk.csv").read_bytes() == b"\x00\x01garbage"
+
+
+def _start_collecting(src: WatchSource) -> list[Frame]:
+    got: list[Frame] = []
+    src.start(got.append)
+    return got
+
+
+def _wait_for(cond, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+@pytest.mark.parametrize("events", ["inotify", "watchdog", "poll"])
+def test_each_event_backend_sees_files_written_in_place_and_moved_in(tmp_path: Path, events: str) -> None:
+    if events == "inotify" and not inotify_available():
+        pytest.skip("inotify exists on Linux only")
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    led = Ledger(tmp_path / "l.sqlite")
+    # with events, the folder scan comes only at start (empty) and in 60 s: only events can find the files
+    src = WatchSource(f"watch://{drop}", led, settle_s=0.05, poll_s=60.0 if events != "poll" else 0.1, events=events)
+    got = _start_collecting(src)
+    try:
+        assert _wait_for(lambda: src.status()["scans"] >= 1)  # the start-up scan is over
+        _csv(drop / "written.csv")
+        _csv(tmp_path / "moved.csv")
+        os.rename(tmp_path / "moved.csv", drop / "moved.csv")
+        assert _wait_for(lambda: len(got) >= 2), src.status()
+    finally:
+        src.stop()
+        src.join(5)
+    assert sorted(f.ref for f in got) == ["moved.csv", "written.csv"]
+    assert all(f.error is None and f.axis is not None for f in got)
+    st = src.status()
+    assert st["events_via"] == events and st["events"] is (events != "poll")
+    if events != "poll":
+        assert st["scans"] == 1  # found by events, not by a scan
+
+
+def test_lost_events_make_the_source_rescan_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edge_runtime.sources as sources
+
+    lose, waiting = threading.Event(), threading.Event()
+
+    class Lossy(sources._PollOnly):
+        """Events that never name a file and, when told, report that the kernel dropped some."""
+
+        name = "lossy"
+
+        def wait(self, timeout_s: float) -> tuple[set[str], bool]:
+            waiting.set()  # the start-up scan is over
+            super().wait(min(timeout_s, 0.02))
+            if lose.is_set():
+                lose.clear()
+                return set(), True
+            return set(), False
+
+    monkeypatch.setattr(sources, "_open_events", lambda folder, backend, url: Lossy())
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    src = WatchSource(f"watch://{drop}", Ledger(tmp_path / "l.sqlite"), settle_s=0.05, poll_s=60.0)
+    got = _start_collecting(src)
+    try:
+        assert waiting.wait(10)
+        _csv(drop / "unannounced.csv")
+        time.sleep(0.3)
+        assert got == []  # no event, no scan due: not seen yet
+        lose.set()
+        assert _wait_for(lambda: len(got) == 1)
+    finally:
+        src.stop()
+        src.join(5)
+    assert got[0].ref == "unannounced.csv" and src.status()["rescans"] == 1
+
+
+def test_inotify_reports_names_and_wakes_up(tmp_path: Path) -> None:
+    if not inotify_available():
+        pytest.skip("inotify exists on Linux only")
+    ino = Inotify(tmp_path)
+    try:
+        assert ino.wait(0.01) == (set(), False)
+        (tmp_path / "a.csv").write_text("1,2\n")
+        (tmp_path / "sub").mkdir()  # folders are not files
+        (tmp_path / "elsewhere.tmp").write_text("x")
+        os.rename(tmp_path / "elsewhere.tmp", tmp_path / "b.csv")
+        names, lost = ino.wait(1.0)
+        assert names == {"a.csv", "elsewhere.tmp", "b.csv"} and not lost
+        t0 = time.monotonic()
+        threading.Timer(0.1, ino.wakeup).start()
+        assert ino.wait(10.0) == (set(), False) and time.monotonic() - t0 < 5.0
+    finally:
+        ino.close()
+        ino.close()
+    assert ino.wait(0.01) == (set(), False)
+
+
+@pytest.mark.parametrize("first_ok", [True, False])
+def test_the_same_bytes_dropped_again_are_moved_on_as_first_recorded(tmp_path: Path, first_ok: bool) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    url = f"watch://{drop}"
+    led = Ledger(tmp_path / "l.sqlite")
+    data = _csv(drop / "x.csv")
+    first = _ok("x.csv", hashlib.sha256(data).hexdigest())
+    first.frame.source = url
+    if not first_ok:
+        first = Outcome.failed(first.frame, "input", "first time it failed")
+    led.commit([first])
+    src = WatchSource(url, led, settle_s=0.05, poll_s=0.1)
+    got = _run_source(src, lambda g: len(g) >= 1)
+    again = _ok("x.csv", got[0].content_sha256)
+    again.frame = got[0]
+    led.commit([again])  # classified fine this time, but the ledger already holds this drop
+    assert again.duplicate and again.previous is not None and again.previous.id == first.record_id
+    assert got[0].on_done is not None
+    got[0].on_done(again)
+    assert led.count() == 1
+    where = "done" if first_ok else "quarantine"
+    assert (drop / where / "x.csv").read_bytes() == data
+    if not first_ok:
+        info = json.loads((drop / "quarantine" / "x.csv.error.json").read_text())
+        assert info["record_id"] == first.record_id and info["reason"] == "first time it failed"

@@ -73,12 +73,19 @@ def test_settings_precedence_flags_env_file(tmp_path: Path, monkeypatch: pytest.
     assert s.model == tmp_path / "m.onnx"  # relative to the config file
     monkeypatch.setenv("RAMANEDGE_HTTP", "off")
     assert load_settings({}, cfg).http is None
+    assert s.watch_events == "auto"
+    assert load_settings({"watch_events": False}, cfg).watch_events == "poll"  # --no-watch-events, older form
+    monkeypatch.setenv("RAMANEDGE_WATCH_EVENTS", "watchdog")
+    assert load_settings({}, cfg).watch_events == "watchdog"
+    monkeypatch.setenv("RAMANEDGE_WATCH_EVENTS", "false")
+    assert load_settings({}, cfg).watch_events == "poll"
 
 
 @pytest.mark.parametrize(
     ("flags", "words"),
     [({"model": "m", "http": "nohost"}, "HOST:PORT"), ({"model": "m", "sources": ["ttyUSB0"]}, "not a URL"),
-     ({"model": "m", "max_batch": 0}, "max_batch"), ({}, "model"), ({"model": "m", "provider": "gpu"}, "provider")],
+     ({"model": "m", "max_batch": 0}, "max_batch"), ({}, "model"), ({"model": "m", "provider": "gpu"}, "provider"),
+     ({"model": "m", "watch_events": "fanotify"}, "watch_events")],
 )
 def test_bad_settings_name_the_field(flags: dict, words: str) -> None:
     from edge_runtime.errors import SettingsError
