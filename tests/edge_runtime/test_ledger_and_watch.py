@@ -260,3 +260,29 @@ def test_the_same_bytes_dropped_again_are_moved_on_as_first_recorded(tmp_path: P
     if not first_ok:
         info = json.loads((drop / "quarantine" / "x.csv.error.json").read_text())
         assert info["record_id"] == first.record_id and info["reason"] == "first time it failed"
+
+
+def test_a_name_still_in_processing_is_claimed_again_only_after_it_moved_on(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    led = Ledger(tmp_path / "l.sqlite")
+    src = WatchSource(f"watch://{drop}", led, settle_s=0.05, poll_s=0.2)
+    got = _start_collecting(src)
+    try:
+        first = _csv(drop / "x.csv")
+        assert _wait_for(lambda: len(got) == 1)
+        second = b"400,1\n500,2\n600,3\n"
+        (drop / "x.csv").write_bytes(second)  # the instrument reuses the name before the first one is done
+        time.sleep(0.6)  # events and three scans: the second file must wait, the first is still in processing/
+        assert len(got) == 1 and (drop / "processing" / "x.csv").read_bytes() == first
+        o = _ok("x.csv", got[0].content_sha256)
+        o.frame = got[0]
+        led.commit([o])
+        assert got[0].on_done is not None
+        got[0].on_done(o)
+        assert _wait_for(lambda: len(got) == 2)
+    finally:
+        src.stop()
+        src.join(5)
+    assert got[1].ref == "x.csv" and got[1].content_sha256 == hashlib.sha256(second).hexdigest()
+    assert (drop / "done" / "x.csv").read_bytes() == first
