@@ -58,6 +58,8 @@ Submit = Callable[[Frame], None]
 DEFAULT_TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".filepart",
                          ".swp", ".lock", "~")
 SUBDIRS = ("processing", "done", "quarantine")
+#: claims queued for the reader threads at most; further stable files wait in the due queue
+MAX_QUEUED_CLAIMS = 256
 
 
 class Source(Protocol):
@@ -399,6 +401,8 @@ class WatchSource:
         self.events_name = "none"
         self.scans = 0
         self.rescans = 0
+        self._queued = 0  # claims handed to the readers and not finished
+        self._starved = False  # the source waits for room among the readers' queued claims
 
     def _ignored(self, name: str) -> bool:
         low = name.lower()
@@ -445,7 +449,7 @@ class WatchSource:
                 self._check_due(pool, submit)
                 now = time.monotonic()
                 timeout = last_scan + self.poll_s - now
-                if self._due:
+                if self._due and not self._starved:  # starved: a reader's wake-up ends the wait
                     timeout = min(timeout, self._due[0][0] - now)
                 names, overflow = events.wait(max(0.001, timeout))
                 if overflow:
@@ -461,10 +465,19 @@ class WatchSource:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _dispatch(self, pool: ThreadPoolExecutor, fn: Callable[..., None], *args: Any) -> None:
+        with self._inflight_lock:
+            self._queued += 1
         fut = pool.submit(fn, *args)
         fut.add_done_callback(self._task_done)
 
     def _task_done(self, fut: Future[None]) -> None:
+        with self._inflight_lock:
+            self._queued -= 1
+            wake = self._starved and self._queued <= MAX_QUEUED_CLAIMS // 2
+            if wake:
+                self._starved = False
+        if wake and self._events is not None:
+            self._events.wakeup()
         if fut.cancelled():
             return
         exc = fut.exception()
@@ -503,7 +516,15 @@ class WatchSource:
         """Files whose check is due: unchanged -> claimed; changed -> checked again ``settle_s`` later."""
         now = time.monotonic()
         ready: list[tuple[str, float]] = []
+        with self._inflight_lock:
+            room = MAX_QUEUED_CLAIMS - self._queued
         while self._due and self._due[0][0] <= now:
+            if len(ready) >= room:
+                # Enough claims queued for the readers: the rest stay due (a backlog of 100,000 files costs
+                # its names, not 100,000 queued tasks); a reader wakes this thread when there is room again.
+                with self._inflight_lock:
+                    self._starved = self._queued + len(ready) >= MAX_QUEUED_CLAIMS
+                break
             _, name = self._due.popleft()
             prev = self._pending.get(name)
             if prev is None:

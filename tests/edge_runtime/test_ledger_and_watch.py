@@ -286,3 +286,34 @@ def test_a_name_still_in_processing_is_claimed_again_only_after_it_moved_on(tmp_
         src.join(5)
     assert got[1].ref == "x.csv" and got[1].content_sha256 == hashlib.sha256(second).hexdigest()
     assert (drop / "done" / "x.csv").read_bytes() == first
+
+
+@pytest.mark.parametrize("events", ["auto", "poll"])
+def test_a_backlog_is_handed_to_the_readers_a_bounded_number_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, events: str
+) -> None:
+    import edge_runtime.sources as sources
+
+    monkeypatch.setattr(sources, "MAX_QUEUED_CLAIMS", 4)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    for i in range(60):  # waiting while the daemon was down
+        _csv(drop / f"b{i:03d}.csv")
+    src = WatchSource(f"watch://{drop}", Ledger(tmp_path / "l.sqlite"), settle_s=0.01, poll_s=0.5, readers=1,
+                      events=events)
+    got: list[Frame] = []
+    most = [0]
+
+    def slow_submit(f: Frame) -> None:  # a busy worker: back-pressure reaches the readers
+        most[0] = max(most[0], src._queued)
+        time.sleep(0.005)
+        got.append(f)
+
+    src.start(slow_submit)
+    try:
+        assert _wait_for(lambda: len(got) == 60), (len(got), src.status())
+    finally:
+        src.stop()
+        src.join(5)
+    assert sorted(f.ref for f in got) == [f"b{i:03d}.csv" for i in range(60)]
+    assert 1 <= most[0] <= 4
