@@ -25,6 +25,8 @@ IN_ATTRIB = 0x00000004
 IN_CLOSE_WRITE = 0x00000008
 IN_MOVED_TO = 0x00000080
 IN_CREATE = 0x00000100
+IN_DELETE_SELF = 0x00000400
+IN_MOVE_SELF = 0x00000800
 IN_Q_OVERFLOW = 0x00004000
 IN_IGNORED = 0x00008000
 IN_ISDIR = 0x40000000
@@ -32,7 +34,8 @@ IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = 0o2000000
 
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then len bytes of NUL-padded name)
-_MASK = IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY | IN_ATTRIB
+_MASK = IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF
+_GONE = IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -84,9 +87,14 @@ class Inotify:
         self._buf = b""
         self._lock = threading.Lock()
         self.closed = False
+        #: the folder was deleted, moved away or unmounted: this watch will never report anything again
+        self.dead = False
 
     def wait(self, timeout_s: float) -> tuple[set[str], bool]:
-        """Wait up to ``timeout_s`` for events; returns (file names seen, whether events were lost)."""
+        """Wait up to ``timeout_s`` for events; returns (file names seen, whether events were lost).
+
+        Events are lost when the kernel's queue overflowed, or when the folder itself went away (``dead``).
+        """
         names: set[str] = set()
         overflow = False
         if self.closed:
@@ -114,6 +122,8 @@ class Inotify:
                     break
                 if mask & IN_Q_OVERFLOW:
                     overflow = True
+                elif mask & _GONE:
+                    self.dead = overflow = True
                 elif n and not mask & (IN_ISDIR | IN_IGNORED):
                     raw = data[off + _EVENT.size : off + _EVENT.size + n].rstrip(b"\0")
                     names.add(os.fsdecode(raw))

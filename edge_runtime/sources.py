@@ -243,6 +243,7 @@ class _PollOnly:
     """No filesystem events: the folder is only scanned (network shares, or when asked)."""
 
     name = "poll"
+    dead = False
 
     def __init__(self) -> None:
         self._wake = threading.Event()
@@ -401,6 +402,8 @@ class WatchSource:
         self.events_name = "none"
         self.scans = 0
         self.rescans = 0
+        self.rewatches = 0
+        self.folder_missing = False
         self._queued = 0  # claims handed to the readers and not finished
         self._starved = False  # the source waits for room among the readers' queued claims
 
@@ -452,7 +455,10 @@ class WatchSource:
                 if self._due and not self._starved:  # starved: a reader's wake-up ends the wait
                     timeout = min(timeout, self._due[0][0] - now)
                 names, overflow = events.wait(max(0.001, timeout))
-                if overflow:
+                if events.dead or self.folder_missing:
+                    events = self._rewatch(events)
+                    last_scan = -1e18 if not self.folder_missing else last_scan
+                elif overflow:
                     self.rescans += 1
                     logger.warning("%s: the event queue overflowed; rescanning the folder", self.url)
                     last_scan = -1e18
@@ -485,12 +491,40 @@ class WatchSource:
             logger.error("%s: a claimed file could not be handed on (%s: %s); it stays in processing/ for the "
                          "next start", self.url, type(exc).__name__, exc)
 
+    def _rewatch(self, events: _PollOnly | Inotify) -> _PollOnly | Inotify:
+        """The drop folder went away (deleted, renamed, unmounted): say so once, and once it is back, recreate
+        processing/, done/ and quarantine/ and watch the new folder (its files are found by the next scan)."""
+        if not self.root.is_dir():
+            if not self.folder_missing:
+                self.folder_missing = True
+                logger.error("%s: the drop folder %s is gone; files dropped now are not seen until it is back",
+                             self.url, self.root)
+            return events
+        try:
+            self.open()
+            fresh = _open_events(self.root, self.events_backend, self.url)
+        except (OSError, SettingsError) as exc:
+            logger.error("%s: the drop folder is back but cannot be watched yet: %s", self.url, exc)
+            self.folder_missing = True
+            return events
+        events.close()
+        self._events = fresh
+        if self._stop.is_set():
+            fresh.wakeup()
+        self.folder_missing = False
+        self.rewatches += 1
+        logger.warning("%s: watching the drop folder %s again (%s)", self.url, self.root, fresh.name)
+        return fresh
+
     def _scan(self, now: float) -> None:
         try:
             with os.scandir(self.root) as it:
                 names = {e.name for e in it if e.name not in self._pending and e.is_file()}
         except OSError as exc:
-            logger.warning("%s: cannot list the drop folder: %s", self.url, exc)
+            if not self.root.is_dir():
+                self.folder_missing = True  # said once, by _rewatch
+            else:
+                logger.warning("%s: cannot list the drop folder: %s", self.url, exc)
             return
         self._consider(names, now)
         self.scans += 1
@@ -560,9 +594,18 @@ class WatchSource:
 
     def _claim(self, name: str, mtime_s: float, submit: Submit) -> None:
         """Atomic rename into processing/, then read and submit."""
+        src, dst = os.path.join(self._root_s, name), os.path.join(self._processing_s, name)
         try:
-            os.rename(os.path.join(self._root_s, name), os.path.join(self._processing_s, name))
-        except OSError as exc:
+            try:
+                os.rename(src, dst)
+            except FileNotFoundError:
+                if not os.path.exists(src) or os.path.isdir(self._processing_s):
+                    raise  # someone else took the file
+                logger.error("%s: processing/ was removed; creating processing/, done/ and quarantine/ again",
+                             self.url)
+                self.open()
+                os.rename(src, dst)
+        except (OSError, SettingsError) as exc:
             with self._inflight_lock:
                 self._inflight.discard(name)
             if not isinstance(exc, FileNotFoundError):  # FileNotFoundError: someone else took it
@@ -647,24 +690,44 @@ class WatchSource:
         self, name: str, sha: str, ok: bool, record_id: int | None, *, kind: str | None, reason: str | None
     ) -> None:
         src = os.path.join(self._processing_s, name)
-        try:
-            if ok:
-                if self.on_done == "delete":
-                    os.unlink(src)
-                else:
-                    os.replace(src, _free_name(self.done, name, record_id))
+        for attempt in (1, 2):
+            try:
+                self._move_once(src, name, sha, ok, record_id, kind=kind, reason=reason)
                 return
-            dst = _free_name(self.quarantine, name, record_id)
-            info = {"file": name, "source": self.url, "record_id": record_id, "kind": kind, "reason": reason,
-                    "sha256": sha, "quarantined_at": time.time()}
-            tmp = dst.with_name(dst.name + ".error.json.tmp")
-            tmp.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-            os.replace(src, dst)
-            os.replace(tmp, dst.with_name(dst.name + ".error.json"))
-        except FileNotFoundError:
-            logger.warning("%s: %s vanished from processing/ before it could be moved on", self.url, name)
-        except OSError as exc:
-            logger.error("%s: cannot move %s out of processing/: %s", self.url, name, exc)
+            except FileNotFoundError:
+                if attempt == 1 and os.path.exists(src) and self.root.is_dir():
+                    # done/ or quarantine/ was removed under the daemon: create them again and retry
+                    logger.error("%s: done/ or quarantine/ was removed; creating them again", self.url)
+                    try:
+                        self.open()
+                    except (OSError, SettingsError) as exc:
+                        logger.error("%s: %s", self.url, exc)
+                        return
+                    continue
+                logger.warning("%s: %s vanished from processing/ before it could be moved on (it is recorded)",
+                               self.url, name)
+                return
+            except OSError as exc:
+                logger.error("%s: cannot move %s out of processing/: %s (it is recorded; the next start moves it "
+                             "on)", self.url, name, exc)
+                return
+
+    def _move_once(
+        self, src: str, name: str, sha: str, ok: bool, record_id: int | None, *, kind: str | None, reason: str | None
+    ) -> None:
+        if ok:
+            if self.on_done == "delete":
+                os.unlink(src)
+            else:
+                os.replace(src, _free_name(self.done, name, record_id))
+            return
+        dst = _free_name(self.quarantine, name, record_id)
+        info = {"file": name, "source": self.url, "record_id": record_id, "kind": kind, "reason": reason,
+                "sha256": sha, "quarantined_at": time.time()}
+        tmp = dst.with_name(dst.name + ".error.json.tmp")
+        tmp.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+        os.replace(src, dst)
+        os.replace(tmp, dst.with_name(dst.name + ".error.json"))
 
     def stop(self) -> None:
         self._stop.set()
@@ -690,6 +753,8 @@ class WatchSource:
             "pending": len(self._pending),
             "scans": self.scans,
             "rescans": self.rescans,
+            "folder_missing": self.folder_missing,
+            "rewatches": self.rewatches,
         }
 
 

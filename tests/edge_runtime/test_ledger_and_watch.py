@@ -317,3 +317,53 @@ def test_a_backlog_is_handed_to_the_readers_a_bounded_number_at_a_time(
         src.join(5)
     assert sorted(f.ref for f in got) == [f"b{i:03d}.csv" for i in range(60)]
     assert 1 <= most[0] <= 4
+
+
+@pytest.mark.parametrize("events", ["auto", "poll"])
+def test_a_drop_folder_that_vanishes_and_comes_back_is_watched_again(tmp_path: Path, events: str) -> None:
+    import shutil
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    led = Ledger(tmp_path / "l.sqlite")
+    src = WatchSource(f"watch://{drop}", led, settle_s=0.05, poll_s=0.2, events=events)
+    got = _start_collecting(src)
+    try:
+        _csv(drop / "before.csv")
+        assert _wait_for(lambda: len(got) == 1)
+        shutil.rmtree(drop)  # an unmounted share, a folder deleted by hand
+        assert _wait_for(lambda: src.status()["folder_missing"]), src.status()
+        drop.mkdir()
+        assert _wait_for(lambda: not src.status()["folder_missing"]), src.status()
+        _csv(drop / "after.csv")
+        assert _wait_for(lambda: len(got) == 2), src.status()
+    finally:
+        src.stop()
+        src.join(5)
+    assert [f.ref for f in got] == ["before.csv", "after.csv"] and src.status()["rewatches"] == 1
+    assert all((drop / d).is_dir() for d in ("processing", "done", "quarantine"))
+
+
+def test_removed_processing_and_done_folders_are_created_again(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    led = Ledger(tmp_path / "l.sqlite")
+    src = WatchSource(f"watch://{drop}", led, settle_s=0.05, poll_s=0.2)
+    got = _start_collecting(src)
+    try:
+        assert _wait_for(lambda: src.status()["scans"] >= 1)
+        (drop / "processing").rmdir()
+        (drop / "done").rmdir()
+        data = _csv(drop / "x.csv")
+        assert _wait_for(lambda: len(got) == 1), src.status()
+    finally:
+        src.stop()
+        src.join(5)
+    assert got[0].error is None and (drop / "processing" / "x.csv").read_bytes() == data
+    (drop / "done").rmdir()
+    o = _ok("x.csv", got[0].content_sha256)
+    o.frame = got[0]
+    led.commit([o])
+    assert got[0].on_done is not None
+    got[0].on_done(o)
+    assert (drop / "done" / "x.csv").read_bytes() == data
