@@ -141,6 +141,25 @@ def _start_collecting(src: WatchSource) -> list[Frame]:
     return got
 
 
+def _watching(tmp_path: Path, **options) -> tuple[Path, Ledger, WatchSource, list[Frame]]:
+    """A new drop folder and ledger, and a started source collecting its frames."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    led = Ledger(tmp_path / "l.sqlite")
+    src = WatchSource(f"watch://{drop}", led, **{"settle_s": 0.05, "poll_s": 0.2, **options})
+    return drop, led, src, _start_collecting(src)
+
+
+def _commit_and_move_on(led: Ledger, frame: Frame) -> Outcome:
+    """What the daemon's worker does with a frame that classified fine: commit, then the source's action."""
+    o = _ok(frame.ref, frame.content_sha256)
+    o.frame = frame
+    led.commit([o])
+    assert frame.on_done is not None
+    frame.on_done(o)
+    return o
+
+
 def _wait_for(cond, timeout_s: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -263,11 +282,7 @@ def test_the_same_bytes_dropped_again_are_moved_on_as_first_recorded(tmp_path: P
 
 
 def test_a_name_still_in_processing_is_claimed_again_only_after_it_moved_on(tmp_path: Path) -> None:
-    drop = tmp_path / "drop"
-    drop.mkdir()
-    led = Ledger(tmp_path / "l.sqlite")
-    src = WatchSource(f"watch://{drop}", led, settle_s=0.05, poll_s=0.2)
-    got = _start_collecting(src)
+    drop, led, src, got = _watching(tmp_path)
     try:
         first = _csv(drop / "x.csv")
         assert _wait_for(lambda: len(got) == 1)
@@ -275,11 +290,7 @@ def test_a_name_still_in_processing_is_claimed_again_only_after_it_moved_on(tmp_
         (drop / "x.csv").write_bytes(second)  # the instrument reuses the name before the first one is done
         time.sleep(0.6)  # events and three scans: the second file must wait, the first is still in processing/
         assert len(got) == 1 and (drop / "processing" / "x.csv").read_bytes() == first
-        o = _ok("x.csv", got[0].content_sha256)
-        o.frame = got[0]
-        led.commit([o])
-        assert got[0].on_done is not None
-        got[0].on_done(o)
+        _commit_and_move_on(led, got[0])
         assert _wait_for(lambda: len(got) == 2)
     finally:
         src.stop()
@@ -323,11 +334,7 @@ def test_a_backlog_is_handed_to_the_readers_a_bounded_number_at_a_time(
 def test_a_drop_folder_that_vanishes_and_comes_back_is_watched_again(tmp_path: Path, events: str) -> None:
     import shutil
 
-    drop = tmp_path / "drop"
-    drop.mkdir()
-    led = Ledger(tmp_path / "l.sqlite")
-    src = WatchSource(f"watch://{drop}", led, settle_s=0.05, poll_s=0.2, events=events)
-    got = _start_collecting(src)
+    drop, _, src, got = _watching(tmp_path, events=events)
     try:
         _csv(drop / "before.csv")
         assert _wait_for(lambda: len(got) == 1)
@@ -345,11 +352,7 @@ def test_a_drop_folder_that_vanishes_and_comes_back_is_watched_again(tmp_path: P
 
 
 def test_removed_processing_and_done_folders_are_created_again(tmp_path: Path) -> None:
-    drop = tmp_path / "drop"
-    drop.mkdir()
-    led = Ledger(tmp_path / "l.sqlite")
-    src = WatchSource(f"watch://{drop}", led, settle_s=0.05, poll_s=0.2)
-    got = _start_collecting(src)
+    drop, led, src, got = _watching(tmp_path)
     try:
         assert _wait_for(lambda: src.status()["scans"] >= 1)
         (drop / "processing").rmdir()
@@ -361,9 +364,5 @@ def test_removed_processing_and_done_folders_are_created_again(tmp_path: Path) -
         src.join(5)
     assert got[0].error is None and (drop / "processing" / "x.csv").read_bytes() == data
     (drop / "done").rmdir()
-    o = _ok("x.csv", got[0].content_sha256)
-    o.frame = got[0]
-    led.commit([o])
-    assert got[0].on_done is not None
-    got[0].on_done(o)
+    _commit_and_move_on(led, got[0])
     assert (drop / "done" / "x.csv").read_bytes() == data
