@@ -30,8 +30,9 @@ IN_MOVE_SELF = 0x00000800
 IN_Q_OVERFLOW = 0x00004000
 IN_IGNORED = 0x00008000
 IN_ISDIR = 0x40000000
-IN_NONBLOCK = os.O_NONBLOCK
-IN_CLOEXEC = os.O_CLOEXEC
+# inotify's flags are the O_ flags of the platform (absent on Windows, where this module is never used)
+IN_NONBLOCK = getattr(os, "O_NONBLOCK", 0o4000)
+IN_CLOEXEC = getattr(os, "O_CLOEXEC", 0o2000000)
 
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then len bytes of NUL-padded name)
 _MASK = IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF
