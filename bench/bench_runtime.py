@@ -137,6 +137,11 @@ class Daemon:
                     vals[ln.split(":")[0]] = int(ln.split()[1]) / 1024
         return vals.get("VmRSS", 0.0), vals.get("VmHWM", 0.0)
 
+    def finish(self) -> dict[str, Any]:
+        """Memory at the end of the run, then SIGTERM: ``rss_mb``, ``hwm_mb`` and the ``exit`` status."""
+        rss, hwm = self.rss_mb()
+        return {"rss_mb": rss, "hwm_mb": hwm, "exit": self.stop()}
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -156,6 +161,14 @@ def _count(db: Path) -> int:
             con.close()
     except sqlite3.OperationalError:
         return 0
+
+
+def _query(db: Path, sql: str) -> list[Any]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
 
 
 def _wait_count(db: Path, n: int, timeout_s: float) -> None:
@@ -229,12 +242,9 @@ def bench_throughput(model: Path, tmp: Path, n: int, *, busy_cores: int = 0) -> 
         for h in hogs:
             h.kill()
             h.wait()
-    rss = d.rss_mb()
-    rc = d.stop()
-    con = sqlite3.connect(db)
-    rows = con.execute("SELECT received_at, completed_at, read_ms, preprocess_ms, inference_ms, queue_ms, batch_size, "
-                       "status FROM results ORDER BY completed_at").fetchall()
-    con.close()
+    end = d.finish()
+    rows = _query(db, "SELECT received_at, completed_at, read_ms, preprocess_ms, inference_ms, queue_ms, batch_size, "
+                      "status FROM results ORDER BY completed_at")
     rec = np.array([r[0] for r in rows])
     comp = np.array([r[1] for r in rows])
     span = float(comp.max() - rec.min())
@@ -246,7 +256,7 @@ def bench_throughput(model: Path, tmp: Path, n: int, *, busy_cores: int = 0) -> 
         "steady_files_per_s": steady, "read_ms_mean": float(np.mean([r[2] for r in rows])),
         "preprocess_ms_per_file": float(np.mean([r[3] / b for r, b in zip(rows, batches, strict=True)])),
         "inference_ms_per_file": float(np.mean([r[4] / b for r, b in zip(rows, batches, strict=True)])),
-        "batch_mean": float(batches.mean()), "rss_mb": rss[0], "hwm_mb": rss[1], "exit": rc,
+        "batch_mean": float(batches.mean()), **end,
         "events_via": ",".join(str(e) for e in events) or "?", "busy_cores": busy_cores,
     }
 
@@ -264,10 +274,7 @@ def bench_backlog(model: Path, tmp: Path, n: int) -> dict[str, Any]:
                 "--watch-readers", str(READERS)])
     _wait_count(db, n, 900)
     took = time.monotonic() - d.t0
-    rss = d.rss_mb()
-    rc = d.stop()
-    return {"files": n, "spawn_to_last_s": took, "files_per_s": n / took, "rss_mb": rss[0], "hwm_mb": rss[1],
-            "exit": rc}
+    return {"files": n, "spawn_to_last_s": took, "files_per_s": n / took, **d.finish()}
 
 
 def _hist_fraction(metrics: str, stage: str, le: str) -> tuple[float, int]:
@@ -286,12 +293,9 @@ def bench_latency(model: Path, tmp: Path, n: int, rate: float) -> dict[str, Any]
         d.wait_ready()
         _wait_count(db, n, n / rate * 3 + 60)
         metrics = d.metrics()
-        rss = d.rss_mb()
-        rc = d.stop()
-    con = sqlite3.connect(db)
-    rows = con.execute("SELECT total_ms, read_ms, preprocess_ms, inference_ms, queue_ms, batch_size FROM results "
-                       "WHERE status = 'ok' ORDER BY id").fetchall()
-    con.close()
+        end = d.finish()
+    rows = _query(db, "SELECT total_ms, read_ms, preprocess_ms, inference_ms, queue_ms, batch_size FROM results "
+                      "WHERE status = 'ok' ORDER BY id")
     total = np.array([r[0] for r in rows])
     within5, observed = _hist_fraction(metrics, "total", "0.005")
     within2, _ = _hist_fraction(metrics, "total", "0.002")
@@ -302,7 +306,7 @@ def bench_latency(model: Path, tmp: Path, n: int, rate: float) -> dict[str, Any]
         "preprocess_ms_mean": float(np.mean([r[2] for r in rows])),
         "inference_ms_mean": float(np.mean([r[3] for r in rows])),
         "committed_within_5ms": within5, "committed_within_2ms": within2, "observed": observed,
-        "rss_mb": rss[0], "hwm_mb": rss[1], "exit": rc,
+        **end,
     }
 
 
