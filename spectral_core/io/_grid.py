@@ -212,19 +212,67 @@ def parse_grid(path: Path, text: str, *, delimiter: str | None = None) -> Grid:
     return fast if fast is not None else _parse_lines(path, text, delimiter)
 
 
-_ODD_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
+# line breaks of str.splitlines() other than \n and \r\n: text holding one goes the line-by-line way
+_ODD_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+
+
+def _forced(delimiter: str) -> str | None:
+    """A delimiter the caller forced: ``" "`` (or any run of spaces) means whitespace, ``"\\t"`` stays a tab."""
+    return None if delimiter != "\t" and delimiter.strip() == "" else delimiter
+
+
+def _peel_comments(text: str) -> tuple[str, dict[str, str]] | None:
+    """``text`` without its comment lines at the top and at the bottom (instrument headers, RRUFF's
+    ``##KEY=VALUE`` lines and ``##END=``), and their metadata; None when a ``#`` is anywhere else."""
+    meta: dict[str, str] = {}
+    if "#" not in text:
+        return text, meta
+    top: list[str] = []
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end + 1
+        line = text[start:end].strip()
+        if not line.startswith("#"):
+            break
+        top.append(line)
+        start = end
+    body = text[start:].rstrip()
+    bottom: list[str] = []
+    while body:
+        cut = body.rfind("\n")
+        line = body[cut + 1 :].strip()
+        if not line.startswith("#"):
+            break
+        bottom.append(line)
+        body = body[: max(cut, 0)].rstrip()
+    if "#" in body:
+        return None
+    for line in top + bottom[::-1]:  # in file order: a later line wins, as line by line
+        m = _META.match(line)
+        if m:
+            meta[m.group(1).strip().upper()] = m.group(2).strip()
+    return body, meta
 
 
 def _parse_plain(path: Path, text: str, delimiter: str | None) -> Grid | None:
-    """The common file (plain ASCII numbers, no comments, an optional header) parsed as one block by numpy's
-    C reader; None whenever anything is unusual, so that :func:`_parse_lines` decides and explains.
+    """The common file (plain ASCII numbers, comment lines only at the top and bottom, an optional header)
+    parsed as one block by numpy's C reader; None whenever anything is unusual, so that :func:`_parse_lines`
+    decides and explains.
 
-    It takes the same decisions as the line-by-line path (delimiter sniffed from the first 50 lines, header
-    when a first-line cell is not a number) and accepts only what that path accepts with the same values.
+    It takes the same decisions as the line-by-line path (delimiter sniffed from the first 50 data lines,
+    header when a first-line cell is not a number, ``##KEY=VALUE`` metadata) and accepts only what that path
+    accepts with the same values.
     """
-    if "#" in text or not text.isascii() or any(c in text for c in _ODD_BREAKS):
+    if any(c in text for c in _ODD_BREAKS) or text.count("\r") != text.count("\r\n"):
         return None
-    head = text.split("\n", 51)
+    peeled = _peel_comments(text)
+    if peeled is None:
+        return None
+    body, meta = peeled
+    if not body or not body.isascii():
+        return None
+    head = body.split("\n", 51)
     sample = [ln.strip() for ln in head[:50]]
     if len(head) <= 50 and sample and not sample[-1]:
         sample.pop()  # the text's own final line break
@@ -233,8 +281,8 @@ def _parse_plain(path: Path, text: str, delimiter: str | None) -> Grid | None:
     if delimiter is None:
         delim: str | None = next((d for d in _DELIMITERS if all(d in ln for ln in sample)), None)
     else:
-        delim = None if delimiter.strip() == "" else delimiter
-    if delim != "," and "," in text:
+        delim = _forced(delimiter)
+    if delim != "," and "," in body:
         return None  # maybe a decimal comma
     if delim is not None and sample[0].endswith(delim):
         return None  # a trailing delimiter
@@ -244,14 +292,14 @@ def _parse_plain(path: Path, text: str, delimiter: str | None) -> Grid | None:
         return None  # a header and no data
     try:
         values = np.loadtxt(
-            io.StringIO(text), delimiter=delim, dtype=np.float64, comments=None, quotechar=None, ndmin=2,
+            io.StringIO(body), delimiter=delim, dtype=np.float64, comments=None, quotechar=None, ndmin=2,
             skiprows=0 if header is None else 1,
         )
     except ValueError:
         return None
     if values.shape[0] == 0 or values.shape[1] != len(first) or not np.isfinite(values).all():
         return None
-    return Grid(path, header, None, None, delim, width=len(first), text=text, values=values)
+    return Grid(path, header, None, None, delim, width=len(first), meta=meta, text=text, values=values)
 
 
 def _parse_lines(path: Path, text: str, delimiter: str | None) -> Grid:
@@ -279,7 +327,7 @@ def _parse_lines(path: Path, text: str, delimiter: str | None) -> Grid:
         sample = texts[:50]
         delim: str | None = next((d for d in _DELIMITERS if all(d in ln for ln in sample)), None)
     else:
-        delim = None if delimiter.strip() == "" else delimiter
+        delim = _forced(delimiter)
     trailing = delim is not None and all(ln.endswith(delim) for ln in texts) and all(
         len(ln) > 1 for ln in texts
     )

@@ -169,7 +169,12 @@ def delimited_texts(draw: st.DrawFn) -> str:
     if draw(st.booleans()):
         lines.insert(0, delim.join(draw(st.sampled_from([["wavenumber", "intensity"], ["Raman Shift", "Counts"],
                                                          ['"x"', '"y"'], ["a"]]))))
-    return newline.join(lines) + draw(st.sampled_from(["", newline, newline * 2]))
+    # instrument headers and footers: comment lines at the top and bottom (RRUFF: ##NAMES=..., ##END=)
+    comments = st.sampled_from(["##NAMES=Calcite", "# exported by Spectra 3.1", "##END=", "## K = v ", "#µm",
+                                "##NAMES=late", "# a\u2028b", "  # indented", "##=x"])
+    top = draw(st.lists(comments, max_size=3))
+    bottom = draw(st.lists(st.one_of(comments, st.just("")), max_size=3))
+    return newline.join(top + lines + bottom) + draw(st.sampled_from(["", newline, newline * 2]))
 
 
 def _grid_outcome(parse, text: str):
@@ -197,8 +202,12 @@ def test_fast_delimited_path_is_taken_for_plain_files_only() -> None:
 
     plain = "wavenumber,intensity\n" + "".join(f"{400 + i},{i * 0.5}\n" for i in range(100))
     assert _parse_plain(Path("p.csv"), plain, None) is not None
-    for odd in ("# comment\n" + plain, plain.replace(",", ";").replace(".", ","), plain + "500,nan\n",
-                plain.replace("\n", ",\n"), "\n" + plain):
+    rruff = "##NAMES=Calcite\n##RRUFFID=R040070\n" + plain + "##END=\n"
+    g = _parse_plain(Path("p.csv"), rruff, None)
+    assert g is not None and g.meta == {"NAMES": "Calcite", "RRUFFID": "R040070", "END": ""}
+    middle = plain.replace("420,", "# a note in the middle\n420,")
+    for odd in (middle, plain.replace(",", ";").replace(".", ","), plain + "500,nan\n",
+                plain.replace("\n", ",\n"), "\n" + plain, plain.replace("\n", "\r")):
         assert _parse_plain(Path("p.csv"), odd, None) is None, odd[:40]
 
 
