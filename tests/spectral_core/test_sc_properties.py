@@ -228,3 +228,15 @@ def test_read_spectrum_from_bytes_in_hand_matches_the_file_and_never_reads_it(tm
     jdx.unlink()  # the bytes in hand are all that is needed
     np.testing.assert_array_equal(read_spectrum(p, data=data).intensities, a.intensities)
     np.testing.assert_array_equal(read_spectrum(jdx, data=jdata).intensities, [1, 2, 3])
+
+
+def test_a_forced_tab_delimiter_is_a_tab_and_a_space_means_whitespace() -> None:
+    import pytest
+
+    from spectral_core.io._grid import parse_grid
+
+    text = "100\t1\t5\n200\t\t6\n"
+    with pytest.raises(ReaderError, match="line 2, column 2: an empty cell"):
+        parse_grid(Path("t.tsv"), text, delimiter="\t").numeric()
+    with pytest.raises(ReaderError, match="ragged rows"):
+        parse_grid(Path("t.tsv"), text, delimiter=" ")
