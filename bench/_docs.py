@@ -8,7 +8,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-__all__ = ["BENCHMARKS_MD", "cpu_model", "write_section"]
+__all__ = ["BENCHMARKS_MD", "cpu_model", "publish", "write_section"]
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
@@ -44,3 +44,12 @@ def write_section(heading: str, text: str, doc: Path = BENCHMARKS_MD) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(new)
     os.replace(tmp, doc)
+
+
+def publish(heading: str, text: str, *, write: bool) -> int:
+    """A benchmark script's last step: print its section, write it into docs/benchmarks.md unless told not
+    to (``--no-write``); returns the exit status."""
+    print(text)
+    if write:
+        write_section(heading, text)
+    return 0

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _docs import cpu_model, write_section
+from _docs import cpu_model, publish
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Edge runtime (daemon)"
@@ -462,10 +462,7 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     text = render(res, cmd)
-    print(text)
-    if not args.no_write:
-        write_section(SECTION, text)
-    return 0
+    return publish(SECTION, text, write=not args.no_write)
 
 
 if __name__ == "__main__":

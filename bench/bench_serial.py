@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import serial
-from _docs import cpu_model, write_section
+from _docs import cpu_model, publish
 
 from device_drivers import open_device
 from device_drivers.framing import FrameParser, MsgType, SampleType, decode_spectrum, encode_frame, encode_spectrum
@@ -127,10 +127,7 @@ def main() -> int:
         fb = 12 + 20 + PIXELS * (2 if dtype == "uint16" else 4) + 4
         lines.append(f"| {dtype} | {fb} | {sps:,.0f} | {mbs:.1f} | {lost} | {crc} | {parse:,.0f} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        write_section(SECTION, text)
-    return 0
+    return publish(SECTION, text, write=not args.no_write)
 
 
 if __name__ == "__main__":

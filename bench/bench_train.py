@@ -27,7 +27,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _docs import cpu_model, write_section  # noqa: E402
+from _docs import cpu_model, publish  # noqa: E402
 
 from trainer.losses import triplet_semihard_loss  # noqa: E402
 from trainer.model import RamanNet, RamanNetConfig  # noqa: E402
@@ -126,10 +126,7 @@ def main() -> int:
     load = os.getloadavg()
     rows = [measure(int(t), args.rounds) for t in args.threads.split(",")]
     text = render(rows, load, args.rounds)
-    print(text)
-    if not args.no_write:
-        write_section(SECTION, text)
-    return 0
+    return publish(SECTION, text, write=not args.no_write)
 
 
 if __name__ == "__main__":
