@@ -33,6 +33,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 import time
@@ -313,8 +314,14 @@ def render_section(out: Path, header: str) -> str:
         for r in results:
             if len(spec.tasks) > 1:
                 parts += [f"#### {r['title']}", ""]
-            parts += [_protocol_text(r), "", "```", r["command"], "```", "", task_table(r)]
+            parts += [_protocol_text(r), "", "```", portable_command(r["command"]), "```", "", task_table(r)]
     return "\n".join(parts).rstrip() + "\n"
+
+
+def portable_command(command: str) -> str:
+    """``command`` as the doc shows it: an absolute ``--out`` folder (one machine's path) becomes ``eval/NAME``."""
+    return re.sub(r"(--out\s+)(/\S*/)?([^/\s]+)", lambda m: f"{m.group(1)}{'eval/' if m.group(2) else ''}{m.group(3)}",
+                  command)
 
 
 def write_section(text: str, doc: Path = DOC) -> None:

@@ -358,12 +358,9 @@ def _save_atomic(proto: Any, out: Path) -> None:
 
 
 def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from spectral_core._version import __version__
 
-    try:
-        return version("ramanedge")
-    except PackageNotFoundError:
-        return "0.1.0"
+    return __version__
 
 
 def _ort_version() -> str:

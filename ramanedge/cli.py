@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from spectral_core._version import __version__
 from spectral_core.errors import MissingExtraError, RamanEdgeError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -79,7 +80,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Train RamanNet, export it to ONNX, and classify spectra beside the instrument.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    parser.add_argument("--version", action="version", version="ramanedge 0.1.0")
+    parser.add_argument("--version", action="version", version=f"ramanedge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
@@ -101,6 +102,21 @@ def _setup_logging(verbose: int) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+
+
+def _reader_gone() -> int:
+    """stdout's reader closed the pipe (``ramanedge info x | head``): stop quietly, as a SIGPIPE'd tool does.
+
+    stdout is pointed at /dev/null so the interpreter's final flush cannot raise a second time.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no real file (captured): nothing left to flush there
+        pass
+    finally:
+        os.close(devnull)
+    return 141  # 128 + SIGPIPE, the status a shell reports for `yes | head`
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,7 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     _, run = _load(args.command)
     try:
-        return int(run(args) or 0)
+        status = int(run(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that went away (`| head`) is seen here, not at exit
+        return status
+    except BrokenPipeError:
+        return _reader_gone()
     except MissingExtraError as exc:
         print(f"ramanedge {args.command}: {exc}", file=sys.stderr)
         return 3

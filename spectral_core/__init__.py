@@ -4,6 +4,7 @@ Data model, readers and writers, THE preprocessing, the model contract, syntheti
 Depends on numpy, scipy, pydantic and pybaselines only.
 """
 
+from spectral_core._version import __version__
 from spectral_core.contract import METADATA_KEY, ModelContract
 from spectral_core.errors import (
     AxisError,
@@ -17,8 +18,6 @@ from spectral_core.io import read_dataset, read_datasets, read_spectrum, write_c
 from spectral_core.preprocess import AxisSpec, PreprocessConfig, Preprocessor
 from spectral_core.spectrum import SpectralDataset, Spectrum
 from spectral_core.synth import SyntheticCatalog, synth_dataset
-
-__version__ = "0.1.0"
 
 __all__ = [
     "METADATA_KEY",

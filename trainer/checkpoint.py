@@ -21,6 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors.torch import load_file, save_file
 
+from spectral_core._version import __version__
 from spectral_core.atomic import write_json_atomic
 from spectral_core.contract import OpenSet
 from spectral_core.errors import ContractError, DataError
@@ -63,7 +64,7 @@ def versions() -> dict[str, str]:
     import scipy
 
     out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-           "scipy": scipy.__version__, "ramanedge": "0.1.0"}
+           "scipy": scipy.__version__, "ramanedge": __version__}
     return out
 
 

@@ -61,3 +61,10 @@ def test_quick_results_never_reach_the_doc(tmp_path: Path) -> None:
     (out / "covid" / "covid_vs_healthy").mkdir(parents=True)
     (out / "covid" / "covid_vs_healthy" / "reproduce.json").write_text(json.dumps(_result(quick=True)))
     assert "| RamanNet |" not in rep.render_section(out, "")
+
+
+def test_doc_commands_carry_no_absolute_path_of_one_machine() -> None:
+    rep = _module()
+    cmd = ".venv/bin/python bench/reproduce.py --dataset covid --out /tmp/repro_full50 --threads 1"
+    assert rep.portable_command(cmd) == ".venv/bin/python bench/reproduce.py --dataset covid --out eval/repro_full50 --threads 1"
+    assert rep.portable_command("x --out eval/r") == "x --out eval/r"

@@ -44,3 +44,22 @@ def test_info_fails_with_one_line_naming_the_file(tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert err.count("\n") == 0 and str(bad) in err and "line 2, column 2" in err
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`ramanedge info x | head`: the reader is gone before the output is written -> no traceback, status 141."""
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "one.csv"
+    data.write_text("".join(f"{400 + i},{i % 7}\n" for i in range(50)))
+    r, w = os.pipe()
+    os.close(r)  # the reader went away before a byte was written: every write raises EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ramanedge", "info", str(data)], stdout=w,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(w)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141
