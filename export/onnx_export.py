@@ -30,7 +30,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -306,7 +305,8 @@ def export_run(
                     atol=atol,
                 ),
                 "package_version": _package_version(),
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                # the run's own time, not the export's: the same run exported twice gives the same bytes
+                "created": info.created,
                 "extra": {
                     "exporter": f"torch.onnx.export(dynamo=True) torch {torch.__version__}",
                     "onnx": onnx.__version__,

@@ -198,3 +198,13 @@ def test_failed_export_leaves_no_partial_file_and_keeps_the_old_one(
         export_run(tiny_run, out)
     assert out.read_bytes() == b"previous model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no temporary left behind
+
+
+def test_the_same_run_exported_twice_gives_the_same_bytes(tiny_run: Path, tmp_path: Path) -> None:
+    from spectral_core.hashing import sha256_file
+
+    a = export_run(tiny_run, tmp_path / "a.onnx", precision="fp32")
+    b = export_run(tiny_run, tmp_path / "b.onnx", precision="fp32")
+    assert sha256_file(a) == sha256_file(b)
+    created = ModelContract.from_metadata({p.key: p.value for p in onnx.load(a).metadata_props}).created
+    assert created == load_run(tiny_run)[1].created != ""
