@@ -26,9 +26,11 @@ Choices, measured on torch 2.13 / onnx 1.23 / onnxruntime 1.31 (see docs/benchma
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -247,11 +249,12 @@ def export_run(
         ref_logits, _ = model(torch.from_numpy(_host_normalise(ref_x, info.preprocess.normalise)))
         ref_prob = torch.softmax(ref_logits, dim=1).numpy()
     try:
-        prog = torch.onnx.export(
-            net, (example,), None, dynamo=True, verbose=False, opset_version=opset, optimize=True,
-            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-        )
+        with _quiet_exporter():
+            prog = torch.onnx.export(
+                net, (example,), None, dynamo=True, verbose=False, opset_version=opset, optimize=True,
+                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+            )
     except Exception as exc:  # the exporter raises many unrelated types; report them as one export failure
         raise ExportError(f"torch.onnx.export failed at opset {opset}: {exc}") from exc
     if prog is None:
@@ -355,6 +358,21 @@ def _save_atomic(proto: Any, out: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's noise that says nothing about this model: torchvision operators it skips (not
+    installed, never used by RamanNet) and torch's own deprecation warnings raised from its pytree code."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*treespec.*LeafSpec", category=FutureWarning)
+            yield
+    finally:
+        registration.setLevel(level)
 
 
 def _package_version() -> str:

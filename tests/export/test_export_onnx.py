@@ -208,3 +208,11 @@ def test_the_same_run_exported_twice_gives_the_same_bytes(tiny_run: Path, tmp_pa
     assert sha256_file(a) == sha256_file(b)
     created = ModelContract.from_metadata({p.key: p.value for p in onnx.load(a).metadata_props}).created
     assert created == load_run(tiny_run)[1].created != ""
+
+
+def test_export_command_prints_no_exporter_noise(tiny_run: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "ramanedge", "export", str(tiny_run), "--out", str(tmp_path / "m.onnx")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "torchvision" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    assert "m.onnx" in proc.stdout
