@@ -43,7 +43,7 @@ BATCHES = (1, 32, 256, 1024)
 def _median_rate(engine: Any, x: np.ndarray, seconds: float) -> float:
     """Spectra per second of ``engine.infer(x)``, median of short timed bursts within ``seconds``."""
     engine.infer(x)  # warm: kernels, arena growth for this shape
-    rates = []
+    rates: list[float] = []
     t_end = time.perf_counter() + seconds
     while time.perf_counter() < t_end or len(rates) < 3:
         n = 0
