@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from spectral_core.cli import add_data_option, read_data, read_options
+
 __all__ = ["configure_export", "configure_validate", "run_export", "run_validate"]
 
 logger = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ def run_export(args: argparse.Namespace) -> int:
 def configure_validate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="the exported .onnx file")
     parser.add_argument("--run", type=Path, required=True, help="the run it was exported from")
-    parser.add_argument("--data", type=Path, required=True, help="labelled spectra with the model's classes")
+    add_data_option(parser, help="labelled spectra with the model's classes")
     parser.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu",
                         help="onnxruntime execution provider; it must really be used (no silent fallback)")
     parser.add_argument("--atol", action="append", default=[], metavar="OUTPUT=VALUE",
@@ -103,7 +105,10 @@ def run_validate(args: argparse.Namespace) -> int:
         if args.max_accuracy_drop is not None:
             update["max_accuracy_drop_pp"] = args.max_accuracy_drop
         criteria = base.model_copy(update=update)
-    report = validate_model(args.model, args.run, args.data, provider=args.provider, criteria=criteria)
+    paths = args.data
+    # one plain file: validate_model reads it itself and records the file's own SHA-256 in the report
+    data = paths[0] if len(paths) == 1 and not read_options(args) else read_data(args)
+    report = validate_model(args.model, args.run, data, provider=args.provider, criteria=criteria)
     print(report.model_dump_json(indent=2) if args.json else format_report(report))
     print(f"report: {report_path(args.model)}", file=sys.stderr)
     if not report.passed:

@@ -34,6 +34,7 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {
     "info": Command("spectral_core.cli", None, "summarise a data file or folder as JSON"),
     "synth": Command("spectral_core.cli", None, "write a synthetic, physically shaped Raman data set"),
+    "convert": Command("spectral_core.cli", None, "read any data files or class folders and write one .npz"),
     "train": Command("trainer.cli", "train", "train RamanNet on a data set", ("torch", "safetensors")),
     "evaluate": Command(
         "trainer.cli", "train", "cross-validate RamanNet and baselines on identical folds", ("torch", "sklearn")

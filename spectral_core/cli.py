@@ -12,7 +12,18 @@ import numpy as np
 from spectral_core.io import FORMATS, read_datasets, write_npz
 from spectral_core.spectrum import SpectralDataset
 
-__all__ = ["configure_info", "configure_synth", "read_options", "run_info", "run_synth", "summarise"]
+__all__ = [
+    "add_data_option",
+    "configure_convert",
+    "configure_info",
+    "configure_synth",
+    "read_data",
+    "read_options",
+    "run_convert",
+    "run_info",
+    "run_synth",
+    "summarise",
+]
 
 
 def summarise(ds: SpectralDataset) -> dict[str, Any]:
@@ -84,6 +95,31 @@ def read_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
+def add_data_option(
+    p: argparse.ArgumentParser, *, flag: str = "--data", required: bool = True, help: str = "the data"
+) -> None:
+    """A repeatable data option (``--data A --data B``) plus the shared reading options.
+
+    Every command that reads data takes the same options from here, so a file that ``ramanedge info`` reads is
+    read the same way by train, evaluate, validate, explain, embed and convert.
+    """
+    p.add_argument(flag, action="append", required=required, metavar="PATH",
+                   help=f"{help}: a file or a folder with one sub-folder per class; repeat it to stack several "
+                        "(one axis, or put them on one with --resample)")
+    _add_read_options(p)
+
+
+def read_data(args: argparse.Namespace, attr: str = "data") -> SpectralDataset:
+    """Read every path given to a repeatable data option, with the reading options, as one dataset.
+
+    Raises:
+        ReaderError: a path cannot be read, or the files sit on different axes (the message says to resample).
+    """
+    value = getattr(args, attr)
+    paths = value if isinstance(value, list) else [value]
+    return read_datasets(paths, **read_options(args))
+
+
 def configure_info(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "data", nargs="+",
@@ -97,6 +133,28 @@ def run_info(args: argparse.Namespace) -> int:
     ds = read_datasets(paths, **read_options(args))
     json.dump(summarise(ds), sys.stdout, indent=2)
     sys.stdout.write("\n")
+    return 0
+
+
+def configure_convert(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="IN",
+                   help="data files or class folders, in any readable format; several are stacked")
+    p.add_argument("--out", required=True, help="the .npz to write (X, y, axis, classes, groups, provenance)")
+    p.add_argument("--keep-classes", metavar="A,B", help="keep only these classes, in this order")
+    _add_read_options(p)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """``ramanedge convert``: any readable data -> one .npz that every command reads without options."""
+    from spectral_core.errors import DataError
+
+    if not str(args.out).lower().endswith(".npz"):
+        raise DataError(f"--out must name a .npz file, got {args.out!r}")
+    ds = read_datasets(args.inputs, **read_options(args))
+    if args.keep_classes:
+        ds = ds.select_classes([c.strip() for c in args.keep_classes.split(",") if c.strip()])
+    write_npz(ds, args.out)
+    print(json.dumps({"out": str(args.out), **summarise(ds)}))
     return 0
 
 

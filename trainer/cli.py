@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from spectral_core.cli import _add_read_options, read_options
+from spectral_core.cli import add_data_option, read_data
 
 if TYPE_CHECKING:
     from spectral_core.spectrum import SpectralDataset
@@ -17,8 +17,7 @@ __all__ = ["configure_evaluate", "configure_explain", "configure_train", "run_ev
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="a data file or a folder with one sub-folder per class")
-    _add_read_options(p)
+    add_data_option(p, help="training data")
     p.add_argument("--classes", help="keep only these classes, in this order: A,B (e.g. a binary task)")
 
 
@@ -78,10 +77,8 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def load_data(args: argparse.Namespace) -> SpectralDataset:
-    """Read ``--data`` with the shared reader options and keep ``--classes`` if given."""
-    from spectral_core.io import read_dataset
-
-    ds = read_dataset(args.data, **read_options(args))
+    """Read every ``--data`` with the shared reader options (stacked) and keep ``--classes`` if given."""
+    ds = read_data(args)
     if getattr(args, "classes", None):
         ds = ds.select_classes([c.strip() for c in args.classes.split(",") if c.strip()])
     return ds

@@ -145,7 +145,9 @@ def _plot(
 def configure_embed(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``ramanedge embed``."""
     parser.add_argument("run", metavar="RUN", help="run directory written by `ramanedge train`")
-    parser.add_argument("--data", required=True, help="held-out labelled spectra (not used to train the run)")
+    from spectral_core.cli import add_data_option
+
+    add_data_option(parser, help="held-out labelled spectra (not used to train the run)")
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument(
         "--reference", metavar="FILE",
@@ -166,8 +168,10 @@ def run_embed(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise DataError(f"--k must be at least 1, got {args.k}")
     model, info = load_run(args.run)
-    test = load_for_run(args.data, info)
-    ref = load_for_run(args.reference, info) if args.reference else None
+    from spectral_core.cli import read_data
+
+    test = load_for_run(read_data(args), info)
+    ref = load_for_run(read_data(args, "reference"), info) if args.reference else None
     if test.y is None or (ref is not None and ref.y is None):  # load_for_run refused these already
         raise DataError("embed needs labelled spectra")
     seen = test.fingerprint == info.data_sha256

@@ -136,8 +136,9 @@ def _remap_classes(ds: SpectralDataset, info: RunInfo, source: str) -> Int | Non
     return lookup[ds.y]
 
 
-def load_for_run(path: str | Path, info: RunInfo, *, require_labels: bool = True) -> RunData:
-    """Read ``path``, preprocess it with the run's own preprocessing and check it fits the run.
+def load_for_run(path: str | Path | SpectralDataset, info: RunInfo, *, require_labels: bool = True) -> RunData:
+    """Read ``path`` (or take a dataset already read with the CLI's reading options), preprocess it with the
+    run's own preprocessing and check it fits the run.
 
     Raises:
         ContractError: the spectra do not land on the run's axis after preprocessing, or carry classes the
@@ -148,9 +149,12 @@ def load_for_run(path: str | Path, info: RunInfo, *, require_labels: bool = True
     from spectral_core.contract import ModelContract
     from spectral_core.io import read_dataset
     from spectral_core.preprocess import Preprocessor
+    from spectral_core.spectrum import SpectralDataset
 
-    source = str(path)
-    ds = read_dataset(path)
+    if isinstance(path, SpectralDataset):
+        ds, source = path, str(path.provenance.get("source", "<dataset>"))
+    else:
+        ds, source = read_dataset(path), str(path)
     contract = ModelContract(
         classes=info.classes, axis=info.axis, preprocess=info.preprocess, preprocess_hash=info.preprocess.hash()
     )
@@ -686,7 +690,9 @@ def _markdown(top: list[RegionImportance], classes: list[str], total: float) -> 
 def configure_explain(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``ramanedge explain``."""
     parser.add_argument("run", metavar="RUN", help="run directory written by `ramanedge train`")
-    parser.add_argument("--data", required=True, help="training data: background set and spectra to explain")
+    from spectral_core.cli import add_data_option
+
+    add_data_option(parser, help="training data: background set and spectra to explain")
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument("--background", type=int, default=100, metavar="N", help="background spectra (default 100)")
     parser.add_argument("--spectrum", metavar="FILE", help="explain one spectrum of this file instead of --data")
@@ -717,7 +723,9 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise DataError(f"--top must be at least 1, got {args.top}")
     model, info = load_run(args.run)
-    data = load_for_run(args.data, info)
+    from spectral_core.cli import read_data
+
+    data = load_for_run(read_data(args), info)
     background = draw_background(data, args.background, args.seed)
     is_training = data.fingerprint == info.data_sha256
     if not is_training:
@@ -725,7 +733,7 @@ def run_explain(args: argparse.Namespace) -> int:
                     data.source)
     single = args.spectrum is not None
     if single:
-        targets = load_for_run(args.spectrum, info, require_labels=False)
+        targets = load_for_run(read_data(args, "spectrum"), info, require_labels=False)
         n_file = targets.rows.size + len(targets.skipped)
         if not 0 <= args.index < n_file:
             raise DataError(f"{targets.source} holds {n_file} spectra; --index {args.index} is out of range")
