@@ -39,6 +39,88 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target-axis", metavar="START:STOP:POINTS",
                    help="resample every spectrum onto this uniform axis (cm^-1)")
     g.add_argument("--normalise", choices=["none", "minmax", "vector", "area", "snv"])
+    _add_preprocess_options(p)
+
+
+def _add_preprocess_options(p: argparse.ArgumentParser) -> None:
+    """THE preprocessing (docs/preprocessing.md), step by step; each flag overrides the config's step."""
+    g = p.add_argument_group("preprocessing (override --config; see docs/preprocessing.md)")
+    g.add_argument("--despike", nargs="?", const="7", metavar="THRESHOLD[:WIDTH]",
+                   help="remove cosmic-ray spikes (modified z-score threshold, default 7; widest spike, default 2 "
+                        "pixels); 'off' disables")
+    g.add_argument("--crop", metavar="LOW:HIGH", help="keep LOW-HIGH cm^-1 before resampling; 'off' disables")
+    g.add_argument("--baseline", metavar="METHOD[:KEY=VALUE,...]",
+                   help="background removal with pybaselines: arpls, asls, airpls, modpoly, imodpoly or snip, "
+                        "e.g. arpls:lam=1e6 or modpoly:poly_order=5; 'off' disables")
+    g.add_argument("--smooth", nargs="?", const="9:3", metavar="WINDOW[:POLYORDER]",
+                   help="Savitzky-Golay smoothing (default window 9, order 3); 'off' disables")
+    g.add_argument("--interpolation", choices=["cubic", "linear"], help="resampling interpolation (default cubic)")
+
+
+_OFF = ("off", "none", "no")
+
+
+def preprocess_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The preprocessing flags as a partial ``PreprocessConfig`` dict; a step turned off maps to None.
+
+    Raises:
+        DataError: a malformed value, naming the flag and the form it takes.
+    """
+    from spectral_core.errors import DataError
+
+    out: dict[str, Any] = {}
+
+    def numbers(flag: str, text: str, kinds: tuple[type, ...]) -> list[Any]:
+        parts = text.split(":")
+        if not 1 <= len(parts) <= len(kinds):
+            raise DataError(f"{flag} takes {':'.join(k.__name__.upper() for k in kinds)}, got {text!r}")
+        try:
+            return [k(v) for k, v in zip(kinds, parts, strict=False)]
+        except ValueError:
+            raise DataError(f"{flag}: {text!r} is not {':'.join(k.__name__ for k in kinds)}") from None
+
+    despike = getattr(args, "despike", None)
+    if despike is not None:
+        if despike.lower() in _OFF:
+            out["despike"] = None
+        else:
+            v = numbers("--despike", despike, (float, int))
+            out["despike"] = {"threshold": v[0], **({"width": v[1]} if len(v) > 1 else {})}
+    crop = getattr(args, "crop", None)
+    if crop is not None:
+        if crop.lower() in _OFF:
+            out["crop"] = None
+        else:
+            v = numbers("--crop", crop, (float, float))
+            if len(v) != 2:
+                raise DataError(f"--crop takes LOW:HIGH (cm^-1), got {crop!r}")
+            out["crop"] = (v[0], v[1])
+    baseline = getattr(args, "baseline", None)
+    if baseline is not None:
+        if baseline.lower() in _OFF:
+            out["baseline"] = None
+        else:
+            method, _, rest = baseline.partition(":")
+            params: dict[str, Any] = {"method": method.strip().lower()}
+            for item in filter(None, (x.strip() for x in rest.split(","))):
+                key, eq, value = item.partition("=")
+                if not eq:
+                    raise DataError(f"--baseline: {item!r} is not KEY=VALUE (e.g. arpls:lam=1e6)")
+                try:
+                    params[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+                except ValueError:
+                    raise DataError(f"--baseline: {key.strip()}={value!r} is not a number") from None
+            out["baseline"] = params
+    smooth = getattr(args, "smooth", None)
+    if smooth is not None:
+        if smooth.lower() in _OFF:
+            out["smooth"] = None
+        else:
+            v = numbers("--smooth", smooth, (int, int))
+            out["smooth"] = {"window": v[0], **({"polyorder": v[1]} if len(v) > 1 else {})}
+    if getattr(args, "interpolation", None) is not None:
+        out["interpolation"] = args.interpolation
+    return out
 
 
 def _parse_axis(text: str) -> dict[str, Any]:
@@ -73,7 +155,20 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     }
     if args.target_axis:
         overrides["preprocess.target_axis"] = _parse_axis(args.target_axis)
-    return cfg.with_overrides(overrides)
+    cfg = cfg.with_overrides(overrides)
+    steps = preprocess_overrides(args)
+    if steps:
+        from pydantic import ValidationError
+
+        from spectral_core.errors import DataError
+        from spectral_core.preprocess import PreprocessConfig
+
+        try:  # a step set to None (turned off) must survive: with_overrides ignores None values
+            pre = PreprocessConfig.model_validate({**cfg.preprocess.model_dump(), **steps})
+        except ValidationError as exc:
+            raise DataError(f"invalid preprocessing option: {exc}") from None
+        cfg = cfg.model_copy(update={"preprocess": pre})
+    return cfg
 
 
 def load_data(args: argparse.Namespace) -> SpectralDataset:
