@@ -3,8 +3,9 @@
 :class:`SimulatedInstrument` runs in a thread: it owns the master side of a pseudo-terminal (its slave path is
 opened by the driver with real pyserial; a stable symlink survives simulated unplugging) or a listening TCP
 socket, answers the framed protocol's commands (or prints ASCII lines), emits spectra of the synthetic classes
-of :mod:`spectral_core.synth` at a rate, injects faults on request, and records the ground truth of every
-spectrum it emitted (:class:`TruthRecord`, in memory and optionally as JSON lines).
+of :mod:`spectral_core.synth` (or the spectra of a real data set, :class:`DatasetSpectra`, on its own axis) at
+a rate, injects faults on request, and records the ground truth of every spectrum it emitted
+(:class:`TruthRecord`: the latest ``SimConfig.truth_keep`` in memory, all of them optionally as JSON lines).
 
 :class:`SimSpectrometer` is the in-process ``sim://`` driver: the same spectra without any transport, with the
 true class in each spectrum's metadata.
@@ -26,11 +27,12 @@ import termios
 import threading
 import time
 import tty
+from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -54,11 +56,12 @@ from device_drivers.framing import (
     encode_info,
     encode_spectrum,
 )
-from spectral_core.spectrum import Spectrum
+from spectral_core.spectrum import SpectralDataset, Spectrum
 from spectral_core.synth import SyntheticCatalog, instrument_axis
 
 __all__ = [
     "FAULT_KINDS",
+    "DatasetSpectra",
     "SimConfig",
     "SimSpectrometer",
     "SimulatedInstrument",
@@ -70,10 +73,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Faults the simulator injects. garbage, unknown_type and bad_length add bytes before a spectrum (which is
-#: still delivered); crc and truncate corrupt the spectrum itself (it is lost); stall delays it by
-#: ``stall_s``; disconnect drops the link before it (it is sent after the host reconnects); saturate clips it.
-FAULT_KINDS = ("garbage", "crc", "truncate", "unknown_type", "bad_length", "stall", "disconnect", "saturate")
-_LOSSY = {"crc": "corrupted", "truncate": "truncated"}
+#: still delivered; in the ASCII protocol each adds a line of its own); crc and truncate corrupt the spectrum
+#: itself on the link (it is lost); short (half the pixels), nan (a NaN sample) and text (framed: a payload
+#: that is not a spectrum; ASCII: a word among the numbers) send it intact on the link but malformed, with a
+#: valid CRC; stall delays it by ``stall_s``; disconnect drops the link before it (it is sent after the host
+#: reconnects); saturate clips it.
+FAULT_KINDS = ("garbage", "crc", "truncate", "unknown_type", "bad_length", "stall", "disconnect", "saturate",
+               "short", "nan", "text")
+_LOSSY = {"crc": "corrupted", "truncate": "truncated", "short": "malformed", "nan": "malformed",
+          "text": "malformed"}
 _UNKNOWN_TYPE = 0x7A
 
 
@@ -96,6 +104,8 @@ class SimConfig:
         wait_for_start: an ASCII instrument prints only after ``START`` (framed ones always wait).
         pool: when > 0, generate this many spectra up front and cycle through them (saturate faults excepted):
             for throughput measurements, where sampling the synthetic classes (~2.6 ms each) would dominate.
+        ascii_seq: ASCII lines carry a ``SEQ:`` prefix (False: bare lines, the host numbers them).
+        truth_keep: ground-truth records kept in memory (the latest ones; the truth file gets all of them).
     """
 
     classes: int = 8
@@ -118,14 +128,16 @@ class SimConfig:
     reconnect_delay_s: float = 0.2
     wait_for_start: bool = True
     pool: int = 0
+    ascii_seq: bool = True
+    truth_keep: int = 100_000
 
     def __post_init__(self) -> None:
         if self.protocol not in ("framed", "ascii"):
             raise DeviceURLError(f"protocol must be 'framed' or 'ascii', got {self.protocol!r}")
         if self.sample_type not in ("uint16", "float32"):
             raise DeviceURLError(f"sample_type must be 'uint16' or 'float32', got {self.sample_type!r}")
-        if self.rate_hz < 0 or self.pixels < 2 or self.classes < 1:
-            raise DeviceURLError("rate_hz must be >= 0, pixels >= 2 and classes >= 1")
+        if self.rate_hz < 0 or self.pixels < 2 or self.classes < 1 or self.truth_keep < 1:
+            raise DeviceURLError("rate_hz must be >= 0, pixels >= 2, classes >= 1 and truth_keep >= 1")
         kinds = [k for v in self.faults.values() for k in ((v,) if isinstance(v, str) else v)]
         bad = sorted(set(kinds + list(self.random_faults)) - set(FAULT_KINDS))
         if bad:
@@ -139,10 +151,12 @@ class TruthRecord:
     Attributes:
         seq: the sequence number it was sent with.
         label: class index; class_name: its name (``spectral_core.synth.class_names``).
-        status: ``"sent"`` (intact on the wire), ``"corrupted"`` (CRC fault) or ``"truncated"``.
+        status: ``"sent"`` (intact on the wire), ``"corrupted"`` (CRC fault), ``"truncated"`` or
+            ``"malformed"`` (intact on the link, not a valid spectrum: short, nan, text faults).
         faults: the faults injected on it.
         saturated: clipped at full scale.
         t_monotonic: the simulator's monotonic clock when it was sent, s.
+        index: row of the data set it came from (``--from``), None for synthetic spectra.
     """
 
     seq: int
@@ -152,6 +166,7 @@ class TruthRecord:
     faults: tuple[str, ...]
     saturated: bool
     t_monotonic: float
+    index: int | None = None
 
     @property
     def delivered(self) -> bool:
@@ -170,8 +185,23 @@ def read_truth(path: str | Path) -> list[TruthRecord]:
     return out
 
 
+class SpectraSource(Protocol):
+    """What the simulator emits: spectra on ``axis`` (cm^-1) with their true class (``names[label]``)."""
+
+    axis: NDArray[np.float64]
+    max_counts: float
+    last_index: int | None
+
+    @property
+    def names(self) -> tuple[str, ...]: ...
+
+    def next(self, *, saturate: bool = False) -> tuple[int, NDArray[np.float64], bool]: ...
+
+
 class SpectrumGenerator:
     """Synthetic spectra in detector counts on the instrument axis (cm^-1), with their true classes."""
+
+    last_index: int | None = None
 
     def __init__(self, classes: int = 8, catalog_seed: int = 0, seed: int = 1, *, pixels: int = 1024,
                  excitation_nm: float = 785.0, max_counts: float = 65535.0) -> None:
@@ -179,6 +209,10 @@ class SpectrumGenerator:
         self.axis = instrument_axis(pixels, excitation_nm)
         self.max_counts = float(max_counts)
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 48611]))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.catalog.names)
 
     def next(self, *, saturate: bool = False) -> tuple[int, NDArray[np.float64], bool]:
         """(label, counts, saturated) of the next spectrum."""
@@ -188,6 +222,45 @@ class SpectrumGenerator:
             y = y * (1.5 * self.max_counts / max(float(y.max()), 1.0))
         y = np.clip(y, 0.0, self.max_counts)
         return label, y, bool(y.max() >= self.max_counts)
+
+
+class DatasetSpectra:
+    """The spectra of a real data set, in file order (from the start again after the last), on its own axis.
+
+    Its labels are the ground truth (label -1 and an empty class name when the file has none). Intensities
+    are sent as they are (float32 on the wire), so the full scale is set well above the data: ten times the
+    largest absolute value (a saturate fault scales a spectrum up to it).
+
+    Args:
+        ds: the data set, e.g. from :func:`spectral_core.io.read_dataset` with the CLI's reading options.
+        max_counts: full scale; default ten times the largest absolute intensity.
+    """
+
+    def __init__(self, ds: SpectralDataset, *, max_counts: float | None = None) -> None:
+        if ds.n_spectra == 0:
+            raise DriverError("the data set holds no spectra to simulate")
+        self.ds = ds
+        self.axis = np.asarray(ds.axis, dtype=np.float64)
+        finite = np.abs(ds.X[np.isfinite(ds.X)])
+        peak = float(finite.max()) if finite.size else 1.0
+        self.max_counts = float(max_counts) if max_counts is not None else 10.0 * max(peak, 1e-30)
+        self.last_index: int | None = None
+        self._i = 0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(str(c) for c in self.ds.classes)
+
+    def next(self, *, saturate: bool = False) -> tuple[int, NDArray[np.float64], bool]:
+        """(label, intensities, saturated) of the next row; label -1 when the data set has no labels."""
+        i = self._i
+        self._i = (i + 1) % self.ds.n_spectra
+        self.last_index = i
+        y = np.asarray(self.ds.X[i], dtype=np.float64)
+        if saturate:
+            y = np.minimum(y * (1.5 * self.max_counts / max(float(np.nanmax(y)), 1e-30)), self.max_counts)
+        label = -1 if self.ds.y is None else int(self.ds.y[i])
+        return label, y, bool(np.nanmax(y) >= self.max_counts)
 
 
 # ------------------------------------------------------------------------------------------- endpoints
@@ -402,19 +475,25 @@ class SimulatedInstrument:
         link: pty only: the stable path (symlink to the current slave); a temporary one when None.
         host / port: tcp only: where to listen (port 0: any free port).
         truth_path: also append every :class:`TruthRecord` to this JSON-lines file.
+        spectra: what to emit instead of the synthetic classes (e.g. :class:`DatasetSpectra`); its axis sets
+            the pixel count and its ``max_counts`` the full scale (``config.pixels`` / ``max_counts`` unused).
 
     Use as a context manager, or ``start()`` / ``stop()``. ``url`` is the device URL a driver opens.
     """
 
     def __init__(self, config: SimConfig | None = None, *, transport: Literal["pty", "tcp"] = "pty",
                  link: str | None = None, host: str = "127.0.0.1", port: int = 0,
-                 truth_path: str | Path | None = None) -> None:
+                 truth_path: str | Path | None = None, spectra: SpectraSource | None = None) -> None:
         self.config = config or SimConfig()
         c = self.config
-        self.gen = SpectrumGenerator(c.classes, c.catalog_seed, c.seed, pixels=c.pixels,
-                                     excitation_nm=c.excitation_nm, max_counts=c.max_counts)
+        self.gen: SpectraSource = spectra if spectra is not None else SpectrumGenerator(
+            c.classes, c.catalog_seed, c.seed, pixels=c.pixels, excitation_nm=c.excitation_nm,
+            max_counts=c.max_counts)
+        self.pixels = int(self.gen.axis.size)
+        self.max_counts = float(self.gen.max_counts)
+        self._real = spectra is not None  # real intensities: sent as they are (float32, 9 digits in ASCII)
         self._fault_rng = np.random.default_rng(np.random.SeedSequence([c.seed, 15485863]))
-        self._pool = [self.gen.next() for _ in range(max(0, c.pool))]
+        self._pool = [self.gen.next() for _ in range(max(0, c.pool))] if not self._real else []
         self._ep: _PtyEndpoint | _TcpEndpoint
         if transport == "pty":
             self._ep = _PtyEndpoint(link)
@@ -423,7 +502,8 @@ class SimulatedInstrument:
         else:
             raise DeviceURLError(f"transport must be 'pty' or 'tcp', got {transport!r}")
         self.transport = transport
-        self.truth: list[TruthRecord] = []
+        self.truth: deque[TruthRecord] = deque(maxlen=c.truth_keep)  # the latest ones; all in the truth file
+        self.emitted = 0  # spectra emitted in all (truth may hold only the latest)
         self._truth_lock = threading.Lock()
         self._truth_file = open(truth_path, "a", encoding="utf-8") if truth_path else None  # noqa: SIM115
         self._stop = threading.Event()
@@ -438,7 +518,7 @@ class SimulatedInstrument:
         self._consumed: set[tuple[int, str]] = set()
         self._parser = FrameParser()
         self._line = bytearray()
-        self.commands: list[str] = []  # every command received, for tests
+        self.commands: deque[str] = deque(maxlen=1000)  # the latest commands received, for tests
 
     @property
     def path(self) -> str:
@@ -553,8 +633,8 @@ class SimulatedInstrument:
         c = self.config
         head = b"".join([
             encode_header("model", c.model), encode_header("serial", c.serial),
-            encode_header("pixels", c.pixels), encode_header("excitation_nm", c.excitation_nm),
-            encode_header("max_counts", c.max_counts), encode_header("integration_us", self._integration_us),
+            encode_header("pixels", self.pixels), encode_header("excitation_nm", c.excitation_nm),
+            encode_header("max_counts", self.max_counts), encode_header("integration_us", self._integration_us),
             encode_header("axis_cm-1", self.gen.axis),
         ])
         self._ep.send(head, self._stop)
@@ -568,8 +648,9 @@ class SimulatedInstrument:
         self.commands.append(name)
         if typ == MsgType.HELLO:
             self._reply(MsgType.INFO, seq, encode_info({
-                "model": c.model, "serial": c.serial, "pixels": c.pixels, "excitation_nm": c.excitation_nm,
-                "min_counts": 0, "max_counts": c.max_counts, "saturation_level": c.max_counts,
+                "model": c.model, "serial": c.serial, "pixels": self.pixels, "excitation_nm": c.excitation_nm,
+                "min_counts": -self.max_counts if self._real else 0, "max_counts": self.max_counts,
+                "saturation_level": self.max_counts,
                 "integration_us": self._integration_us, "firmware": "sim-1", "protocol": VERSION,
             }))
         elif typ == MsgType.GET_AXIS:
@@ -620,21 +701,31 @@ class SimulatedInstrument:
             label, counts, saturated = self._pool[seq % len(self._pool)]
         else:
             label, counts, saturated = self.gen.next(saturate="saturate" in faults)
+        index = self.gen.last_index
         rng = self._fault_rng
         pre = b""
         if "garbage" in faults:
             junk = rng.integers(0, 256, int(rng.integers(5, 40)), dtype=np.uint8)
             junk = junk[(junk != SYNC[0]) & (junk != 0x0A)]  # pure garbage: never a sync or end of line
             pre += junk.tobytes() + (b"\n" if c.protocol == "ascii" else b"")
+        wire = np.asarray(counts, dtype=np.float64)
+        if "short" in faults:
+            wire = wire[: wire.size // 2]  # the device says `pixels`, this one has half: valid CRC / line
+        if "nan" in faults:
+            wire = wire.copy()
+            wire[wire.size // 2] = np.nan
         if c.protocol == "framed":
             if "unknown_type" in faults:
                 pre += encode_frame(_UNKNOWN_TYPE, seq, b"future message")
             if "bad_length" in faults:
                 pre += HEADER.pack(SYNC, VERSION, int(MsgType.SPECTRUM), seq, 0xFFFFFFF0)
-            st = SampleType.UINT16 if c.sample_type == "uint16" else SampleType.FLOAT32
-            body = encode_frame(MsgType.SPECTRUM, seq, encode_spectrum(
-                counts, sample_type=st, integration_time_us=self._integration_us,
-                device_time_us=int(time.monotonic() * 1e6), saturated=saturated))
+            real = self._real or "nan" in faults  # NaN and real intensities need float32 samples
+            st = SampleType.UINT16 if c.sample_type == "uint16" and not real else SampleType.FLOAT32
+            payload = encode_spectrum(wire, sample_type=st, integration_time_us=self._integration_us,
+                                      device_time_us=int(time.monotonic() * 1e6), saturated=saturated)
+            if "text" in faults:
+                payload = b"ERR sensor read failed; this payload is text, not a spectrum"
+            body = encode_frame(MsgType.SPECTRUM, seq, payload)
             if "crc" in faults:
                 b = bytearray(body)
                 b[HEADER.size + 20 + int(rng.integers(0, len(b) - HEADER.size - 24))] ^= 0xFF
@@ -644,25 +735,32 @@ class SimulatedInstrument:
         else:
             if c.protocol == "ascii" and ("unknown_type" in faults or "bad_length" in faults):
                 pre += b"%%% not a spectrum %%%\n"
-            body = encode_line(counts, seq)
+            body = encode_line(wire, seq if c.ascii_seq else None, decimals=None if self._real else 0)
             if "crc" in faults:
                 parts = body.split(b",")
                 parts[len(parts) // 2] = b"1x" + parts[len(parts) // 2]
                 body = b",".join(parts)
+            if "text" in faults:
+                parts = body.split(b",")
+                parts[len(parts) // 3] = b"ERR"
+                body = b",".join(parts)
             if "truncate" in faults:
                 body = body[: len(body) // 2] + b"\n"
         status = "sent"
-        for k in ("crc", "truncate"):
+        for k in ("short", "nan", "text", "crc", "truncate"):
             if k in faults:
                 status = _LOSSY[k]
-        rec = TruthRecord(seq, label, self.gen.catalog.names[label], status, tuple(faults), saturated,
-                          time.monotonic())
+        name = self.gen.names[label] if 0 <= label < len(self.gen.names) else ""
+        rec = TruthRecord(seq, label, name, status, tuple(faults), saturated, time.monotonic(), index)
         with self._truth_lock:
             self.truth.append(rec)
+            self.emitted += 1
         if self._truth_file is not None:
             self._truth_file.write(json.dumps(asdict(rec)) + "\n")
             self._truth_file.flush()
         self._seq += 1
+        if self._consumed:  # stall/disconnect marks of earlier spectra are never needed again
+            self._consumed = {k for k in self._consumed if k[0] >= self._seq}
         self._ep.send(pre + body, self._stop)
         if c.count is not None and self._seq >= c.count:
             self.done.set()
@@ -707,7 +805,7 @@ class SimSpectrometer(BaseSpectrometer):
         )
         self._seq = 0
         self._next_due = time.monotonic()
-        self.truth: list[TruthRecord] = []
+        self.truth: deque[TruthRecord] = deque(maxlen=100_000)  # the latest spectra emitted
 
     @property
     def info(self) -> DeviceInfo:
