@@ -5,7 +5,7 @@ Depends on spectral_core, numpy and pyserial only (never torch/onnx/shap). Schem
 (:class:`SimulatedInstrument`) speaks the real protocols over a real pty or TCP socket.
 """
 
-from device_drivers._base import DeviceInfo, Spectrometer
+from device_drivers._base import DeviceInfo, RejectedFrame, Spectrometer
 from device_drivers.errors import (
     DeviceDisconnectedError,
     DeviceTimeoutError,
@@ -29,6 +29,7 @@ __all__ = [
     "DriverError",
     "LinkOptions",
     "ProtocolError",
+    "RejectedFrame",
     "SimConfig",
     "SimulatedInstrument",
     "SourceExhaustedError",

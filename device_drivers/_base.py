@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from spectral_core.spectrum import Spectrum
 
-__all__ = ["BaseSpectrometer", "DeviceInfo", "Spectrometer", "nm_to_raman_shift"]
+__all__ = ["BaseSpectrometer", "DeviceInfo", "RejectedFrame", "Spectrometer", "nm_to_raman_shift"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,31 @@ class DeviceInfo:
             "saturation_level": self.saturation_level,
             **({"extra": self.extra} if self.extra else {}),
         }
+
+
+@dataclass(frozen=True)
+class RejectedFrame:
+    """A spectrum the device sent (or is known to have sent) that could not be handed out.
+
+    :meth:`BaseSpectrometer.events` yields one per bad frame or line, in stream order with the good spectra,
+    so a consumer can record each with its reason instead of reading a counter.
+
+    Attributes:
+        reason: what was wrong, bounded (quotes at most a few characters of the content).
+        seq: the sender's sequence number when known (for an unnumbered ASCII line: the host's count of data
+            lines, the same numbering the good lines get); None when unknown.
+        kind: ``"malformed"`` (arrived intact but not a valid spectrum: wrong pixel count, NaN, text),
+            ``"garbled"`` (damaged on the link: CRC error, truncated) or ``"lost"`` (never arrived: a sequence
+            gap).
+        t_monotonic: time.monotonic() when the driver noticed it, s.
+        t_wall: wall-clock time when the driver noticed it, s since the epoch.
+    """
+
+    reason: str
+    seq: int | None
+    kind: str = "malformed"
+    t_monotonic: float = field(default_factory=time.monotonic)
+    t_wall: float = field(default_factory=time.time)
 
 
 @runtime_checkable
@@ -176,6 +201,14 @@ class BaseSpectrometer:
         """Spectra one after another until :meth:`close`; raises only a DriverError after retries."""
         while not self._closed:
             yield self.acquire()
+
+    def events(self) -> Generator[Spectrum | RejectedFrame, None, None]:
+        """Like :meth:`stream`, and also a :class:`RejectedFrame` for every bad frame or line, in order.
+
+        Drivers without a wire protocol (simulated, replayed, USB through a vendor library) never reject one,
+        so the default is :meth:`stream` itself.
+        """
+        yield from self.stream()
 
     def close(self) -> None:
         self._closed = True

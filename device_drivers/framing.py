@@ -69,6 +69,8 @@ HEADER = struct.Struct("<2sBBII")  # sync, version, type, seq, length
 CRC = struct.Struct("<I")
 #: Largest payload a conforming device sends: 65536 float32 pixels plus the spectrum header, rounded up.
 MAX_PAYLOAD = 65536 * 4 + 64
+#: damaged-frame notes kept between two good frames at most (older ones are only counted)
+MAX_GARBLED_NOTES = 4096
 
 
 class MsgType(enum.IntEnum):
@@ -174,8 +176,24 @@ class FrameParser:
     max_payload: int = MAX_PAYLOAD
     known_types: frozenset[int] = _KNOWN_TYPES
     counters: ParserCounters = field(default_factory=ParserCounters)
+    #: SPECTRUM frames damaged on the link, as (seq its header gave, why), oldest first; the driver takes them
+    #: with :meth:`take_garbled`. The seq is unverified (the CRC failed), so it is a hint for matching a gap.
+    garbled: list[tuple[int, str]] = field(default_factory=list)
     _buf: bytearray = field(default_factory=bytearray, repr=False)
     _in_garbage: bool = field(default=False, repr=False)
+
+    def take_garbled(self) -> list[tuple[int, str]]:
+        """The damaged SPECTRUM frames noted since the last call (see :attr:`garbled`)."""
+        out, self.garbled = self.garbled, []
+        return out
+
+    def _note_garbled(self, why: str) -> None:
+        """Note the frame at the start of the buffer as a damaged SPECTRUM when its header says so."""
+        if len(self._buf) >= HEADER.size:
+            _, ver, typ, seq, _ = HEADER.unpack_from(self._buf, 0)
+            if ver == VERSION and typ == MsgType.SPECTRUM:
+                self.garbled.append((int(seq), why))
+                del self.garbled[:-MAX_GARBLED_NOTES]
 
     @property
     def pending(self) -> int:
@@ -206,6 +224,7 @@ class FrameParser:
         frames: list[Frame] = []
         while self._buf.startswith(SYNC) and len(self._buf) >= 2:
             self.counters.truncated += 1
+            self._note_garbled("truncated (the line went quiet mid-frame)")
             logger.warning("truncated frame: %d byte(s) held when the line went quiet", len(self._buf))
             self._garbage(1)
             frames.extend(self.feed(b""))
@@ -270,9 +289,11 @@ class FrameParser:
                 nxt = buf.find(SYNC, nxt + 1, end)
             if nxt >= 0:
                 self.counters.truncated += 1
+                self._note_garbled("truncated (the next frame starts inside it)")
                 logger.warning("truncated frame type 0x%02x seq %d: next frame starts inside it", typ, seq)
             else:
                 self.counters.crc_errors += 1
+                self._note_garbled("CRC error")
                 logger.warning("CRC error in frame type 0x%02x seq %d (%d payload bytes): skipped", typ, seq, length)
             self._garbage(1)
             return None, True

@@ -3,8 +3,14 @@
 Both share the robustness rules: every read is bounded (monotonic clock), a device that sends no spectrum
 within ``timeout_s`` is poked again and, after ``retries`` such stalls in a row, reported with
 :class:`~spectral_core.errors.DeviceTimeoutError`; a link that drops is reopened with exponential backoff and
-the gap reported (``stats["last_gap_s"]``, ``metadata["gap_s"]`` on the next spectrum); corrupted input is
-counted and skipped.
+the gap reported (``stats["last_gap_s"]``, ``metadata["gap_s"]`` on the next spectrum).
+
+Nothing the device sends disappears without a trace: :meth:`~_LinkDriver.events` yields a
+:class:`~device_drivers._base.RejectedFrame` for every bad frame or line, in stream order with the good spectra
+(a frame with a valid CRC but a wrong pixel count or NaN samples; an ASCII line with the wrong count, NaN or
+text, numbered or not), and one per sequence number missing from a gap (named "garbled on the link" when the
+parser saw that frame fail its CRC, "never arrived" otherwise). :meth:`~_LinkDriver.stream` skips them (they are
+counted in ``stats``: ``rejected``, ``lost``, ``bad_payload``).
 """
 
 from __future__ import annotations
@@ -14,13 +20,13 @@ import time
 from collections import deque
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from device_drivers._base import BaseSpectrometer, DeviceInfo
+from device_drivers._base import BaseSpectrometer, DeviceInfo, RejectedFrame
 from device_drivers._transport import Transport, TransportFactory
-from device_drivers.ascii_protocol import AsciiLineParser
+from device_drivers.ascii_protocol import AsciiLineParser, Line
 from device_drivers.errors import (
     DeviceDisconnectedError,
     DeviceTimeoutError,
@@ -28,6 +34,7 @@ from device_drivers.errors import (
     ProtocolError,
 )
 from device_drivers.framing import (
+    MAX_GARBLED_NOTES,
     AxisUnit,
     Frame,
     FrameParser,
@@ -47,6 +54,11 @@ from spectral_core.spectrum import Spectrum
 __all__ = ["AsciiSpectrometer", "FramedSpectrometer", "LinkOptions"]
 
 logger = logging.getLogger(__name__)
+
+#: missing sequence numbers recorded one by one per gap; a larger jump (a device whose counter leapt) gets one
+#: more record for the rest, with the count
+MAX_GAP_RECORDS = 4096
+_SEQ_MASK = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -97,13 +109,14 @@ class _LinkDriver(BaseSpectrometer):
         self._factory = factory
         self.opts = options or LinkOptions()
         self._t: Transport | None = None
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[_Pending | RejectedFrame] = deque()
+        self._notes: deque[tuple[int, str]] = deque(maxlen=MAX_GARBLED_NOTES)  # damaged frames (header seq, why)
         self._streaming = False
         self._info: DeviceInfo | None = None
         self._last_seq: int | None = None
         self._gap_s: float | None = None
         self._last_byte = time.monotonic()
-        self._counters.update({"bad_payload": 0, "device_errors": 0, "bytes_in": 0})
+        self._counters.update({"bad_payload": 0, "device_errors": 0, "bytes_in": 0, "rejected": 0})
         self._t = self._factory()
         try:
             self._handshake()
@@ -141,17 +154,25 @@ class _LinkDriver(BaseSpectrometer):
             raise DriverError(f"{self.url}: closed")
         if not self._queue and not self._streaming:
             self._guard(self._request_one)
-        return self._next_spectrum()
+        return cast(Spectrum, self._next_item(rejected=False))
 
     def stream(self) -> Generator[Spectrum, None, None]:
         """Spectra as the device streams them, until :meth:`close` (or the generator is closed)."""
+        for item in self._iterate(rejected=False):
+            yield cast(Spectrum, item)
+
+    def events(self) -> Generator[Spectrum | RejectedFrame, None, None]:
+        """Spectra and a :class:`RejectedFrame` for every bad or missing one, in stream order, until close."""
+        yield from self._iterate(rejected=True)
+
+    def _iterate(self, *, rejected: bool) -> Generator[Spectrum | RejectedFrame, None, None]:
         if self._closed:
             raise DriverError(f"{self.url}: closed")
         self._streaming = True
         self._guard(self._start)
         try:
             while not self._closed:
-                yield self._next_spectrum()
+                yield self._next_item(rejected=rejected)
         finally:
             self._streaming = False
             if not self._closed:
@@ -217,20 +238,27 @@ class _LinkDriver(BaseSpectrometer):
     def _due_s(self) -> float:
         return self.opts.timeout_s + self._integration_us * 1e-6
 
-    def _next_spectrum(self) -> Spectrum:
+    def _next_item(self, *, rejected: bool) -> Spectrum | RejectedFrame:
+        """The next spectrum, or (``rejected``) the next bad frame if one comes first."""
         strikes = 0
         deadline = time.monotonic() + self._due_s()
         while True:
             while self._queue:
-                sp = self._build(self._queue.popleft())
-                if sp is not None:
-                    return sp
+                item = self._queue.popleft()
+                out = self._build(item) if isinstance(item, _Pending) else item
+                if isinstance(out, Spectrum):
+                    return out
+                if rejected:
+                    return out
             if self._closed:
                 raise DriverError(f"{self.url}: closed")
             now = time.monotonic()
             if now >= deadline:
                 strikes += 1
                 self._count("timeouts")
+                self._flush_notes()  # damaged frames no good frame followed: recorded now, not at the next one
+                if rejected and self._queue:
+                    continue
                 if strikes > self.opts.retries:
                     raise DeviceTimeoutError(
                         f"{self.url}: no spectrum for {strikes * self._due_s():.1f} s "
@@ -282,8 +310,9 @@ class _LinkDriver(BaseSpectrometer):
             gap = time.monotonic() - t_lost
             self._count("reconnects")
             self._counters["last_gap_s"] = gap
-            if len(self._queue) > n_before:
-                self._queue[n_before].extra["gap_s"] = gap
+            first = next((q for i, q in enumerate(self._queue) if i >= n_before and isinstance(q, _Pending)), None)
+            if first is not None:
+                first.extra["gap_s"] = gap
             else:
                 self._gap_s = gap
             logger.warning("%s: reconnected after %.3f s (attempt %d)", self.url, gap, attempt)
@@ -293,38 +322,116 @@ class _LinkDriver(BaseSpectrometer):
             f"({time.monotonic() - t_lost:.1f} s): {last}"
         )
 
+    def _account(self, seq: int | None) -> tuple[int, int]:
+        """Account a received frame's sequence number; queue a RejectedFrame for each number missing before it.
+
+        Args:
+            seq: the sender's number, or None for an unnumbered line (the host numbers it: previous + 1).
+
+        Returns:
+            (the frame's sequence number, how many were missing before it).
+        """
+        last = self._last_seq
+        if seq is None:
+            seq = 0 if last is None else (last + 1) & _SEQ_MASK
+            gap = 0
+        elif last is None:
+            gap = 0
+            # damaged frames before the first good one: their header numbers are all there is
+            for s, why in list(self._notes):
+                if 0 < (seq - s) & _SEQ_MASK < 1 << 31:
+                    self._count("lost")
+                    self._queue_rejected(f"spectrum seq {s} damaged on the link ({why}; seq from its header)",
+                                         s, "garbled")
+        else:
+            gap = (seq - last - 1) & _SEQ_MASK
+            if gap >= 1 << 31:
+                gap = 0  # the device went back (restarted its counter): nothing is known to be missing
+        if gap:
+            self._count("lost", gap)
+            notes = dict(self._notes)
+            first = (last if last is not None else 0) + 1
+            for k in range(min(gap, MAX_GAP_RECORDS)):
+                s = (first + k) & _SEQ_MASK
+                note = notes.get(s)
+                if note is not None:
+                    self._queue_rejected(f"spectrum seq {s} damaged on the link ({note})", s, "garbled")
+                else:
+                    self._queue_rejected(f"spectrum seq {s} never arrived (sequence gap: seq {seq} came after "
+                                         f"seq {last})", s, "lost")
+            if gap > MAX_GAP_RECORDS:
+                rest = gap - MAX_GAP_RECORDS
+                self._queue_rejected(f"{rest} more spectra never arrived (seq {(first + MAX_GAP_RECORDS) & _SEQ_MASK}"
+                                     f" to {(seq - 1) & _SEQ_MASK}; recorded as one)", None, "lost")
+            logger.warning("%s: %d spectrum(s) lost before seq %d", self.url, gap, seq)
+        # notes of frames at or before this one are settled; a later one (out of order) stays a hint
+        kept = [(s, why) for s, why in self._notes if 0 < (s - seq) & _SEQ_MASK < 1 << 31]
+        self._notes.clear()
+        self._notes.extend(kept)
+        self._last_seq = seq
+        return seq, gap
+
+    def _flush_notes(self) -> None:
+        """Record damaged frames that no good frame followed (the device went quiet after them)."""
+        while self._notes:
+            s, why = self._notes.popleft()
+            last = self._last_seq
+            if last is None or 0 < (s - last) & _SEQ_MASK < 1 << 31:
+                if last is not None and (s - last - 1) & _SEQ_MASK:
+                    self._account(s)  # numbers between the last good frame and this one are missing too
+                    self._counters["lost"] = int(self._counters["lost"]) + 1
+                else:
+                    self._count("lost")
+                    self._last_seq = s
+                self._queue_rejected(f"spectrum seq {s} damaged on the link ({why}; seq from its header, no "
+                                     "later frame arrived)", s, "garbled")
+
+    def _queue_rejected(self, reason: str, seq: int | None, kind: str) -> None:
+        self._count("rejected")
+        self._queue.append(RejectedFrame(reason=reason, seq=seq, kind=kind))
+
+    def _reject(self, seq: int | None, reason: str, *, numbered: bool = True) -> None:
+        """A frame or line that arrived but is not a valid spectrum: accounted by its number and queued.
+
+        ``numbered=False``: its number is unknown (an unreadable line in a numbered stream); it neither takes
+        nor fills a number.
+        """
+        self._count("bad_payload")
+        if not numbered:
+            self._queue_rejected(reason, None, "malformed")
+            return
+        seq, _ = self._account(seq)
+        self._queue_rejected(reason, seq, "malformed")
+
     def _enqueue(self, seq: int | None, counts: np.ndarray, integration_us: int | None, saturated: bool,
                  extra: dict[str, Any] | None = None) -> None:
-        """Queue a received spectrum; a jump in the sequence numbers is counted as lost spectra."""
+        """Queue a received spectrum; a jump in the sequence numbers is queued as one RejectedFrame per gap."""
         ex = dict(extra or {})
-        if seq is None:
-            seq = 0 if self._last_seq is None else self._last_seq + 1
-        elif self._last_seq is not None:
-            gap = (seq - self._last_seq - 1) & 0xFFFFFFFF
-            if 0 < gap < 1 << 31:
-                self._count("lost", gap)
-                ex["lost_before"] = gap
-                logger.warning("%s: %d spectrum(s) lost before seq %d", self.url, gap, seq)
-        self._last_seq = seq
+        seq, gap = self._account(seq)
+        if gap:
+            ex["lost_before"] = gap
         if self._gap_s is not None:
             ex["gap_s"] = self._gap_s
             self._gap_s = None
         self._queue.append(_Pending(seq, counts, integration_us, saturated, time.monotonic(), time.time(), ex))
 
-    def _build(self, p: _Pending) -> Spectrum | None:
+    def _build(self, p: _Pending) -> Spectrum | RejectedFrame:
         info = self.info
         if p.counts.size != info.pixels:
             self._count("bad_payload")
-            logger.warning("%s: spectrum seq %d has %d pixels, the device has %d: skipped",
+            self._count("rejected")
+            logger.warning("%s: spectrum seq %d has %d pixels, the device has %d: rejected",
                            self.url, p.seq, p.counts.size, info.pixels)
-            return None
+            return RejectedFrame(f"spectrum seq {p.seq} has {p.counts.size} pixels, the device has {info.pixels}",
+                                 p.seq, "malformed", p.t_mono, p.t_wall)
         try:
             sp = self._make_spectrum(p.counts, seq=p.seq, integration_time_us=p.integration_us,
                                      device_saturated=p.saturated, extra=p.extra)
         except DataError as exc:
             self._count("bad_payload")
+            self._count("rejected")
             logger.warning("%s: spectrum seq %d rejected: %s", self.url, p.seq, exc)
-            return None
+            return RejectedFrame(f"spectrum seq {p.seq} rejected: {exc}", p.seq, "malformed", p.t_mono, p.t_wall)
         sp.metadata["t_monotonic"] = p.t_mono
         sp.metadata["t_wall"] = p.t_wall
         return sp
@@ -375,11 +482,15 @@ class FramedSpectrometer(_LinkDriver):
         self._send(MsgType.STOP_STREAM)
 
     def _feed(self, data: bytes) -> None:
-        for f in self._parser.feed(data):
+        frames = self._parser.feed(data)
+        self._notes.extend(self._parser.take_garbled())
+        for f in frames:
             self._on_frame(f)
 
     def _drop_partial(self) -> None:
-        for f in self._parser.drop_partial():
+        frames = self._parser.drop_partial()
+        self._notes.extend(self._parser.take_garbled())
+        for f in frames:
             self._on_frame(f)
         self._parser.reset()
 
@@ -391,8 +502,8 @@ class FramedSpectrometer(_LinkDriver):
             try:
                 sp: SpectrumPayload = decode_spectrum(f.payload)
             except ProtocolError as exc:
-                self._count("bad_payload")
                 logger.warning("%s: SPECTRUM seq %d: %s", self.url, f.seq, exc)
+                self._reject(f.seq, f"spectrum seq {f.seq}: {exc}")
                 return
             self._enqueue(f.seq, sp.counts, sp.integration_time_us, sp.saturated,
                           {"device_time_us": sp.device_time_us})
@@ -477,6 +588,7 @@ class AsciiSpectrometer(_LinkDriver):
                  axis_range: tuple[float, float] | None = None, excitation_nm: float | None = None,
                  integration_time_us: int | None = None, model: str = "ascii", serial: str = "") -> None:
         self._parser = AsciiLineParser()
+        self._numbered = False  # whether the last data line carried a SEQ: prefix
         self._axis_range = axis_range
         self._excitation = excitation_nm
         self._headers: dict[str, Any] = {}
@@ -506,31 +618,56 @@ class AsciiSpectrometer(_LinkDriver):
         for line in self._parser.feed(data):
             if line.key is not None:
                 self._headers[line.key] = line.value
+            elif line.error is not None:
+                self._reject_line(line)
             elif line.counts is not None:
+                self._numbered = line.seq is not None
                 self._enqueue(line.seq, line.counts, None, False)
 
+    def _reject_line(self, line: Line) -> None:
+        """A bad data line: numbered by its ``SEQ:`` prefix, else by the host's count like a good line.
+
+        In a stream whose lines carry ``SEQ:``, a bad line whose prefix is unreadable is recorded without a
+        number (it is line noise or a damaged prefix; the next good line's number tells what is missing).
+        """
+        why = line.error or "bad line"
+        if line.seq is not None:
+            self._numbered = True
+            self._reject(line.seq, f"data line seq {line.seq}: {why}")
+        elif self._numbered:
+            self._reject(None, f"data line without a readable SEQ: prefix: {why}", numbered=False)
+        else:
+            n = 0 if self._last_seq is None else (self._last_seq + 1) & 0xFFFFFFFF
+            self._reject(None, f"data line {n} (host count, no SEQ: prefix): {why}")
+
     def _drop_partial(self) -> None:
-        self._parser.drop_partial()
+        line = self._parser.take_partial()
+        if line is not None:
+            self._reject_line(line)
 
     def _parser_pending(self) -> int:
-        return len(self._parser._buf)
+        return self._parser.pending
 
     def _handshake(self) -> None:
         if self._t is None:
             raise DeviceDisconnectedError(f"{self.url}: not connected")
         self._t.reset_input()
-        self._parser.drop_partial()
+        self._drop_partial()
         if self._want_integration is not None:
             self._write(f"INT {self._want_integration}\n".encode("ascii"))
             self._integration_us = self._want_integration
         self._kick()
         deadline = time.monotonic() + self.opts.handshake_timeout_s + self._integration_us * 1e-6
-        while not self._queue:
+        first: _Pending | None = None
+        while first is None:
+            first = next((q for q in self._queue if isinstance(q, _Pending)), None)
+            if first is not None:
+                break
             left = deadline - time.monotonic()
             if left <= 0:
                 raise DeviceTimeoutError(f"{self.url}: no spectrum line within {self.opts.handshake_timeout_s:.1f} s")
             self._pump(min(self.opts.poll_s, left))
-        pixels = int(self._queue[0].counts.size)
+        pixels = int(first.counts.size)
         h = self._headers
         if "axis_cm-1" in h or "axis_nm" in h:
             unit = "cm-1" if "axis_cm-1" in h else "nm"

@@ -1,4 +1,4 @@
-"""The ASCII line protocol parser: headers, optional sequence prefixes, bad lines counted and skipped."""
+"""The ASCII line protocol parser: headers, optional sequence prefixes, bad data lines returned as errors."""
 
 from __future__ import annotations
 
@@ -27,6 +27,35 @@ def test_split_reads_and_bad_lines() -> None:
     out = [ln for i in range(len(stream)) for ln in p.feed(stream[i : i + 1])]
     assert [ln.counts.tolist() for ln in out if ln.counts is not None] == [[1, 2, 3], [4, 5, 6]]
     assert p.counters.bad_lines == 4  # wrong count, non-numeric, not ASCII, empty
+    # every bad data line comes back as an error (the empty line carries no spectrum)
+    assert [ln.error for ln in out if ln.error] == ["2 values, expected 3", "non-numeric value 'x'", "not ASCII"]
+
+
+def test_bad_data_lines_keep_their_seq_and_quote_little() -> None:
+    p = AsciiLineParser(pixels=3)
+    out = p.feed(b"4:1,nan,3\n5:1,2\n6:1,2,abcdefghijklmnopqrstuvwxyz\n7:1,2,3\n1,inf,2\n# pixels: x\n")
+    assert [(ln.seq, ln.error) for ln in out] == [
+        (4, "1 non-finite value(s) (NaN or infinity)"),
+        (5, "2 values, expected 3"),
+        (6, "non-numeric value 'abcdefghijkl...'"),
+        (7, None),
+        (None, "1 non-finite value(s) (NaN or infinity)"),
+    ]
+    assert p.counters.bad_lines == 5  # four data lines and the bad header
+
+
+def test_overlong_and_cut_off_lines_are_errors() -> None:
+    p = AsciiLineParser(max_line=64)
+    out = p.feed(b"9:" + b"1," * 100)
+    assert [(ln.seq, ln.error) for ln in out] == [(9, "line longer than 64 bytes")]
+    rest = p.feed(b"1,2\n3,4\n")  # "1,2" is the tail of the long line: not a second error, not a spectrum
+    assert [(ln.counts.tolist() if ln.counts is not None else None, ln.error) for ln in rest] == [([3.0, 4.0], None)]
+    assert p.counters.bad_lines == 1
+    p.feed(b"12:5,6")
+    cut = p.take_partial()
+    assert cut is not None and cut.seq == 12 and "cut off" in (cut.error or "")
+    p.feed(b"# model: par")
+    assert p.take_partial() is None, "a cut header line carries no spectrum"
 
 
 def test_encoders_round_trip() -> None:
