@@ -130,12 +130,15 @@ def parse_fault(text: str) -> tuple[int, str]:
 
 
 def configure_simulate(p: argparse.ArgumentParser) -> None:
+    from spectral_core.cli import _add_read_options
+
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--pty", action="store_true", help="serve on a pseudo-terminal; prints its path")
     where.add_argument("--tcp", metavar="HOST:PORT", help="serve on a TCP port (PORT 0: any free port)")
     p.add_argument("--link", help="pty: stable path (symlink to the slave) instead of a temporary one")
     p.add_argument("--protocol", choices=("framed", "ascii"), default="framed")
-    p.add_argument("--dtype", choices=("uint16", "float32"), default="uint16", help="framed SPECTRUM samples")
+    p.add_argument("--dtype", choices=("uint16", "float32"),
+                   help="framed SPECTRUM samples (default uint16; float32 with --from, whatever is given)")
     p.add_argument("--rate", type=float, default=20.0, help="spectra per second (0: as fast as possible)")
     p.add_argument("--classes", type=int, default=8)
     p.add_argument("--seed", type=int, default=1, help="seeds the spectra and random faults")
@@ -144,13 +147,34 @@ def configure_simulate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--count", type=int, help="stop after this many spectra")
     p.add_argument("--fault", action="append", type=parse_fault, default=[], metavar="KIND@SEQ",
                    help="inject a fault on spectrum SEQ (repeatable): garbage, crc, truncate, unknown_type, "
-                        "bad_length, stall, disconnect, saturate")
+                        "bad_length, stall, disconnect, saturate, short, nan, text")
     p.add_argument("--fault-rate", type=float, default=0.0, help="probability of a random fault per spectrum")
     p.add_argument("--stall", type=float, default=1.0, help="length of a stall fault, s")
     p.add_argument("--reconnect-delay", type=float, default=0.5, help="time unplugged in a disconnect fault, s")
     p.add_argument("--pool", type=int, default=0,
                    help="pre-generate this many spectra and cycle through them (for throughput tests)")
     p.add_argument("--truth", help="append the ground truth of every spectrum to this JSON-lines file")
+    p.add_argument("--no-seq", action="store_true", help="ASCII lines without the SEQ: prefix (the host numbers them)")
+    p.add_argument("--from", dest="from_data", nargs="+", metavar="DATA",
+                   help="stream the spectra of this data set (any file or folder `ramanedge info` reads) in file "
+                        "order, on its own axis, its labels as the ground truth, instead of synthetic ones "
+                        "(--classes, --catalog-seed, --pixels, --pool are then unused)")
+    _add_read_options(p)
+
+
+def _simulated_spectra(args: argparse.Namespace) -> Any:
+    """The data set of ``--from`` (read with the reading options), or None for synthetic spectra."""
+    if not getattr(args, "from_data", None):
+        return None
+    from device_drivers.sim import DatasetSpectra
+    from spectral_core.cli import read_options
+    from spectral_core.io import read_datasets
+
+    ds = read_datasets(args.from_data, **read_options(args))
+    logger.info("simulating %d spectra of %s (%d points, %.6g-%.6g cm^-1, classes %s)", ds.n_spectra,
+                ", ".join(args.from_data), ds.n_points, float(np.min(ds.axis)), float(np.max(ds.axis)),
+                list(ds.classes) if ds.y is not None else "none")
+    return DatasetSpectra(ds)
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -159,18 +183,22 @@ def run_simulate(args: argparse.Namespace) -> int:
     faults: dict[int, tuple[str, ...]] = {}
     for seq, kind in args.fault:
         faults[seq] = (*faults.get(seq, ()), kind)
+    spectra = _simulated_spectra(args)
     cfg = SimConfig(
         classes=args.classes, catalog_seed=args.catalog_seed, seed=args.seed, rate_hz=args.rate,
-        pixels=args.pixels, protocol=args.protocol, sample_type=args.dtype, count=args.count, faults=faults,
-        fault_rate=args.fault_rate, stall_s=args.stall, reconnect_delay_s=args.reconnect_delay, pool=args.pool,
+        pixels=args.pixels, protocol=args.protocol,
+        sample_type=args.dtype or ("float32" if spectra is not None else "uint16"), count=args.count,
+        faults=faults, fault_rate=args.fault_rate, stall_s=args.stall, reconnect_delay_s=args.reconnect_delay,
+        pool=args.pool, ascii_seq=not args.no_seq, truth_keep=10_000,
     )
     if args.pty:
-        sim = SimulatedInstrument(cfg, transport="pty", link=args.link, truth_path=args.truth)
+        sim = SimulatedInstrument(cfg, transport="pty", link=args.link, truth_path=args.truth, spectra=spectra)
     else:
         host, _, port = str(args.tcp).rpartition(":")
         if not host or not port.isdigit():
             raise DeviceURLError(f"--tcp expects HOST:PORT, got {args.tcp!r}")
-        sim = SimulatedInstrument(cfg, transport="tcp", host=host, port=int(port), truth_path=args.truth)
+        sim = SimulatedInstrument(cfg, transport="tcp", host=host, port=int(port), truth_path=args.truth,
+                                  spectra=spectra)
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,18 +28,21 @@ class ReplaySpectrometer(BaseSpectrometer):
         path: the recording.
         rate_hz: spectra per second on the monotonic clock (0: as fast as asked).
         loop: start again at the end instead of ending.
+        read_options: reader options, as ``read_dataset`` takes them (the CLI's reading options: ``axis``,
+            ``labels``, ``class_names``, ``delimiter``, ``layout``, ``pattern``, ...).
 
     After the last spectrum (unless looping) ``acquire()`` and ``stream()`` raise :class:`SourceExhaustedError`
     (a DriverError), so a consumer can tell a finished recording from a closed device. Metadata adds ``index`` (row in the file) and ``label`` when the file has one.
     """
 
-    def __init__(self, url: str, path: str | Path, *, rate_hz: float = 0.0, loop: bool = False) -> None:
+    def __init__(self, url: str, path: str | Path, *, rate_hz: float = 0.0, loop: bool = False,
+                 read_options: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if rate_hz < 0:
             raise DeviceURLError(f"{url}: rate must be >= 0, got {rate_hz}")
         self.url = url
         try:
-            self.ds = read_dataset(path)
+            self.ds = read_dataset(path, **dict(read_options or {}))
         except ReaderError as exc:
             raise DriverError(f"{url}: cannot replay: {exc}") from exc
         if self.ds.n_spectra == 0:

@@ -10,6 +10,12 @@
 
 Link options (serial, tcp): ``timeout`` (s), ``retries``, ``reconnects``, ``backoff`` (s), ``integration_us``,
 ``excitation`` (nm), and for ASCII ``axis=START:STOP`` (cm^-1). Unknown options are errors.
+
+``replay://`` also takes the reading options of the CLI (``ramanedge info --help``), spelt with ``_`` or ``-``:
+``axis=START:STOP:POINTS`` (or an axis .npy), ``labels``, ``class_names`` (or ``classes``), ``pattern``,
+``label_from_column``, ``label_column``, ``layout``, ``delimiter`` (``tab`` for a tab), ``encoding``, ``x_var``,
+``y_var``, ``axis_var``, ``excitation_nm``, ``resample``, ``format``; e.g.
+``replay://spectra.npy?axis=400:1800:300&labels=labels.npy&class_names=a,b``.
 """
 
 from __future__ import annotations
@@ -134,6 +140,33 @@ def _open_sim(url: str, target: str, o: _Opts) -> BaseSpectrometer:
     return dev
 
 
+#: replay:// options read as the CLI's reading options (``read_dataset`` keyword -> converter)
+REPLAY_READ_OPTIONS: dict[str, Callable[[str], Any]] = {
+    **{k: str for k in ("axis", "labels", "class_names", "pattern", "label_from_column", "label_column", "layout",
+                        "delimiter", "encoding", "x_var", "y_var", "axis_var", "resample", "format")},
+    "excitation_nm": float,
+}
+_REPLAY_ALIASES = {"classes": "class_names", "excitation": "excitation_nm"}
+
+
+def _replay_read_options(url: str, o: _Opts) -> dict[str, Any]:
+    """The reading options of a replay:// URL (``class-names`` and ``class_names`` alike)."""
+    out: dict[str, Any] = {}
+    for given in list(o._o):
+        key = given.replace("-", "_")
+        key = _REPLAY_ALIASES.get(key, key)
+        if key not in REPLAY_READ_OPTIONS:
+            continue
+        if key in out:
+            raise DeviceURLError(f"{url}: reading option {key!r} given twice")
+        out[key] = o.num(given, None, REPLAY_READ_OPTIONS[key])
+    if out.get("delimiter") in ("\\t", "tab"):
+        out["delimiter"] = "\t"
+    if out.get("layout") not in (None, "auto", "rows", "columns"):
+        raise DeviceURLError(f"{url}: layout must be auto, rows or columns, got {out['layout']!r}")
+    return out
+
+
 def _open_replay(url: str, target: str, o: _Opts) -> BaseSpectrometer:
     from device_drivers.replay import ReplaySpectrometer
 
@@ -141,8 +174,9 @@ def _open_replay(url: str, target: str, o: _Opts) -> BaseSpectrometer:
         raise DeviceURLError(f"{url}: no file (replay://recording.npz or replay:///abs/path.npz)")
     rate = o.num("rate", 0.0)
     loop = o.num("loop", 0, int)
+    read_opts = _replay_read_options(url, o)
     o.done()
-    return ReplaySpectrometer(url, target, rate_hz=rate, loop=bool(loop))
+    return ReplaySpectrometer(url, target, rate_hz=rate, loop=bool(loop), read_options=read_opts)
 
 
 def _open_seabreeze(url: str, target: str, o: _Opts) -> BaseSpectrometer:
