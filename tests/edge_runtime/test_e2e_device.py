@@ -7,7 +7,10 @@ records (ok + error) == spectra sent, is checked at the DeviceSource with random
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,8 +21,11 @@ from _er_daemon import query_ledger
 from device_drivers.sim import SimConfig, SimulatedInstrument
 from edge_runtime.engine import Frame
 from edge_runtime.sources import DeviceSource
+from spectral_core.io import write_npz
+from spectral_core.synth import synth_dataset
 
 N = 150
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_pty_instrument_to_ledger_every_spectrum_exactly_once(model: Path, tmp_path: Path, serve) -> None:
@@ -109,3 +115,48 @@ def test_device_source_records_every_spectrum_sent(protocol: str, numbered: bool
     assert {f.metadata["seq"] for f in frames if f.error is not None} == bad
     assert all(f.error[0] == "device" and f.ref == f"seq={f.metadata['seq']}" for f in frames if f.error)
     assert src.status()["errors"] == len(bad)
+
+
+def test_simulate_from_a_data_set_rehearses_the_served_model(model: Path, tmp_path: Path, serve) -> None:
+    """`simulate --from` a labelled .npz (the model's task, fresh samples) -> `serve` over TCP: the served classes
+    match the file's labels, and the malformed frame is an error record with its seq."""
+    n = 40
+    ds = synth_dataset(4, 10, 300, seed=11)  # the tiny model's classes and axis, other noise
+    assert ds.y is not None
+    data = write_npz(ds, tmp_path / "rehearsal.npz")
+    truth = tmp_path / "truth.jsonl"
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "ramanedge", "simulate", "--tcp", "127.0.0.1:0", "--from", str(data), "--count",
+         str(n), "--rate", "100", "--fault", "short@5", "--fault", "crc@9", "--truth", str(truth)],
+        cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    db = tmp_path / "results.sqlite"
+    try:
+        assert sim.stdout is not None
+        where = sim.stdout.readline().strip()
+        d = serve(["--model", str(model), "--source", f"tcp://{where}", "--db", str(db), "--http", "off",
+                   "--provider", "cpu"]).wait_ready()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and d.proc.poll() is None:
+            if len(query_ledger(db, "SELECT id FROM results")) >= n:
+                break
+            time.sleep(0.1)
+        d.signal(signal.SIGTERM)
+        assert d.wait(60) == 0, d.log
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        try:
+            sim.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            sim.kill()
+            sim.communicate()
+    sent = [json.loads(line) for line in truth.read_text().splitlines()]
+    assert len(sent) == n
+    assert [r["class_name"] for r in sent] == [ds.classes[int(ds.y[r["index"]])] for r in sent], "labels = truth"
+    rows = query_ledger(db, "SELECT seq, status, class, error FROM results ORDER BY id")
+    assert len(rows) == n and sorted(r[0] for r in rows) == list(range(n)), "records (ok + error) == sent"
+    errors = {r[0]: r[3] for r in rows if r[1] == "error"}
+    assert sorted(errors) == [5, 9] and "150 pixels" in errors[5] and "CRC" in errors[9], errors
+    ok = [r for r in rows if r[1] == "ok"]
+    label = {r["seq"]: ds.classes[int(ds.y[r["index"]])] for r in sent}
+    correct = sum(label[r[0]] == r[2] for r in ok)
+    assert correct / len(ok) > 0.6, f"accuracy {correct / len(ok):.2f} against the file's labels (chance 0.25)"
