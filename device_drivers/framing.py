@@ -52,6 +52,7 @@ __all__ = [
     "decode_info",
     "decode_spectrum",
     "decode_u32",
+    "device_text",
     "encode_ack",
     "encode_axis",
     "encode_error",
@@ -431,11 +432,23 @@ def encode_error(code: int, message: str) -> bytes:
     return _ERROR.pack(code & 0xFFFF) + message.encode("utf-8")
 
 
+#: characters of a device's text (ERROR message, model, serial) kept; the rest is cut, with its size said
+MAX_DEVICE_TEXT = 200
+
+
+def device_text(text: str, limit: int = MAX_DEVICE_TEXT) -> str:
+    """``text`` from a device, cut to ``limit`` characters (it reaches logs, error records and every record)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters, cut)"
+
+
 def decode_error(payload: bytes) -> tuple[int, str]:
+    """ERROR payload -> (code, message); the message is cut to :data:`MAX_DEVICE_TEXT` characters."""
     if len(payload) < _ERROR.size:
         raise ProtocolError("ERROR payload shorter than its code")
     (code,) = _ERROR.unpack_from(payload)
-    return int(code), payload[_ERROR.size :].decode("utf-8", errors="replace")
+    return int(code), device_text(payload[_ERROR.size :].decode("utf-8", errors="replace"))
 
 
 def encode_u32(value: int) -> bytes:

@@ -45,6 +45,7 @@ from device_drivers.framing import (
     decode_error,
     decode_info,
     decode_spectrum,
+    device_text,
     encode_frame,
     encode_u32,
 )
@@ -550,8 +551,8 @@ class FramedSpectrometer(_LinkDriver):
             max_counts = float(info.get("max_counts", 65535))
             exc_nm = info.get("excitation_nm", self._excitation)
             new = DeviceInfo(
-                model=str(info.get("model", "unknown")),
-                serial=str(info.get("serial", "unknown")),
+                model=device_text(str(info.get("model", "unknown"))),
+                serial=device_text(str(info.get("serial", "unknown"))),
                 pixels=pixels,
                 axis=axis,
                 axis_unit="cm-1" if unit == AxisUnit.RAMAN_SHIFT_CM else "nm",
@@ -681,8 +682,8 @@ class AsciiSpectrometer(_LinkDriver):
         max_counts = float(h.get("max_counts", 65535.0))
         exc_nm = h.get("excitation_nm", self._excitation)
         self._info = DeviceInfo(
-            model=str(h.get("model", self._model)),
-            serial=str(h.get("serial", self._serial or (self._t.description if self._t else ""))),
+            model=device_text(str(h.get("model", self._model))),
+            serial=device_text(str(h.get("serial", self._serial or (self._t.description if self._t else "")))),
             pixels=pixels, axis=axis, axis_unit=unit,
             excitation_nm=None if exc_nm is None else float(exc_nm),
             min_counts=float(h.get("min_counts", 0.0)), max_counts=max_counts,

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from device_drivers.errors import ProtocolError
 from device_drivers.framing import (
+    HEADER,
+    MAX_DEVICE_TEXT,
     MAX_PAYLOAD,
     AxisUnit,
     Frame,
@@ -206,3 +208,26 @@ def test_garbage_between_random_frames_loses_no_frame(
     out = p.feed(stream)
     assert [(f.type, f.seq, f.payload) for f in out] == frames
     assert p.counters.dropped_bytes == sum(len(junk[i % len(junk)]) for i in range(len(frames)))
+
+
+def test_damaged_spectrum_frames_are_noted_by_their_header_seq() -> None:
+    """CRC errors and cut frames of type SPECTRUM leave (seq, why) notes; other types and good frames do not."""
+    spec = [encode_frame(MsgType.SPECTRUM, s, encode_spectrum(np.arange(8))) for s in (40, 41, 42)]
+    bad = bytearray(spec[0])
+    bad[HEADER.size + 5] ^= 0xFF
+    info = bytearray(encode_frame(MsgType.INFO, 7, b'{"a":1}'))
+    info[HEADER.size + 1] ^= 0xFF
+    p = FrameParser()
+    got = p.feed(bytes(bad) + bytes(info) + spec[1][:30] + spec[2])
+    assert [f.seq for f in got] == [42]
+    assert p.take_garbled() == [(40, "CRC error"), (41, "truncated (the next frame starts inside it)")]
+    assert p.take_garbled() == []
+    p.feed(spec[0][:25])
+    p.drop_partial()
+    assert p.take_garbled() == [(40, "truncated (the line went quiet mid-frame)")]
+
+
+def test_device_text_is_bounded() -> None:
+    code, msg = decode_error(encode_error(9, "x" * 100_000))
+    assert code == 9 and len(msg) < MAX_DEVICE_TEXT + 50 and "100000 characters, cut" in msg
+    assert decode_error(encode_error(1, "short"))[1] == "short"
