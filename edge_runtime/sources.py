@@ -86,6 +86,10 @@ class Source(Protocol):
 # -- instruments ----------------------------------------------------------------------------------------
 
 
+#: characters of a driver's error message kept in a device error record
+MAX_DEVICE_REASON = 2000
+
+
 class DeviceSource:
     """Spectra from an instrument opened with :func:`device_drivers.open_device`.
 
@@ -136,6 +140,8 @@ class DeviceSource:
 
     def _error(self, submit: Submit, reason: str, ref: str = "link") -> None:
         self.errors += 1
+        if len(reason) > MAX_DEVICE_REASON:  # a driver's message may quote what the device sent
+            reason = f"{reason[:MAX_DEVICE_REASON]}... ({len(reason)} characters, cut)"
         submit(Frame(source=self.url, ref=ref, axis=None, intensities=None, error=("device", reason)))
 
     def _run(self, submit: Submit) -> None:

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from _er_daemon import query_ledger
@@ -160,3 +161,27 @@ def test_simulate_from_a_data_set_rehearses_the_served_model(model: Path, tmp_pa
     label = {r["seq"]: ds.classes[int(ds.y[r["index"]])] for r in sent}
     correct = sum(label[r[0]] == r[2] for r in ok)
     assert correct / len(ok) > 0.6, f"accuracy {correct / len(ok):.2f} against the file's labels (chance 0.25)"
+
+
+def test_device_source_bounds_a_driver_error_message() -> None:
+    """A link error whose message quotes what the device sent (here 1 MB) is recorded cut, with its size."""
+    frames: list[Frame] = []
+    src = DeviceSource("test://")
+
+    class _Dev:
+        info = None
+        stats: ClassVar[dict[str, int]] = {}
+
+        def events(self):  # type: ignore[no-untyped-def]
+            yield from ()
+            raise OSError("device said: " + "x" * 1_000_000)
+
+        def close(self) -> None:
+            src.stop()
+
+    src._dev = _Dev()
+    src.start(frames.append)
+    src.join(10)
+    assert src.finished and len(frames) == 1 and frames[0].error is not None
+    kind, reason = frames[0].error
+    assert kind == "device" and len(reason) < 2100 and "1000022 characters, cut" in reason
