@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from spectral_core.cli import add_data_option, read_data
+from trainer.threads import prefer_passive_waiting
 
 if TYPE_CHECKING:
     from spectral_core.spectrum import SpectralDataset
@@ -35,7 +36,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--step", type=int, help="RamanNet window step dw, points")
     g.add_argument("--paper-compat", action="store_true", default=None,
                    help="reproduce the original code's window loop (drops the spectrum's tail)")
-    g.add_argument("--threads", type=int, help="torch CPU threads")
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: the cores free at the start)")
     g.add_argument("--target-axis", metavar="START:STOP:POINTS",
                    help="resample every spectrum onto this uniform axis (cm^-1)")
     g.add_argument("--normalise", choices=["none", "minmax", "vector", "area", "snv"])
@@ -218,6 +219,7 @@ def configure_train(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    prefer_passive_waiting()  # before torch is imported (trainer.threads)
     from trainer.train import train
 
     cfg = build_config(args)
@@ -254,6 +256,7 @@ def configure_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    prefer_passive_waiting()  # before torch is imported (trainer.threads)
     from spectral_core.errors import DataError
     from trainer.evaluate import evaluate, open_set_evaluation, results_table
 

@@ -43,6 +43,7 @@ from trainer.data import MIN_PER_CLASS, check_labelled, validation_split
 from trainer.losses import triplet_semihard_loss
 from trainer.model import RamanNet, RamanNetConfig, window_starts
 from trainer.openset import fit_open_set
+from trainer.threads import ThreadChoice, apply_threads, choose_threads
 
 __all__ = [
     "EpochStats",
@@ -87,7 +88,9 @@ class TrainConfig(BaseModel):
     model: dict[str, Any] = Field(
         default_factory=dict, description="RamanNetConfig overrides (window, step, n1, n2, paper_compat, ...)"
     )
-    num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads (None: torch default)")
+    num_threads: int | None = Field(
+        default=None, ge=1, description="torch CPU threads (None: the cores free at the start, trainer.threads)"
+    )
     recalibrate_bn: bool = Field(
         default=True,
         description="after each epoch, set batch-norm running statistics to their exact training-set average",
@@ -386,9 +389,10 @@ def train(
 
     init_state = _init_state(init_from, mcfg, list(ds.classes), axis) if init_from is not None else None
 
-    old_threads = torch.get_num_threads()
-    if cfg.num_threads is not None:
-        torch.set_num_threads(cfg.num_threads)
+    choice = choose_threads(cfg.num_threads)
+    if cfg.num_threads is None and world > 1:  # the free cores are shared by this machine's ranks
+        choice = ThreadChoice(max(1, choice.threads // world), f"{choice.reason}, shared by {world} processes")
+    old_threads = apply_threads(choice)
     try:
         with torch.random.fork_rng(devices=[]):
             model, history, best_epoch = _fit(
