@@ -575,7 +575,7 @@ class WatchSource:
         for name, complete in states.items():
             if complete:
                 self._writing.discard(name)
-            else:
+            elif not self._ignored(name):  # temporary names are renamed away without a close event here
                 self._writing.add(name)
 
     def _list(self, folder: Path) -> list[str]:
@@ -790,7 +790,7 @@ class WatchSource:
             key = None
         claim = _Claim(self, name, ref, key or "", 1)
         return Frame(source=self.url, ref=ref, axis=None, intensities=None, t_received=t0, content_sha256=key,
-                     error=(kind, reason), on_done=claim.outcome(0))
+                     error=(kind, _storable(reason)), on_done=claim.outcome(0))
 
     def _read_claimed(
         self, name: str, ref: str, acquired: float | None, recovered: bool, t0: float
@@ -828,10 +828,10 @@ class WatchSource:
             spectra = _parse(Path(path_s), data, max_values=max(1, self.max_file_bytes // 4),
                              max_spectra=self.max_spectra_per_file)
         except (DataError, RamanEdgeError, ValueError, OSError, UnicodeError) as exc:
-            frame.error = ("read", str(exc))
+            frame.error = ("read", _storable(str(exc)))
             spectra = None
         except Exception as exc:  # MemoryError and the unforeseen: this file's record
-            frame.error = ("read", f"{type(exc).__name__}: {exc}")
+            frame.error = ("read", _storable(f"{type(exc).__name__}: {exc}"))
             spectra = None
         del data
         read_s = time.monotonic() - t0
@@ -1153,6 +1153,16 @@ def name_of_ref(ref: str) -> bytes:
             out += c.encode("utf-8")
             i += 1
     return bytes(out)
+
+
+def _storable(text: str) -> str:
+    """Error text that SQLite, JSON and MQTT take: a file name that is not UTF-8 (quoted by a reader) has its
+    undecodable bytes as ``\\udcNN`` escapes instead of lone surrogates."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _refusal_key(kind: str, st: os.stat_result) -> str:

@@ -136,6 +136,20 @@ def test_a_name_that_is_not_utf8_is_recorded_losslessly_and_moved_under_its_own_
     assert w.processing_empty()
 
 
+def test_a_bad_file_with_a_name_that_is_not_utf8_gets_a_storable_error_record(watch) -> None:
+    w = watch(start=False)
+    with open(os.path.join(os.fsencode(w.drop), b"junk\xfe.csv"), "wb") as fh:
+        fh.write(b"not,a\nspectrum\n")
+    w.start()
+    (f,) = w.wait(1)
+    assert f.ref == "junk\\xfe.csv" and f.error is not None
+    w.commit(f)  # the reader quotes the file name; a lone surrogate in the reason would make SQLite raise
+    (reason,) = w.led._reader().execute("SELECT error FROM results").fetchone()
+    assert reason == f.error[1]
+    assert b"junk\xfe.csv" in os.listdir(os.fsencode(w.drop / "quarantine"))
+    assert json.loads((w.drop / "quarantine" / os.fsdecode(b"junk\xfe.csv.error.json")).read_text())["file"] == f.ref
+
+
 def test_input_ref_is_identity_for_ordinary_names_and_reversible_for_the_rest() -> None:
     for name in ("a.csv", "spectrum 1 (ü).txt", "x#y.csv"):
         assert input_ref(name) == name
