@@ -20,9 +20,11 @@ as the first record says.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
+import itertools
 import json
 import logging
 import math
@@ -764,7 +766,7 @@ class WatchSource:
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EMFILE, errno.ENFILE) or self._stop.is_set():
-                    frames = [self._failed(name, ref, "read", f"cannot read: {_os_reason(exc)}", t0)]
+                    frames = [self._failed(name, ref, f"cannot read: {_os_reason(exc)}", t0=t0, recovered=recovered)]
                     break
                 # out of file descriptors (a burst of connections, a leak elsewhere): not this file's fault;
                 # it waits in processing/ and is read again, never quarantined for it and never left behind
@@ -776,21 +778,22 @@ class WatchSource:
                 backoff = min(backoff * 2, FD_BACKOFF_MAX_S)
             except Exception as exc:  # per-file isolation: any failure is this file's record
                 logger.warning("%s: %s failed while being read: %s: %s", self.url, ref, type(exc).__name__, exc)
-                frames = [self._failed(name, ref, "read", f"{type(exc).__name__}: {exc}", t0)]
+                frames = [self._failed(name, ref, f"{type(exc).__name__}: {exc}", t0=t0,
+                                      recovered=recovered)]
                 break
         for frame in frames:
             submit(frame)
 
-    def _failed(self, name: str, ref: str, kind: str, reason: str, t0: float) -> Frame:
+    def _failed(self, name: str, ref: str, reason: str, *, t0: float, recovered: bool) -> Frame:
         """One error frame for the whole file, keyed by a refusal key when its bytes were never hashed."""
         try:
             st = os.lstat(os.path.join(self._processing_s, name))
-            key = _refusal_key(kind, st)
+            key = _refusal_key("read", st)
         except OSError:
             key = None
-        claim = _Claim(self, name, ref, key or "", 1)
+        claim = _Claim(self, name, ref, key or "", 1, recovered=recovered)
         return Frame(source=self.url, ref=ref, axis=None, intensities=None, t_received=t0, content_sha256=key,
-                     error=(kind, _storable(reason)), on_done=claim.outcome(0))
+                     error=("read", _storable(reason)), on_done=claim.outcome(0))
 
     def _read_claimed(
         self, name: str, ref: str, acquired: float | None, recovered: bool, t0: float
@@ -806,7 +809,7 @@ class WatchSource:
                 self.refused += 1
             sha = _refusal_key(refused.kind, refused.st)
             entry = self.ledger.lookup(self.url, ref, sha) if recovered else None
-            claim = _Claim(self, name, ref, sha, 1)
+            claim = _Claim(self, name, ref, sha, 1, recovered=recovered)
             if entry is not None:
                 self._recorded(claim, 0, ref, entry)
                 return []
@@ -820,7 +823,7 @@ class WatchSource:
         if recovered:
             entry = self.ledger.lookup(self.url, ref, sha)
             if entry is not None:
-                self._recorded(_Claim(self, name, ref, sha, 1), 0, ref, entry)
+                self._recorded(_Claim(self, name, ref, sha, 1, recovered=recovered), 0, ref, entry)
                 return []
         frame = Frame(source=self.url, ref=ref, axis=None, intensities=None, t_received=t0,
                       acquired_at=acquired, content_sha256=sha)
@@ -836,7 +839,7 @@ class WatchSource:
         del data
         read_s = time.monotonic() - t0
         if spectra is None or len(spectra[1]) == 1:
-            claim = _Claim(self, name, ref, sha, 1)
+            claim = _Claim(self, name, ref, sha, 1, recovered=recovered)
             if spectra is not None:
                 axis, X, metas = spectra
                 frame.axis = self._intern_axis(axis)
@@ -848,7 +851,7 @@ class WatchSource:
         axis, X, metas = spectra
         axis = self._intern_axis(axis)
         n = len(X)
-        claim = _Claim(self, name, ref, sha, n)
+        claim = _Claim(self, name, ref, sha, n, recovered=recovered)
         frames: list[Frame] = []
         for k in range(n):
             ref_k = f"{ref}#{k}"
@@ -1014,19 +1017,12 @@ class WatchSource:
             if self.on_done == "delete":
                 os.unlink(src)
             else:
-                _move_exclusive(src, os.fspath(self.done), claim.name, claim.first_id, quarantine=False)
+                _move_exclusive(src, os.fspath(self.done), claim.name, claim.first_id, recovered=claim.recovered)
             return
         info = claim.error_info(self.url)
-        qdir = os.fspath(self.quarantine)
-        tmp = os.path.join(qdir, f".{os.getpid()}.{threading.get_ident()}.error.json.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(info, indent=1) + "\n")
-        try:
-            dst = _move_exclusive(src, qdir, claim.name, info["record_id"], quarantine=True)
-            os.replace(tmp, dst + ".error.json")
-        finally:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
+        note = (json.dumps(info, indent=1) + "\n").encode("utf-8")
+        _move_exclusive(src, os.fspath(self.quarantine), claim.name, info["record_id"], recovered=claim.recovered,
+                        error_json=note)
 
     def stop(self) -> None:
         self._stop.set()
@@ -1071,10 +1067,13 @@ class _Claim:
     """A claimed file on its way: its ``n`` records still awaited, and the failed ones among those committed.
     The file moves on once the last one is committed (done/ if all are ok, else quarantine/)."""
 
-    __slots__ = ("failed", "first_id", "lock", "n", "name", "ref", "sha", "source", "waiting")
+    __slots__ = ("failed", "first_id", "lock", "n", "name", "recovered", "ref", "sha", "source", "waiting")
 
-    def __init__(self, source: WatchSource, name: str, ref: str, sha: str, n: int) -> None:
+    def __init__(
+        self, source: WatchSource, name: str, ref: str, sha: str, n: int, *, recovered: bool = False
+    ) -> None:
         self.source, self.name, self.ref, self.sha, self.n = source, name, ref, sha, n
+        self.recovered = recovered
         self.waiting = n
         self.failed: list[tuple[int, int | None, str | None, str | None]] = []
         self.first_id: int | None = None
@@ -1195,40 +1194,79 @@ def _bounded(text: str, limit: int) -> str:
     return raw[: max(0, limit - len(note))].decode("utf-8", "ignore") + note
 
 
-def _move_exclusive(src: str, folder: str, name: str, record_id: int | None, *, quarantine: bool) -> str:
-    """Move ``src`` into ``folder`` under a name no file there has yet; returns the path it got.
+def _move_exclusive(
+    src: str, folder: str, name: str, record_id: int | None, *, recovered: bool = False,
+    error_json: bytes | None = None,
+) -> str:
+    """Move ``src`` into ``folder`` under a name no file there has yet (with ``error_json`` written beside it
+    as ``<name>.error.json`` first); returns the path it got. Never overwrites a file.
 
     ``name``, then ``stem.<record id>.ext``, then ``stem.<record id>-<n>.ext``: each tried with ``os.link``
-    (fails if the name exists, and links a symlink itself) and then the unlink of ``src``; on filesystems
-    without hard links an O_EXCL placeholder is created and replaced. Never overwrites a file.
+    (fails if the name exists; links a symlink itself) and then the unlink of ``src``; on filesystems without
+    hard links an O_EXCL placeholder is created and replaced. A crash between the link and the unlink leaves
+    ``src`` with a second link: a recovered file that is already in ``folder`` is only unlinked. A crash
+    after the ``.error.json`` and before the move leaves that note alone (the file gets a new one).
     """
     stem, dot, ext = name.partition(".")
     tag = str(record_id) if record_id is not None else str(time.monotonic_ns())
+    names = (name if n == 0 else f"{stem}.{tag}{dot}{ext}" if n == 1 else f"{stem}.{tag}-{n - 1}{dot}{ext}"
+             for n in range(1_000_000))
+    if recovered:
+        st = os.lstat(src)
+        if st.st_nlink > 1:
+            for cand in itertools.islice(names, 64):
+                dst = os.path.join(folder, cand)
+                try:
+                    other = os.lstat(dst)
+                except FileNotFoundError:
+                    break
+                if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                    os.unlink(src)
+                    return dst
+            names = (name if n == 0 else f"{stem}.{tag}{dot}{ext}" if n == 1 else f"{stem}.{tag}-{n - 1}{dot}{ext}"
+                     for n in range(1_000_000))
     hard_links = os.link in os.supports_follow_symlinks
-    for n in range(1_000_000):
-        cand = name if n == 0 else f"{stem}.{tag}{dot}{ext}" if n == 1 else f"{stem}.{tag}-{n - 1}{dot}{ext}"
+    for cand in names:
         dst = os.path.join(folder, cand)
-        if quarantine and os.path.lexists(dst + ".error.json"):
-            continue
-        if hard_links:
+        note = None
+        if error_json is not None:
+            note = dst + ".error.json"
+            if os.path.lexists(dst):
+                continue
             try:
-                os.link(src, dst, follow_symlinks=False)
+                fd = os.open(note, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _O_NOFOLLOW, 0o644)
             except FileExistsError:
                 continue
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK,
-                                     errno.ENOSYS):
-                    raise
-                hard_links = False
-            else:
-                os.unlink(src)
-                return dst
+            try:
+                os.write(fd, error_json)
+            finally:
+                os.close(fd)
         try:
+            if hard_links:
+                try:
+                    os.link(src, dst, follow_symlinks=False)
+                except FileExistsError:
+                    raise
+                except OSError as exc:
+                    if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK,
+                                         errno.ENOSYS):
+                        raise
+                    hard_links = False
+                else:
+                    os.unlink(src)
+                    return dst
             os.close(os.open(dst, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _O_NOFOLLOW, 0o600))
+            os.replace(src, dst)
+            return dst
         except FileExistsError:
+            if note is not None:
+                os.unlink(note)
             continue
-        os.replace(src, dst)
-        return dst
+        except BaseException:
+            if note is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(note)
+            raise
     raise FileExistsError(errno.EEXIST, f"no free name for {input_ref(name)} in {folder}")
 
 

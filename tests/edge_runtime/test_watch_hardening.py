@@ -385,6 +385,35 @@ def test_done_and_quarantine_never_overwrite_a_file(watch, ok: bool) -> None:
         assert len([p for p in folder.iterdir() if p.name.endswith(".error.json")]) == 3
 
 
+def test_a_crash_between_link_and_unlink_leaves_one_copy_after_recovery(watch, tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    for d in ("processing", "done", "quarantine"):
+        (drop / d).mkdir(parents=True)
+    data = _csv_bytes()
+    (drop / "processing" / "x.csv").write_bytes(data)
+    os.link(drop / "processing" / "x.csv", drop / "done" / "x.csv")  # the move was half done
+    led = Ledger(tmp_path / "l.sqlite")
+    f = Frame(f"watch://{drop}", "x.csv", None, None, content_sha256=hashlib.sha256(data).hexdigest())
+    led.commit([Outcome(frame=f, ok=True, class_name="a", class_index=0, confidence=0.9)])
+    led.close()
+    w = watch()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not w.processing_empty():
+        time.sleep(0.02)
+    assert w.processing_empty() and os.listdir(drop / "done") == ["x.csv"] and not w.got
+
+
+def test_an_orphan_error_note_in_quarantine_is_never_overwritten(watch) -> None:
+    w = watch()
+    (w.drop / "quarantine" / "y.csv.error.json").write_text("{\"old\": 1}")  # its file was taken away
+    (w.drop / "y.csv").write_bytes(b"junk")
+    (f,) = w.wait(1)
+    w.commit(f)
+    assert (w.drop / "quarantine" / "y.csv.error.json").read_text() == "{\"old\": 1}"
+    assert (w.drop / "quarantine" / "y.1.csv").read_bytes() == b"junk"
+    assert _error_json(w.drop / "quarantine", "y.1.csv")["record_id"] == 1
+
+
 def test_a_quarantine_reason_is_bounded_and_says_where_it_was_cut(watch, monkeypatch: pytest.MonkeyPatch) -> None:
     import edge_runtime.sources as sources
 
