@@ -144,7 +144,8 @@ class Daemon:
                                       "temp_suffixes": s.temp_suffixes, "events": s.watch_events,
                                       "readers": s.watch_readers, "watch_links": s.watch_links,
                                       "max_file_bytes": s.max_file_bytes,
-                                      "max_spectra_per_file": s.max_spectra_per_file}
+                                      "max_spectra_per_file": s.max_spectra_per_file,
+                                      "ready_marker": s.ready_marker}
         self._intake_open = True
         try:
             for url in s.sources:

@@ -72,6 +72,9 @@ class ServeSettings(BaseSettings):
     max_spectra_per_file: int = Field(
         default=10_000, ge=1, description="a drop file holding more spectra is one error record"
     )
+    ready_marker: str | None = Field(
+        default=None, description="e.g. '.ready': x.csv is claimed only once x.csv.ready exists (then removed)"
+    )
     model_poll_s: float = Field(default=2.0, ge=0, description="model file check interval for hot swaps, s; 0 off")
     mqtt: str | None = Field(default=None, description="mqtt://host:1883/topic-prefix: publish every record")
     temp_suffixes: Annotated[list[str], NoDecode] = Field(

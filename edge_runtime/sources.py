@@ -435,6 +435,8 @@ class WatchSource:
         watch_links: ``refuse`` every symbolic link, or accept those that resolve ``inside`` the drop folder.
         max_file_bytes: larger files are refused unread, bytes.
         max_spectra_per_file: a file holding more spectra is one error record.
+        ready_marker: when set (e.g. ``.ready``), ``x.csv`` is claimed only once ``x.csv.ready`` exists (for
+            writers that close and reopen a file to append); the marker is removed once the file is claimed.
     """
 
     def __init__(
@@ -452,6 +454,7 @@ class WatchSource:
         watch_links: str = "refuse",
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         max_spectra_per_file: int = DEFAULT_MAX_SPECTRA_PER_FILE,
+        ready_marker: str | None = None,
     ) -> None:
         self.url = url
         self.readers = max(1, int(readers))
@@ -476,6 +479,9 @@ class WatchSource:
         self.watch_links = watch_links
         self.max_file_bytes = int(max_file_bytes)
         self.max_spectra_per_file = int(max_spectra_per_file)
+        if ready_marker is not None and (not ready_marker or "/" in ready_marker or os.sep in ready_marker):
+            raise SettingsError(f"ready_marker must be a name suffix such as '.ready', got {ready_marker!r}")
+        self.ready_marker = ready_marker or None
         self.processing = self.root / "processing"
         self.done = self.root / "done"
         self.quarantine = self.root / "quarantine"
@@ -504,7 +510,8 @@ class WatchSource:
 
     def _ignored(self, name: str) -> bool:
         low = name.lower()
-        return name.startswith(".") or low.endswith(self.temp_suffixes) or low.endswith(".error.json")
+        return (name.startswith(".") or low.endswith(self.temp_suffixes) or low.endswith(".error.json")
+                or (self.ready_marker is not None and name.endswith(self.ready_marker)))
 
     def open(self) -> None:
         """Check the folder and create processing/, done/ and quarantine/ in it."""
@@ -708,6 +715,10 @@ class WatchSource:
                 # a writer still holds it open (inotify saw no IN_CLOSE_WRITE yet): a pause between two
                 # chunks is not the end of the file
                 self._due.append((now + max(self.settle_s, 0.05), name))
+            elif self.ready_marker is not None and not os.path.lexists(
+                    os.path.join(self._root_s, name + self.ready_marker)):
+                self._pending[name] = (-1, -1)  # the file is judged again (settled) once its marker is there
+                self._due.append((now + max(self.settle_s, 0.1), name))
             else:
                 self._writing.discard(name)
                 ready.append((name, st.st_mtime))
@@ -747,6 +758,9 @@ class WatchSource:
             return
         with self._inflight_lock:
             self.claimed += 1
+        if self.ready_marker is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(src + self.ready_marker)
         self._handle(name, submit, mtime_s, False)
 
     def _handle(self, name: str, submit: Submit, acquired: float | None, recovered: bool) -> None:

@@ -464,6 +464,25 @@ def test_a_writer_pausing_between_chunks_of_one_open_file_is_read_once_complete(
     assert f.error is None and f.content_sha256 == hashlib.sha256(data).hexdigest()
 
 
+def test_with_a_ready_marker_a_file_reopened_to_append_is_claimed_only_once_marked(watch) -> None:
+    w = watch(ready_marker=".ready")
+    data = _csv_bytes()
+    third = len(data) // 3
+    for k in range(3):  # closed and reopened between chunks: every close looks like the end of the file
+        with open(w.drop / "append.csv", "ab") as fh:
+            fh.write(data[k * third : (k + 1) * third if k < 2 else len(data)])
+        time.sleep(0.4)
+        assert not w.got, "claimed before its marker"
+    (w.drop / "append.csv.ready").touch()
+    (f,) = w.wait(1)
+    assert f.ref == "append.csv" and f.error is None and f.content_sha256 == hashlib.sha256(data).hexdigest()
+    time.sleep(0.3)
+    assert len(w.got) == 1 and not (w.drop / "append.csv.ready").exists()
+    with pytest.raises(SettingsError, match="ready_marker"):
+        WatchSource(w.url, w.led, ready_marker="a/b")
+    assert load_settings({"model": "m.onnx", "ready_marker": ".ok"}).ready_marker == ".ok"
+
+
 # -- multi-spectrum files ------------------------------------------------------------------------------
 
 
