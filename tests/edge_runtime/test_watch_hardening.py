@@ -212,6 +212,7 @@ def test_links_inside_the_folder_are_read_when_allowed_and_outside_ones_still_re
         WatchSource(w.url, w.led, watch_links="follow")
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
 def test_a_fifo_is_an_error_record_and_never_blocks_the_readers(watch) -> None:
     w = watch(start=False)
     os.mkfifo(w.drop / "pipe.csv")
