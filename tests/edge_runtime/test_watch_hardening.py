@@ -544,3 +544,66 @@ def test_too_many_spectra_in_one_file_is_one_error_record(watch) -> None:
     time.sleep(0.2)
     assert len(w.got) == 1 and f.ref == "t.csv"
     assert f.error is not None and "max_spectra_per_file=2" in f.error[1]
+
+
+# -- the real daemon -----------------------------------------------------------------------------------
+
+
+def test_the_daemon_records_every_hostile_entry_and_keeps_going(model: Path, tmp_path: Path, serve) -> None:
+    """One drop folder holding a name that is not UTF-8 (good and bad content), a link loop, a link out of the
+    folder, a sparse 100 GB file, an .npz bomb, a 3-spectrum table and a good file: ``ramanedge serve`` records
+    each, moves each on, and exits cleanly."""
+    import signal
+    import sqlite3
+
+    from spectral_core.synth import instrument_axis as ax
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET\n")
+    axis = ax(1024)
+    good = "".join(f"{a:.4f},{100 + 50 * np.sin(a / 40):.2f}\n" for a in axis).encode()
+    bdrop = os.fsencode(drop)
+    for raw, data in ((b"ok\xff.csv", good), (b"bad\xfe.csv", b"1,2\n3\n")):
+        with open(os.path.join(bdrop, raw), "wb") as fh:
+            fh.write(data)
+    os.symlink("loop.csv", drop / "loop.csv")
+    os.symlink(secret, drop / "shadow.csv")
+    with open(drop / "huge.csv", "wb") as fh:
+        fh.truncate(100 << 30)
+    (drop / "bomb.npz").write_bytes(_npz_declaring(10**9))
+    (drop / "good.csv").write_bytes(good)
+    (drop / "table.csv").write_bytes(_table_bytes(3))
+    db = tmp_path / "results.sqlite"
+    d = serve(["--model", str(model), "--source", f"watch://{drop}", "--db", str(db), "--http", "off",
+               "--provider", "cpu", "--settle", "0.05", "--poll", "0.2"]).wait_ready()
+    deadline = time.monotonic() + 60
+    rows: list[tuple] = []
+    while time.monotonic() < deadline:
+        if db.exists():
+            con = sqlite3.connect(db, timeout=10)
+            try:
+                rows = con.execute("SELECT input_ref, status, error FROM results").fetchall()
+            except sqlite3.OperationalError:
+                rows = []
+            finally:
+                con.close()
+        if len(rows) >= 10 and not os.listdir(drop / "processing"):
+            break
+        time.sleep(0.05)
+    d.signal(signal.SIGTERM)
+    assert d.wait(60) == 0, d.log
+    by = {r[0]: r for r in rows}
+    assert sorted(by) == sorted(["ok\\xff.csv", "bad\\xfe.csv", "loop.csv", "shadow.csv", "huge.csv", "bomb.npz",
+                                 "good.csv", "table.csv#0", "table.csv#1", "table.csv#2"]), d.log
+    assert len(rows) == 10
+    for ok in ("ok\\xff.csv", "good.csv", "table.csv#0", "table.csv#1", "table.csv#2"):
+        assert by[ok][1] == "ok", by[ok]
+    for bad, why in (("bad\\xfe.csv", ""), ("loop.csv", "symlink refused"), ("shadow.csv", "symlink refused"),
+                     ("huge.csv", "max_file_bytes"), ("bomb.npz", "refused before reading")):
+        assert by[bad][1] == "error" and why in by[bad][2], by[bad]
+    assert not any("TOPSECRET" in (r[2] or "") for r in rows)
+    assert not os.listdir(drop / "processing")
+    assert sorted(os.listdir(bdrop + b"/done")) == sorted([b"ok\xff.csv", b"good.csv", b"table.csv"])
+    assert (drop / "quarantine" / "shadow.csv").is_symlink() and secret.read_text() == "TOPSECRET\n"
