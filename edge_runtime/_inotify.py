@@ -3,6 +3,10 @@
 The drop-folder source polls this descriptor itself (no extra thread): one ``read`` returns every event
 queued since the last one, so a burst of thousands of files costs a few system calls, not a callback each.
 A queue overflow (the kernel dropped events) is reported so that the caller rescans the folder.
+
+Besides the names, each ``wait`` notes which files a writer still holds open for writing and which it closed
+(``IN_CLOSE_WRITE``) or moved in complete (``IN_MOVED_TO``): :meth:`Inotify.take_states`. The drop folder uses
+this as its "complete" signal, so a writer that pauses between chunks of one open file is never read half-way.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ IN_CLOEXEC = getattr(os, "O_CLOEXEC", 0o2000000)
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then len bytes of NUL-padded name)
 _MASK = IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF
 _GONE = IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED
+_COMPLETE = IN_CLOSE_WRITE | IN_MOVED_TO
+_WRITING = IN_CREATE | IN_MODIFY
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -86,6 +92,7 @@ class Inotify:
         self._poll.register(fd, select.POLLIN)
         self._poll.register(self._wake_r, select.POLLIN)
         self._buf = b""
+        self._states: dict[str, bool] = {}
         self._lock = threading.Lock()
         self.closed = False
         #: the folder was deleted, moved away or unmounted: this watch will never report anything again
@@ -127,10 +134,22 @@ class Inotify:
                     self.dead = overflow = True
                 elif n and not mask & (IN_ISDIR | IN_IGNORED):
                     raw = data[off + _EVENT.size : off + _EVENT.size + n].rstrip(b"\0")
-                    names.add(os.fsdecode(raw))
+                    name = os.fsdecode(raw)
+                    names.add(name)
+                    # events come in order: the last one of a name says whether it is still being written
+                    if mask & _COMPLETE:
+                        self._states[name] = True
+                    elif mask & _WRITING:
+                        self._states[name] = False
                 off += _EVENT.size + n
             self._buf = data[off:]
         return names, overflow
+
+    def take_states(self) -> dict[str, bool]:
+        """Names seen since the last call: True when last closed after writing or moved in, False while a
+        writer may still hold the file open (created or modified, not yet closed)."""
+        states, self._states = self._states, {}
+        return states
 
     def wakeup(self) -> None:
         """Make a waiting :meth:`wait` return now (safe from any thread, also after :meth:`close`)."""

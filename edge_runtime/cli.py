@@ -43,6 +43,11 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
     a("--settle", dest="settle_s", type=float, help="drop files must be unchanged this long, s (default 0.2)")
     a("--poll", dest="poll_s", type=float, help="drop folder scan interval, s (default 1)")
     a("--watch-readers", type=int, help="threads claiming and reading drop files (default 2)")
+    a("--watch-links", choices=["refuse", "inside"],
+      help="symlinks in drop folders: refuse (default; each is an error record) or accept those resolving inside")
+    a("--max-file-bytes", type=int, help="larger drop files are refused unread (default 67108864 = 64 MiB)")
+    a("--max-spectra-per-file", type=int, help="a drop file holding more spectra is one error record (default 10000)")
+    a("--ready-marker", help="claim a drop file x.csv only once x.csv<MARKER> exists (e.g. .ready; removed then)")
     a("--watch-events", choices=["auto", "inotify", "watchdog", "poll"],
       help="how drop folders are watched: auto (inotify on Linux, else watchdog, else polling), or one of them")
     a("--no-watch-events", dest="watch_events", action="store_const", const="poll",
@@ -54,7 +59,8 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
 
 _FIELDS = ("model", "sources", "provider", "require_gpu", "require_validated", "threads", "max_batch", "queue_size",
            "db", "ledger_sync", "jsonl", "http", "max_request_bytes", "count", "duration", "drain_timeout_s",
-           "on_done", "settle_s", "poll_s", "watch_events", "watch_readers", "model_poll_s", "mqtt")
+           "on_done", "settle_s", "poll_s", "watch_events", "watch_readers", "watch_links", "max_file_bytes",
+           "max_spectra_per_file", "ready_marker", "model_poll_s", "mqtt")
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -142,7 +142,10 @@ class Daemon:
             )
         watch_opts: dict[str, Any] = {"settle_s": s.settle_s, "poll_s": s.poll_s, "on_done": s.on_done,
                                       "temp_suffixes": s.temp_suffixes, "events": s.watch_events,
-                                      "readers": s.watch_readers}
+                                      "readers": s.watch_readers, "watch_links": s.watch_links,
+                                      "max_file_bytes": s.max_file_bytes,
+                                      "max_spectra_per_file": s.max_spectra_per_file,
+                                      "ready_marker": s.ready_marker}
         self._intake_open = True
         try:
             for url in s.sources:

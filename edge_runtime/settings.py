@@ -65,6 +65,16 @@ class ServeSettings(BaseSettings):
         default="auto", description="drop-folder events: auto (inotify, else watchdog, else polling), or one of them"
     )
     watch_readers: int = Field(default=2, ge=1, le=32, description="threads claiming and reading drop files")
+    watch_links: Literal["refuse", "inside"] = Field(
+        default="refuse", description="symlinks in drop folders: refuse all, or accept those resolving inside it"
+    )
+    max_file_bytes: int = Field(default=64 << 20, ge=1, description="larger drop files are refused unread, bytes")
+    max_spectra_per_file: int = Field(
+        default=10_000, ge=1, description="a drop file holding more spectra is one error record"
+    )
+    ready_marker: str | None = Field(
+        default=None, description="e.g. '.ready': x.csv is claimed only once x.csv.ready exists (then removed)"
+    )
     model_poll_s: float = Field(default=2.0, ge=0, description="model file check interval for hot swaps, s; 0 off")
     mqtt: str | None = Field(default=None, description="mqtt://host:1883/topic-prefix: publish every record")
     temp_suffixes: Annotated[list[str], NoDecode] = Field(

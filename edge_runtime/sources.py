@@ -20,13 +20,20 @@ as the first record says.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import io
+import itertools
 import json
 import logging
+import math
 import os
+import re
 import stat
 import threading
 import time
+import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,20 +42,24 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edge_runtime._inotify import Inotify
 from edge_runtime._inotify import available as inotify_available
 from edge_runtime.engine import Frame, Outcome
 from edge_runtime.errors import SettingsError
-from edge_runtime.ledger import Ledger
+from edge_runtime.ledger import Ledger, LedgerEntry
 from spectral_core.errors import DataError, DriverError, RamanEdgeError
 
 __all__ = [
     "DEFAULT_TEMP_SUFFIXES",
     "EVENT_BACKENDS",
+    "LINK_POLICIES",
     "DeviceSource",
     "Source",
     "WatchSource",
+    "input_ref",
+    "name_of_ref",
     "open_source",
 ]
 
@@ -60,6 +71,26 @@ DEFAULT_TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".
 SUBDIRS = ("processing", "done", "quarantine")
 #: claims queued for the reader threads at most; further stable files wait in the due queue
 MAX_QUEUED_CLAIMS = 256
+LINK_POLICIES = ("refuse", "inside")
+DEFAULT_MAX_FILE_BYTES = 64 << 20
+DEFAULT_MAX_SPECTRA_PER_FILE = 10_000
+#: inotify: a file still open for writing waits for IN_CLOSE_WRITE, unless it stayed unchanged this long, s
+#: (a writer that truncates without closing, or a close event the kernel never sent)
+CLOSE_WAIT_S = 30.0
+#: out of file descriptors: first wait before reading or moving again, and the longest one, s
+FD_BACKOFF_S = 0.05
+FD_BACKOFF_MAX_S = 2.0
+#: the reason in a quarantine ``.error.json`` is cut to this many bytes (the cut is stated)
+ERROR_JSON_REASON_BYTES = 64 << 10
+#: failed spectra listed one by one in the ``.error.json`` of a multi-spectrum file (all are counted)
+ERROR_JSON_MAX_FAILED = 100
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# O_NONBLOCK: a FIFO swapped in after the claim must not block the open (fstat then refuses it)
+_OPEN_FLAGS = os.O_RDONLY | _O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0) \
+    | getattr(os, "O_BINARY", 0)
+#: what read_spectrum says of a file holding several spectra: such a file is read whole (read_dataset)
+_MULTI = re.compile(r"holds \d+ spectra")
+_KEPT_METADATA = ("device_serial", "integration_time_us")
 
 
 class Source(Protocol):
@@ -289,6 +320,10 @@ class _PollOnly:
         self._wake.clear()
         return set(), False
 
+    def take_states(self) -> dict[str, bool]:
+        """No open/close events here: every file is judged by the settle check alone."""
+        return {}
+
     def wakeup(self) -> None:
         self._wake.set()
 
@@ -376,8 +411,15 @@ class WatchSource:
 
     One thread turns events and scans into candidate files and checks that each stayed unchanged for
     ``settle_s`` (a first-in first-out queue of due checks: nothing is re-examined before it is due, so a
-    burst of thousands of files costs two ``stat`` calls each). Stable files go to ``readers`` threads that
+    burst of thousands of files costs two ``lstat`` calls each). With inotify, a file that a writer still holds
+    open for writing waits for its ``IN_CLOSE_WRITE`` as well. Stable files go to ``readers`` threads that
     claim, read, hash and parse them.
+
+    Every entry of the folder ends as records: a symbolic link (unless ``watch_links="inside"`` and it
+    resolves to a file inside the folder), a FIFO or device node, a file over ``max_file_bytes``, an ``.npz``
+    declaring more data than that allows, or anything that fails while being read or parsed (MemoryError
+    included) is an error record for that file, and the file (the link itself, never its target) goes to
+    quarantine/. A file holding several spectra gives one record each (``name#k``).
 
     Args:
         url: ``watch:///abs/path`` (or ``watch://relative/path``).
@@ -390,6 +432,11 @@ class WatchSource:
         use_events: False: polling only (same as ``events="poll"``).
         events: ``auto`` (inotify, else watchdog, else polling), ``inotify``, ``watchdog`` or ``poll``.
         readers: threads that claim, read and parse files.
+        watch_links: ``refuse`` every symbolic link, or accept those that resolve ``inside`` the drop folder.
+        max_file_bytes: larger files are refused unread, bytes.
+        max_spectra_per_file: a file holding more spectra is one error record.
+        ready_marker: when set (e.g. ``.ready``), ``x.csv`` is claimed only once ``x.csv.ready`` exists (for
+            writers that close and reopen a file to append); the marker is removed once the file is claimed.
     """
 
     def __init__(
@@ -404,6 +451,10 @@ class WatchSource:
         use_events: bool = True,
         events: str = "auto",
         readers: int = 2,
+        watch_links: str = "refuse",
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        max_spectra_per_file: int = DEFAULT_MAX_SPECTRA_PER_FILE,
+        ready_marker: str | None = None,
     ) -> None:
         self.url = url
         self.readers = max(1, int(readers))
@@ -418,9 +469,19 @@ class WatchSource:
             raise SettingsError(f"on_done must be 'move' or 'delete', got {on_done!r}")
         if events not in EVENT_BACKENDS:
             raise SettingsError(f"watch events must be one of {EVENT_BACKENDS}, got {events!r}")
+        if watch_links not in LINK_POLICIES:
+            raise SettingsError(f"watch_links must be one of {LINK_POLICIES}, got {watch_links!r}")
+        if int(max_file_bytes) < 1 or int(max_spectra_per_file) < 1:
+            raise SettingsError("max_file_bytes and max_spectra_per_file must be at least 1")
         self.on_done = on_done
         self.temp_suffixes = tuple(s.lower() for s in temp_suffixes)
         self.events_backend = events if use_events else "poll"
+        self.watch_links = watch_links
+        self.max_file_bytes = int(max_file_bytes)
+        self.max_spectra_per_file = int(max_spectra_per_file)
+        if ready_marker is not None and (not ready_marker or "/" in ready_marker or os.sep in ready_marker):
+            raise SettingsError(f"ready_marker must be a name suffix such as '.ready', got {ready_marker!r}")
+        self.ready_marker = ready_marker or None
         self.processing = self.root / "processing"
         self.done = self.root / "done"
         self.quarantine = self.root / "quarantine"
@@ -430,10 +491,14 @@ class WatchSource:
         self._events: _PollOnly | Inotify | None = None
         self._pending: dict[str, tuple[int, int]] = {}  # name -> (size, mtime_ns) at its last check
         self._due: deque[tuple[float, str]] = deque()  # (monotonic time of the next check, name), in order
+        self._writing: set[str] = set()  # inotify: opened for writing and not closed yet
+        self._moves_later: deque[tuple[_Claim, float]] = deque()  # moves that met EMFILE: (claim, retry at)
         self._thread: threading.Thread | None = None
         self.claimed = 0
         self.recovered = 0
         self.already_recorded = 0
+        self.refused = 0
+        self.fd_retries = 0
         self.events_active = False
         self.events_name = "none"
         self.scans = 0
@@ -445,7 +510,8 @@ class WatchSource:
 
     def _ignored(self, name: str) -> bool:
         low = name.lower()
-        return name.startswith(".") or low.endswith(self.temp_suffixes) or low.endswith(".error.json")
+        return (name.startswith(".") or low.endswith(self.temp_suffixes) or low.endswith(".error.json")
+                or (self.ready_marker is not None and name.endswith(self.ready_marker)))
 
     def open(self) -> None:
         """Check the folder and create processing/, done/ and quarantine/ in it."""
@@ -469,16 +535,18 @@ class WatchSource:
         # Claims, reads and parses run in a few threads: renames, stats and reads wait on the filesystem
         # with the GIL released, so they overlap with each other and with the parsing.
         events = self._events
-        assert events is not None
+        if events is None:
+            raise RuntimeError("WatchSource._run before start()")
         pool = ThreadPoolExecutor(self.readers, thread_name_prefix="watch-read")
         try:
             # Files claimed before a crash first: they are either recorded (move on) or not (classify).
-            for entry in sorted(os.scandir(self.processing), key=lambda e: e.name):
-                if entry.is_file() and not self._stop.is_set():
-                    self.recovered += 1
-                    with self._inflight_lock:
-                        self._inflight.add(entry.name)
-                    self._dispatch(pool, self._handle, entry.name, submit, None, True)
+            for name in self._list(self.processing):
+                if self._stop.is_set():
+                    break
+                self.recovered += 1
+                with self._inflight_lock:
+                    self._inflight.add(name)
+                self._dispatch(pool, self._handle, name, submit, None, True)
             last_scan = -1e18
             while not self._stop.is_set():
                 now = time.monotonic()
@@ -486,16 +554,22 @@ class WatchSource:
                     self._scan(now)
                     last_scan = now
                 self._check_due(pool, submit)
+                if self._moves_later:
+                    self._retry_moves()
                 now = time.monotonic()
                 timeout = last_scan + self.poll_s - now
                 if self._due and not self._starved:  # starved: a reader's wake-up ends the wait
                     timeout = min(timeout, self._due[0][0] - now)
+                if self._moves_later:
+                    timeout = min(timeout, self._moves_later[0][1] - now)
                 names, overflow = events.wait(max(0.001, timeout))
+                self._note_states(events.take_states())
                 if events.dead or self.folder_missing:
                     events = self._rewatch(events)
                     last_scan = -1e18 if not self.folder_missing else last_scan
                 elif overflow:
                     self.rescans += 1
+                    self._writing.clear()  # close events may be among the lost ones: the settle check decides
                     logger.warning("%s: the event queue overflowed; rescanning the folder", self.url)
                     last_scan = -1e18
                 if names:
@@ -505,6 +579,34 @@ class WatchSource:
             # Queued claims are cancelled (those files stay in the drop folder for the next start); claims
             # already running finish, their frames reach the queue.
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _note_states(self, states: dict[str, bool]) -> None:
+        for name, complete in states.items():
+            if complete:
+                self._writing.discard(name)
+            elif not self._ignored(name):  # temporary names are renamed away without a close event here
+                self._writing.add(name)
+
+    def _list(self, folder: Path) -> list[str]:
+        """Names of the entries of ``folder`` that are not directories, one entry at a time: an entry that
+        cannot be examined (a link loop, a vanished file) is taken as a file, so it gets its own record."""
+        names: list[str] = []
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            continue
+                    except OSError as exc:
+                        logger.debug("%s: %r: %s", self.url, entry.name, exc)
+                    names.append(entry.name)
+        except OSError as exc:
+            if not self.root.is_dir():
+                self.folder_missing = True  # said once, by _rewatch
+            else:
+                logger.warning("%s: cannot list %s (%d entries read): %s", self.url, folder, len(names), exc)
+        names.sort()
+        return names
 
     def _dispatch(self, pool: ThreadPoolExecutor, fn: Callable[..., None], *args: Any) -> None:
         with self._inflight_lock:
@@ -553,20 +655,15 @@ class WatchSource:
         return fresh
 
     def _scan(self, now: float) -> None:
-        try:
-            with os.scandir(self.root) as it:
-                names = {e.name for e in it if e.name not in self._pending and e.is_file()}
-        except OSError as exc:
-            if not self.root.is_dir():
-                self.folder_missing = True  # said once, by _rewatch
-            else:
-                logger.warning("%s: cannot list the drop folder: %s", self.url, exc)
+        names = self._list(self.root)
+        if self.folder_missing:
             return
         self._consider(names, now)
         self.scans += 1
 
     def _consider(self, names: Iterable[str], now: float) -> None:
-        """New candidates: their size and mtime now, checked again ``settle_s`` later."""
+        """New candidates: their size and mtime now (of the entry itself: links are never followed), checked
+        again ``settle_s`` later. Directories are no candidates; every other kind of entry is."""
         due = now + self.settle_s
         with self._inflight_lock:
             fresh = sorted(n for n in names if n not in self._pending and n not in self._inflight)
@@ -574,10 +671,10 @@ class WatchSource:
             if self._ignored(name):
                 continue
             try:
-                st = os.stat(os.path.join(self._root_s, name))
+                st = os.lstat(os.path.join(self._root_s, name))
             except OSError:
                 continue  # gone already (claimed, or a temporary file renamed away)
-            if not stat.S_ISREG(st.st_mode):
+            if stat.S_ISDIR(st.st_mode):
                 continue
             self._pending[name] = (st.st_size, st.st_mtime_ns)
             self._due.append((due, name))
@@ -588,6 +685,7 @@ class WatchSource:
         ready: list[tuple[str, float]] = []
         with self._inflight_lock:
             room = MAX_QUEUED_CLAIMS - self._queued
+        wall = time.time()
         while self._due and self._due[0][0] <= now:
             if len(ready) >= room:
                 # Enough claims queued for the readers: the rest stay due (a backlog of 100,000 files costs
@@ -600,19 +698,29 @@ class WatchSource:
             if prev is None:
                 continue
             try:
-                st = os.stat(os.path.join(self._root_s, name))
+                st = os.lstat(os.path.join(self._root_s, name))
             except FileNotFoundError:
                 del self._pending[name]
+                self._writing.discard(name)
                 continue
             except OSError as exc:
-                logger.debug("%s: stat %s: %s", self.url, name, exc)
+                logger.debug("%s: lstat %r: %s", self.url, name, exc)
                 self._due.append((now + self.settle_s, name))
                 continue
             cur = (st.st_size, st.st_mtime_ns)
             if cur != prev:
                 self._pending[name] = cur
                 self._due.append((now + self.settle_s, name))
+            elif name in self._writing and wall - st.st_mtime < CLOSE_WAIT_S:
+                # a writer still holds it open (inotify saw no IN_CLOSE_WRITE yet): a pause between two
+                # chunks is not the end of the file
+                self._due.append((now + max(self.settle_s, 0.05), name))
+            elif self.ready_marker is not None and not os.path.lexists(
+                    os.path.join(self._root_s, name + self.ready_marker)):
+                self._pending[name] = (-1, -1)  # the file is judged again (settled) once its marker is there
+                self._due.append((now + max(self.settle_s, 0.1), name))
             else:
+                self._writing.discard(name)
                 ready.append((name, st.st_mtime))
         for name, mtime_s in sorted(ready):
             if self._stop.is_set():
@@ -629,13 +737,14 @@ class WatchSource:
             self._dispatch(pool, self._claim, name, mtime_s, submit)
 
     def _claim(self, name: str, mtime_s: float, submit: Submit) -> None:
-        """Atomic rename into processing/, then read and submit."""
+        """Atomic rename into processing/ (of the entry itself: a link is moved, not its target), then read and
+        submit."""
         src, dst = os.path.join(self._root_s, name), os.path.join(self._processing_s, name)
         try:
             try:
                 os.rename(src, dst)
             except FileNotFoundError:
-                if not os.path.exists(src) or os.path.isdir(self._processing_s):
+                if not os.path.lexists(src) or os.path.isdir(self._processing_s):
                     raise  # someone else took the file
                 logger.error("%s: processing/ was removed; creating processing/, done/ and quarantine/ again",
                              self.url)
@@ -645,51 +754,213 @@ class WatchSource:
             with self._inflight_lock:
                 self._inflight.discard(name)
             if not isinstance(exc, FileNotFoundError):  # FileNotFoundError: someone else took it
-                logger.warning("%s: cannot claim %s: %s", self.url, name, exc)
+                logger.warning("%s: cannot claim %s: %s", self.url, input_ref(name), exc)
             return
         with self._inflight_lock:
             self.claimed += 1
+        if self.ready_marker is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(src + self.ready_marker)
         self._handle(name, submit, mtime_s, False)
 
     def _handle(self, name: str, submit: Submit, acquired: float | None, recovered: bool) -> None:
-        """Read a claimed file and submit it, unless the ledger already has it.
+        """Read a claimed file and submit its spectra, unless the ledger already has them.
 
         Only a file found in processing/ at start-up can already be recorded (a crash between the commit and
         the move), so only those are looked up here; for every other file the ledger's unique key on (source,
-        name, SHA-256) makes the commit itself the exactly-once check.
+        name, SHA-256) makes the commit itself the exactly-once check. Whatever goes wrong with this one file
+        becomes its error record (descriptor exhaustion excepted: that is waited out and retried).
         """
         t0 = time.monotonic()
-        path_s = os.path.join(self._processing_s, name)
+        ref = input_ref(name)
+        backoff = FD_BACKOFF_S
+        while True:
+            try:
+                frames = self._read_claimed(name, ref, acquired, recovered, t0)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE) or self._stop.is_set():
+                    frames = [self._failed(name, ref, f"cannot read: {_os_reason(exc)}", t0=t0, recovered=recovered)]
+                    break
+                # out of file descriptors (a burst of connections, a leak elsewhere): not this file's fault;
+                # it waits in processing/ and is read again, never quarantined for it and never left behind
+                with self._inflight_lock:
+                    self.fd_retries += 1
+                logger.warning("%s: %s while reading %s; retrying in %.2f s", self.url, _os_reason(exc), ref,
+                               backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, FD_BACKOFF_MAX_S)
+            except Exception as exc:  # per-file isolation: any failure is this file's record
+                logger.warning("%s: %s failed while being read: %s: %s", self.url, ref, type(exc).__name__, exc)
+                frames = [self._failed(name, ref, f"{type(exc).__name__}: {exc}", t0=t0,
+                                      recovered=recovered)]
+                break
+        for frame in frames:
+            submit(frame)
+
+    def _failed(self, name: str, ref: str, reason: str, *, t0: float, recovered: bool) -> Frame:
+        """One error frame for the whole file, keyed by a refusal key when its bytes were never hashed."""
         try:
-            with open(path_s, "rb") as f:
-                data = f.read()
-                if acquired is None:
-                    acquired = os.fstat(f.fileno()).st_mtime
-        except OSError as exc:
-            logger.error("%s: cannot read claimed file %s: %s (left in processing/)", self.url, name, exc)
-            return
+            st = os.lstat(os.path.join(self._processing_s, name))
+            key = _refusal_key("read", st)
+        except OSError:
+            key = None
+        claim = _Claim(self, name, ref, key or "", 1, recovered=recovered)
+        return Frame(source=self.url, ref=ref, axis=None, intensities=None, t_received=t0, content_sha256=key,
+                     error=("read", _storable(reason)), on_done=claim.outcome(0))
+
+    def _read_claimed(
+        self, name: str, ref: str, acquired: float | None, recovered: bool, t0: float
+    ) -> list[Frame]:
+        path_s = os.path.join(self._processing_s, name)
+        refused = None
+        try:
+            data, st = self._read_bytes(path_s, name)
+        except _Refused as exc:
+            refused = exc
+        if refused is not None:
+            with self._inflight_lock:
+                self.refused += 1
+            sha = _refusal_key(refused.kind, refused.st)
+            entry = self.ledger.lookup(self.url, ref, sha) if recovered else None
+            claim = _Claim(self, name, ref, sha, 1, recovered=recovered)
+            if entry is not None:
+                self._recorded(claim, 0, ref, entry)
+                return []
+            logger.warning("%s: %s refused: %s", self.url, ref, refused.reason)
+            return [Frame(source=self.url, ref=ref, axis=None, intensities=None, t_received=t0,
+                          acquired_at=refused.st.st_mtime, content_sha256=sha, error=(refused.kind, refused.reason),
+                          on_done=claim.outcome(0))]
+        if acquired is None:
+            acquired = st.st_mtime
         sha = hashlib.sha256(data).hexdigest()
         if recovered:
-            entry = self.ledger.lookup(self.url, name, sha)
+            entry = self.ledger.lookup(self.url, ref, sha)
             if entry is not None:
-                with self._inflight_lock:
-                    self.already_recorded += 1
-                logger.info("%s: %s is already recorded as #%d (%s); moving it on", self.url, name, entry.id,
-                            entry.status)
-                self._finish(name, sha, entry.status == "ok", entry.id, kind=entry.error_kind, reason=entry.error)
-                return
-        frame = Frame(source=self.url, ref=name, axis=None, intensities=None, t_received=t0,
+                self._recorded(_Claim(self, name, ref, sha, 1, recovered=recovered), 0, ref, entry)
+                return []
+        frame = Frame(source=self.url, ref=ref, axis=None, intensities=None, t_received=t0,
                       acquired_at=acquired, content_sha256=sha)
         try:
-            spec = _parse(Path(path_s), data)
-            frame.axis = self._intern_axis(spec.axis)
-            frame.intensities = spec.intensities
-            frame.metadata = {k: v for k, v in spec.metadata.items() if k in ("device_serial", "integration_time_us")}
+            spectra = _parse(Path(path_s), data, max_values=max(1, self.max_file_bytes // 4),
+                             max_spectra=self.max_spectra_per_file)
         except (DataError, RamanEdgeError, ValueError, OSError, UnicodeError) as exc:
-            frame.error = ("read", str(exc))
-        frame.read_s = time.monotonic() - t0
-        frame.on_done = self._on_done
-        submit(frame)
+            frame.error = ("read", _storable(str(exc)))
+            spectra = None
+        except Exception as exc:  # MemoryError and the unforeseen: this file's record
+            frame.error = ("read", _storable(f"{type(exc).__name__}: {exc}"))
+            spectra = None
+        del data
+        read_s = time.monotonic() - t0
+        if spectra is None or len(spectra[1]) == 1:
+            claim = _Claim(self, name, ref, sha, 1, recovered=recovered)
+            if spectra is not None:
+                axis, X, metas = spectra
+                frame.axis = self._intern_axis(axis)
+                frame.intensities = X[0]
+                frame.metadata = metas[0]
+            frame.read_s = read_s
+            frame.on_done = claim.outcome(0)
+            return [frame]
+        axis, X, metas = spectra
+        axis = self._intern_axis(axis)
+        n = len(X)
+        claim = _Claim(self, name, ref, sha, n, recovered=recovered)
+        frames: list[Frame] = []
+        for k in range(n):
+            ref_k = f"{ref}#{k}"
+            if recovered:
+                entry = self.ledger.lookup(self.url, ref_k, sha)
+                if entry is not None:
+                    self._recorded(claim, k, ref_k, entry)
+                    continue
+            frames.append(Frame(source=self.url, ref=ref_k, axis=axis, intensities=X[k],
+                                metadata={**metas[k], "spectrum_index": k, "spectra_in_file": n},
+                                t_received=t0, acquired_at=acquired, read_s=read_s / n, content_sha256=sha,
+                                on_done=claim.outcome(k)))
+        return frames
+
+    def _recorded(self, claim: _Claim, k: int, ref: str, entry: LedgerEntry) -> None:
+        with self._inflight_lock:
+            self.already_recorded += 1
+        logger.info("%s: %s is already recorded as #%d (%s)", self.url, ref, entry.id, entry.status)
+        claim.settle(k, entry.status == "ok", entry.id, entry.error_kind, entry.error)
+
+    def _read_bytes(self, path_s: str, name: str) -> tuple[bytes, os.stat_result]:
+        """The bytes of a claimed file, opened without following a link and read only up to the size cap.
+
+        Raises:
+            _Refused: a link (unless allowed), not a regular file, or over ``max_file_bytes``.
+            OSError: the file cannot be opened or read (EMFILE/ENFILE are retried by the caller).
+        """
+        if not _O_NOFOLLOW:  # no O_NOFOLLOW on this platform: look before opening
+            lst = os.lstat(path_s)
+            if stat.S_ISLNK(lst.st_mode):
+                return self._read_link(path_s, lst)
+        try:
+            fd = os.open(path_s, _OPEN_FLAGS)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.EMLINK):
+                raise
+            lst = os.lstat(path_s)
+            if not stat.S_ISLNK(lst.st_mode):
+                raise
+            return self._read_link(path_s, lst)
+        try:
+            return self._read_fd(fd)
+        finally:
+            os.close(fd)
+
+    def _read_fd(self, fd: int) -> tuple[bytes, os.stat_result]:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _Refused("read", f"not a regular file ({_file_kind(st.st_mode)}) refused", st)
+        limit = self.max_file_bytes
+        if st.st_size > limit:
+            raise _Refused("read", f"file of {st.st_size} bytes refused: larger than max_file_bytes={limit}", st)
+        # One read of the whole file (its size + 1, so the end is seen at once), then small reads while it
+        # grows, never past the cap: the bytes in memory stay bounded by max_file_bytes.
+        chunks = []
+        got = 0
+        want = st.st_size + 1
+        while True:
+            chunk = os.read(fd, want)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+            if got > limit:
+                raise _Refused("read", f"file grew past max_file_bytes={limit} while being read", st)
+            want = min(limit + 1 - got, 1 << 16)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks), st
+
+    def _read_link(self, path_s: str, lst: os.stat_result) -> tuple[bytes, os.stat_result]:
+        """A claimed symbolic link: refused, or with ``watch_links="inside"`` its target read when that is a
+        regular file inside the drop folder (outside processing/, done/ and quarantine/). Nothing of the target
+        reaches the error text (its contents are never read when it is refused)."""
+        if self.watch_links != "inside":
+            raise _Refused("read", "symlink refused (set watch_links=inside to accept links into the drop folder)",
+                           lst)
+        target = os.readlink(path_s)
+        # a relative link was made in the drop folder: it resolves from there, not from processing/
+        real = os.path.realpath(os.path.join(self._root_s, target))
+        root = os.path.realpath(self._root_s)
+        own = [os.path.join(root, d) for d in SUBDIRS]
+        inside = os.path.commonpath([root, real]) == root and real != root
+        if not inside or any(os.path.commonpath([d, real]) == d for d in own):
+            raise _Refused("read", "symlink refused: it does not resolve to a file inside the drop folder", lst)
+        try:
+            fd = os.open(real, _OPEN_FLAGS)
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise
+            raise _Refused("read", f"symlink refused: its target cannot be opened ({_os_reason(exc)})",
+                           lst) from None
+        try:
+            data, _ = self._read_fd(fd)
+        finally:
+            os.close(fd)
+        return data, lst
 
     def _intern_axis(self, axis: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, np.dtype[np.float64]]:
         """One shared array per distinct axis (files of one instrument all carry the same axis): saves memory
@@ -702,68 +973,70 @@ class WatchSource:
             del self._axes[8:]
         return axis
 
-    def _on_done(self, o: Outcome) -> None:
-        f = o.frame
-        if o.duplicate and o.previous is not None:
-            # this exact file was already recorded (a re-drop of the same bytes under the same name): it is
-            # moved on as that first record says
-            prev = o.previous
-            self._finish(f.ref, f.content_sha256 or "", prev.status == "ok", prev.id, kind=prev.error_kind,
-                         reason=prev.error)
-            return
-        self._finish(f.ref, f.content_sha256 or "", o.ok, o.record_id, kind=o.error_kind, reason=o.error)
-
-    def _finish(
-        self, name: str, sha: str, ok: bool, record_id: int | None, *, kind: str | None, reason: str | None
-    ) -> None:
+    def _finish(self, claim: _Claim) -> None:
+        """Every record of a claimed file is committed: move it on (or keep it for a retry on EMFILE)."""
+        retry = False
         try:
-            self._move_on(name, sha, ok, record_id, kind=kind, reason=reason)
+            retry = self._move_on(claim)
         finally:
-            with self._inflight_lock:
-                self._inflight.discard(name)
+            if retry:
+                with self._inflight_lock:
+                    self._moves_later.append((claim, time.monotonic() + FD_BACKOFF_S))
+                if self._events is not None:
+                    self._events.wakeup()
+            else:
+                with self._inflight_lock:
+                    self._inflight.discard(claim.name)
 
-    def _move_on(
-        self, name: str, sha: str, ok: bool, record_id: int | None, *, kind: str | None, reason: str | None
-    ) -> None:
-        src = os.path.join(self._processing_s, name)
+    def _retry_moves(self) -> None:
+        now = time.monotonic()
+        while True:
+            with self._inflight_lock:
+                if not self._moves_later or self._moves_later[0][1] > now:
+                    return
+                claim, _ = self._moves_later.popleft()
+            self._finish(claim)
+
+    def _move_on(self, claim: _Claim) -> bool:
+        """Move a file out of processing/; True when it must be tried again (out of file descriptors)."""
+        src = os.path.join(self._processing_s, claim.name)
         for attempt in (1, 2):
             try:
-                self._move_once(src, name, sha, ok, record_id, kind=kind, reason=reason)
-                return
+                self._move_once(src, claim)
+                return False
             except FileNotFoundError:
-                if attempt == 1 and os.path.exists(src) and self.root.is_dir():
+                if attempt == 1 and os.path.lexists(src) and self.root.is_dir():
                     # done/ or quarantine/ was removed under the daemon: create them again and retry
                     logger.error("%s: done/ or quarantine/ was removed; creating them again", self.url)
                     try:
                         self.open()
                     except (OSError, SettingsError) as exc:
                         logger.error("%s: %s", self.url, exc)
-                        return
+                        return False
                     continue
                 logger.warning("%s: %s vanished from processing/ before it could be moved on (it is recorded)",
-                               self.url, name)
-                return
+                               self.url, claim.ref)
+                return False
             except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE) and not self._stop.is_set():
+                    logger.warning("%s: %s while moving %s on; retrying", self.url, _os_reason(exc), claim.ref)
+                    return True
                 logger.error("%s: cannot move %s out of processing/: %s (it is recorded; the next start moves it "
-                             "on)", self.url, name, exc)
-                return
+                             "on)", self.url, claim.ref, exc)
+                return False
+        return False
 
-    def _move_once(
-        self, src: str, name: str, sha: str, ok: bool, record_id: int | None, *, kind: str | None, reason: str | None
-    ) -> None:
-        if ok:
+    def _move_once(self, src: str, claim: _Claim) -> None:
+        if not claim.failed:
             if self.on_done == "delete":
                 os.unlink(src)
             else:
-                os.replace(src, _free_name(self.done, name, record_id))
+                _move_exclusive(src, os.fspath(self.done), claim.name, claim.first_id, recovered=claim.recovered)
             return
-        dst = _free_name(self.quarantine, name, record_id)
-        info = {"file": name, "source": self.url, "record_id": record_id, "kind": kind, "reason": reason,
-                "sha256": sha, "quarantined_at": time.time()}
-        tmp = dst.with_name(dst.name + ".error.json.tmp")
-        tmp.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-        os.replace(src, dst)
-        os.replace(tmp, dst.with_name(dst.name + ".error.json"))
+        info = claim.error_info(self.url)
+        note = (json.dumps(info, indent=1) + "\n").encode("utf-8")
+        _move_exclusive(src, os.fspath(self.quarantine), claim.name, info["record_id"], recovered=claim.recovered,
+                        error_json=note)
 
     def stop(self) -> None:
         self._stop.set()
@@ -786,6 +1059,8 @@ class WatchSource:
             "claimed": self.claimed,
             "recovered": self.recovered,
             "already_recorded": self.already_recorded,
+            "refused": self.refused,
+            "fd_retries": self.fd_retries,
             "pending": len(self._pending),
             "scans": self.scans,
             "rescans": self.rescans,
@@ -794,27 +1069,295 @@ class WatchSource:
         }
 
 
-def _parse(path: Path, data: bytes) -> Any:
-    """One spectrum from a dropped file, with the shared readers."""
+class _Refused(Exception):
+    """A claimed entry refused unread (a link, not a regular file, over the size cap)."""
+
+    def __init__(self, kind: str, reason: str, st: os.stat_result) -> None:
+        super().__init__(reason)
+        self.kind, self.reason, self.st = kind, reason, st
+
+
+class _Claim:
+    """A claimed file on its way: its ``n`` records still awaited, and the failed ones among those committed.
+    The file moves on once the last one is committed (done/ if all are ok, else quarantine/)."""
+
+    __slots__ = ("failed", "first_id", "lock", "n", "name", "recovered", "ref", "sha", "source", "waiting")
+
+    def __init__(
+        self, source: WatchSource, name: str, ref: str, sha: str, n: int, *, recovered: bool = False
+    ) -> None:
+        self.source, self.name, self.ref, self.sha, self.n = source, name, ref, sha, n
+        self.recovered = recovered
+        self.waiting = n
+        self.failed: list[tuple[int, int | None, str | None, str | None]] = []
+        self.first_id: int | None = None
+        self.lock = threading.Lock()
+
+    def outcome(self, k: int) -> Callable[[Outcome], None]:
+        """The ``on_done`` of spectrum ``k``: called by the daemon once its record is committed."""
+
+        def done(o: Outcome) -> None:
+            prev = o.previous
+            if o.duplicate and prev is not None:
+                # these exact bytes were already recorded under this name: moved on as that first record says
+                self.settle(k, prev.status == "ok", prev.id, prev.error_kind, prev.error)
+            else:
+                self.settle(k, o.ok, o.record_id, o.error_kind, o.error)
+
+        return done
+
+    def settle(self, k: int, ok: bool, record_id: int | None, kind: str | None, reason: str | None) -> None:
+        with self.lock:
+            if not ok:
+                self.failed.append((k, record_id, kind, reason))
+            if record_id is not None and (self.first_id is None or record_id < self.first_id):
+                self.first_id = record_id
+            self.waiting -= 1
+            last = self.waiting == 0
+        if last:
+            self.source._finish(self)
+
+    def error_info(self, url: str) -> dict[str, Any]:
+        """The quarantine ``.error.json``: the reason (bounded), and for a multi-spectrum file the failed k."""
+        failed = sorted(self.failed, key=lambda f: f[0])
+        k0, rid, kind, reason = failed[0]
+        info: dict[str, Any] = {"file": self.ref, "source": url, "record_id": rid, "kind": kind}
+        if self.n == 1:
+            info["reason"] = _bounded(reason or "", ERROR_JSON_REASON_BYTES)
+        else:
+            info["reason"] = _bounded(f"{len(failed)} of {self.n} spectra failed; first #{k0}: {reason}",
+                                      ERROR_JSON_REASON_BYTES)
+            info["spectra"] = self.n
+            info["failed_count"] = len(failed)
+            info["failed"] = [{"k": k, "record_id": r, "kind": kd, "reason": _bounded(why or "", 512)}
+                              for k, r, kd, why in failed[:ERROR_JSON_MAX_FAILED]]
+        info["sha256"] = self.sha
+        info["quarantined_at"] = time.time()
+        return info
+
+
+def input_ref(name: str) -> str:
+    """The ledger's ``input_ref`` of a drop-folder entry: the name itself when it is valid UTF-8 without a
+    backslash (nearly always); otherwise each byte that is not UTF-8 is written ``\\xNN`` and a backslash
+    ``\\\\``, so that every name has its own, reversible reference (:func:`name_of_ref`)."""
+    if "\\" not in name:
+        try:
+            name.encode("utf-8")
+            return name
+        except UnicodeEncodeError:
+            pass
+    raw = os.fsencode(name)
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
+def name_of_ref(ref: str) -> bytes:
+    """The file name (bytes) of an ``input_ref`` made by :func:`input_ref` (without a ``#k`` suffix)."""
+    out = bytearray()
+    i = 0
+    while i < len(ref):
+        c = ref[i]
+        if c == "\\" and ref[i + 1 : i + 2] == "\\":
+            out += b"\\"
+            i += 2
+        elif c == "\\" and ref[i + 1 : i + 2] == "x":
+            out.append(int(ref[i + 2 : i + 4], 16))
+            i += 4
+        else:
+            out += c.encode("utf-8")
+            i += 1
+    return bytes(out)
+
+
+def _storable(text: str) -> str:
+    """Error text that SQLite, JSON and MQTT take: a file name that is not UTF-8 (quoted by a reader) has its
+    undecodable bytes as ``\\udcNN`` escapes instead of lone surrogates."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _refusal_key(kind: str, st: os.stat_result) -> str:
+    """The exactly-once key of an entry refused unread: not a hash of its bytes (never read), but of what
+    identifies it across a rename and a restart (kind, size, mtime, inode)."""
+    ident = f"ramanedge-unread:{kind}:{st.st_mode:o}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+    return hashlib.sha256(ident.encode()).hexdigest()
+
+
+def _os_reason(exc: OSError) -> str:
+    """An OSError without its file name (names are the record's ref already; a link target never shows)."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    return f"[{name or exc.errno}] {exc.strerror or type(exc).__name__}"
+
+
+def _file_kind(mode: int) -> str:
+    for test, what in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISLNK, "symlink"), (stat.S_ISDIR, "directory")):
+        if test(mode):
+            return what
+    return f"mode {mode:o}"
+
+
+def _bounded(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, saying how long it was."""
+    raw = text.encode("utf-8", "backslashreplace")
+    if len(raw) <= limit:
+        return text
+    note = f" ... [cut: {len(raw)} bytes in all, {limit} kept]"
+    return raw[: max(0, limit - len(note))].decode("utf-8", "ignore") + note
+
+
+def _move_exclusive(
+    src: str, folder: str, name: str, record_id: int | None, *, recovered: bool = False,
+    error_json: bytes | None = None,
+) -> str:
+    """Move ``src`` into ``folder`` under a name no file there has yet (with ``error_json`` written beside it
+    as ``<name>.error.json`` first); returns the path it got. Never overwrites a file.
+
+    ``name``, then ``stem.<record id>.ext``, then ``stem.<record id>-<n>.ext``: each tried with ``os.link``
+    (fails if the name exists; links a symlink itself) and then the unlink of ``src``; on filesystems without
+    hard links an O_EXCL placeholder is created and replaced. A crash between the link and the unlink leaves
+    ``src`` with a second link: a recovered file that is already in ``folder`` is only unlinked. A crash
+    after the ``.error.json`` and before the move leaves that note alone (the file gets a new one).
+    """
+    stem, dot, ext = name.partition(".")
+    tag = str(record_id) if record_id is not None else str(time.monotonic_ns())
+    names = (name if n == 0 else f"{stem}.{tag}{dot}{ext}" if n == 1 else f"{stem}.{tag}-{n - 1}{dot}{ext}"
+             for n in range(1_000_000))
+    if recovered:
+        st = os.lstat(src)
+        if st.st_nlink > 1:
+            for cand in itertools.islice(names, 64):
+                dst = os.path.join(folder, cand)
+                try:
+                    other = os.lstat(dst)
+                except FileNotFoundError:
+                    break
+                if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                    os.unlink(src)
+                    return dst
+            names = (name if n == 0 else f"{stem}.{tag}{dot}{ext}" if n == 1 else f"{stem}.{tag}-{n - 1}{dot}{ext}"
+                     for n in range(1_000_000))
+    hard_links = os.link in os.supports_follow_symlinks
+    for cand in names:
+        dst = os.path.join(folder, cand)
+        note = None
+        if error_json is not None:
+            note = dst + ".error.json"
+            if os.path.lexists(dst):
+                continue
+            try:
+                fd = os.open(note, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _O_NOFOLLOW, 0o644)
+            except FileExistsError:
+                continue
+            try:
+                os.write(fd, error_json)
+            finally:
+                os.close(fd)
+        try:
+            if hard_links:
+                try:
+                    os.link(src, dst, follow_symlinks=False)
+                except FileExistsError:
+                    raise
+                except OSError as exc:
+                    if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK,
+                                         errno.ENOSYS):
+                        raise
+                    hard_links = False
+                else:
+                    os.unlink(src)
+                    return dst
+            os.close(os.open(dst, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _O_NOFOLLOW, 0o600))
+            os.replace(src, dst)
+            return dst
+        except FileExistsError:
+            if note is not None:
+                os.unlink(note)
+            continue
+        except BaseException:
+            if note is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(note)
+            raise
+    raise FileExistsError(errno.EEXIST, f"no free name for {input_ref(name)} in {folder}")
+
+
+def _parse(
+    path: Path, data: bytes, *, max_values: int, max_spectra: int
+) -> tuple[NDArray[np.float64], NDArray[np.float32], list[dict[str, Any]]]:
+    """The spectra of a dropped file, with the shared readers: (axis in cm^-1, intensities (n, points), one
+    metadata dict each). A single spectrum takes the fast path; a table, map or series is read whole.
+
+    Raises:
+        DataError: empty, a bare .npy, an .npz declaring more than ``max_values`` values, more than
+            ``max_spectra`` spectra, or NaN/inf intensities; ReaderError: what the reader found wrong.
+    """
     if not data:
         raise DataError(f"{path.name}: empty file")
     if path.suffix.lower() == ".npy":
         raise DataError(f"{path.name}: a bare .npy holds no wavenumber axis; drop two-column text or JCAMP-DX")
-    from spectral_core.io import read_spectrum
+    if data[:4] == b"PK\x03\x04":
+        _check_npz(path, data, max_values)
+    from spectral_core.errors import ReaderError
+    from spectral_core.io import read_dataset, read_spectrum
 
-    spec = read_spectrum(path, data=data)
-    if not np.all(np.isfinite(spec.intensities)):
-        raise DataError(f"{path.name}: NaN/inf intensities")
-    return spec
+    try:
+        spec = read_spectrum(path, data=data)
+    except ReaderError as exc:
+        if _MULTI.search(str(exc)) is None:
+            raise
+        ds = read_dataset(path)
+    else:
+        if not np.all(np.isfinite(spec.intensities)):
+            raise DataError(f"{path.name}: NaN/inf intensities")
+        meta = {k: v for k, v in spec.metadata.items() if k in _KEPT_METADATA}
+        return np.asarray(spec.axis, dtype=np.float64), np.asarray(spec.intensities)[None, :], [meta]
+    n = ds.n_spectra
+    if n > max_spectra:
+        raise DataError(f"{path.name}: holds {n} spectra, more than max_spectra_per_file={max_spectra}")
+    if n == 0:
+        raise DataError(f"{path.name}: holds no spectrum")
+    metas: list[dict[str, Any]] = [{} for _ in range(n)]
+    if ds.y is not None and ds.classes:
+        for k in range(n):
+            metas[k]["label_in_file"] = ds.classes[int(ds.y[k])]
+    if ds.groups is not None:
+        for k in range(n):
+            metas[k]["group"] = str(ds.groups[k])
+    return np.asarray(ds.axis, dtype=np.float64), ds.X, metas
 
 
-def _free_name(folder: Path, name: str, record_id: int | None) -> Path:
-    dst = folder / name
-    if not dst.exists():
-        return dst
-    stem, dot, ext = name.partition(".")
-    tag = str(record_id) if record_id is not None else str(time.monotonic_ns())
-    return folder / f"{stem}.{tag}{dot}{ext}"
+def _check_npz(path: Path, data: bytes, max_values: int) -> None:
+    """Refuse a zip (.npz) whose arrays declare more than ``max_values`` values in all (or more than 16 bytes a
+    value allowed), from the member headers alone: a small file declaring 1e9 values is never allocated."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError):
+        return  # the reader says what is wrong with it
+    total = nbytes = 0
+    with zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            try:
+                with zf.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                    else:
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+                raise DataError(f"{path.name}: member {info.filename[:80]!r} has no readable .npy header "
+                                f"({type(exc).__name__})") from None
+            values = math.prod(int(d) for d in shape)
+            total += values
+            nbytes += values * max(1, dtype.itemsize)
+            if total > max_values or nbytes > 4 * max_values * 4:
+                raise DataError(f"{path.name}: its arrays declare {total} values ({nbytes} bytes) so far, more "
+                                f"than the {max_values} values that max_file_bytes allows (max_file_bytes / 4); "
+                                "refused before reading them")
 
 
 def watch_path(url: str) -> Path:
