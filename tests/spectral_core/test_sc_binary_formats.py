@@ -1,4 +1,4 @@
-"""Binary vendor formats (WDF, SPC, SPE): files written here byte by byte to each format's published layout,
+"""Binary vendor formats (WDF, SPC, SPE, SIF): files written here byte by byte to each format's published layout,
 read back through spectral_core.io, values and axis checked against what was written; bad input (empty,
 truncated, wrong magic) raises ReaderError naming the file, the byte position and what was expected."""
 
@@ -13,6 +13,7 @@ import pytest
 from spectral_core.errors import ReaderError
 from spectral_core.io import read_dataset, read_spectrum, sniff_format
 from spectral_core.io._spc import read_spc
+from spectral_core.io._sif import read_sif
 from spectral_core.io._spe import read_spe
 from spectral_core.io._wdf import read_wdf
 
@@ -164,6 +165,33 @@ def write_wdf(
     return path
 
 
+def write_sif(
+    path: Path, frames: np.ndarray, coeffs: list[float], *, raman_nm: str = "785.0", version: int = 65550,
+    image_axis: str = "Wavelength",
+) -> Path:
+    """An Andor SIF file in the line layout the open readers follow (magic, acquisition line, detector, file
+    name, user text, shutter, version-specific lines, calibration, Raman excitation, axis labels, image area,
+    subimage, timestamps, float32 pixels)."""
+    n_frames, height, width = frames.shape
+    b = b"Andor Technology Multi-Channel File\n65538 1\n"
+    b += f"{version} 0 0 1 1540956289 -60.0 ".encode() + b" " * 10 + b"0 0.5 0.5 0.5 1 \x00 0 1e-06 0 1 1.0 0 0\n"
+    b += b"DU420_BVF\n1024 255 10\nC:\\a\\b.sif \n65538 5\nhello\n65538 " + b"\x00" * 8 + b"0 0\n"
+    if version <= 65557:
+        b += b"0 0\n" * 2
+    else:  # 65567: 8 lines, the spectrograph line, 9 lines
+        b += b"0 0\n" * 8 + b"65538 Shamrock303 0\n" + b"0 0\n" * 9
+    b += b"65539 " + " ".join(repr(c) for c in coeffs).encode() + b"\n0 1 0 0\n0 1 0 0\n" + raman_nm.encode() + b"\n"
+    b += b"422\n13\n13\n"
+    for label in ("Time", "Counts", image_axis):
+        b += f"{len(label)}\n{label}".encode()
+    b += f"65541 1 {height} {width} 1 {n_frames} 1 {n_frames * width * height} {width * height} \n".encode()
+    b += f"65538 1 {height} {width} 1 1 1 0 0\n".encode()
+    b += b"".join(f"{1000 * f}\n".encode() for f in range(n_frames))
+    b += b"1\n" + b"".join(b"7\n" for _ in range(n_frames)) if version == 65567 else b"0\n"
+    path.write_bytes(b + frames.astype("<f4").tobytes())
+    return path
+
+
 # --------------------------------------------------------------------------------------------------------- SPC
 def test_spc_single_float_evenly_spaced(tmp_path: Path) -> None:
     y = RNG.normal(1000, 50, 300).astype(np.float32)
@@ -309,6 +337,34 @@ def test_wdf_nanometre_axis_converted(tmp_path: Path) -> None:
     np.testing.assert_allclose(ds.axis, laser_wn - 1e7 / nm32, rtol=1e-9)
 
 
+# --------------------------------------------------------------------------------------------------------- SIF
+@pytest.mark.parametrize("version", [65550, 65567])
+def test_sif_kinetic_series_wavelength_to_shift(tmp_path: Path, version: int) -> None:
+    frames = RNG.normal(1000, 30, (3, 1, 80)).astype(np.float32)
+    coeffs = [800.0, 0.5, 1e-4, 0.0]
+    f = write_sif(tmp_path / "k.sif", frames, coeffs, version=version)
+    ds = read_dataset(f)
+    pix = np.arange(1, 81, dtype=np.float64)
+    wl = 800.0 + 0.5 * pix + 1e-4 * pix**2
+    np.testing.assert_allclose(ds.axis, 1e7 / 785.0 - 1e7 / wl, rtol=1e-12)
+    np.testing.assert_array_equal(ds.X, frames[:, 0, :])
+    assert [m["timestamp_us"] for m in ds.provenance["spectrum_metadata"]] == [0, 1000, 2000]
+    assert ds.provenance["user_text"] == "hello"
+    if version == 65567:
+        assert ds.provenance["spectrograph"] == "Shamrock303"
+
+
+def test_sif_image_rows_raman_axis_and_missing_laser(tmp_path: Path) -> None:
+    frames = RNG.normal(0, 1, (1, 4, 16)).astype(np.float32)
+    ds = read_sif(write_sif(tmp_path / "r.sif", frames, [100.0, 10.0, 0, 0], image_axis="Raman Shift"))
+    np.testing.assert_allclose(ds.axis, 100.0 + 10.0 * np.arange(1, 17))
+    assert ds.n_spectra == 4 and ds.provenance["spectrum_metadata"][3]["row"] == 3
+    nolaser = write_sif(tmp_path / "n.sif", frames, [800.0, 0.5, 0, 0], raman_nm="0")
+    with pytest.raises(ReaderError, match="excitation_nm"):
+        read_sif(nolaser)
+    np.testing.assert_array_equal(read_sif(nolaser, excitation_nm=785.0).X, frames[0])
+
+
 # ------------------------------------------------------------------------------------------------ registry/sniff
 def test_sniff_by_content_and_extension(tmp_path: Path) -> None:
     y = np.ones(20, np.float32)
@@ -330,10 +386,11 @@ def _good_files(tmp_path: Path) -> dict[str, Path]:
         "spe": write_spe2(tmp_path / "g.spe", np.ones((2, 1, 64)), [800, 1], laser=785.0),
         "spe3": write_spe3(tmp_path / "g3.spe", np.ones((2, 1, 64)), np.linspace(800, 900, 64)),
         "wdf": write_wdf(tmp_path / "g.wdf", y[None, :], np.linspace(100, 900, 64), origins={3: np.zeros(1)}),
+        "sif": write_sif(tmp_path / "g.sif", np.ones((2, 1, 64)), [800.0, 0.5, 0, 0]),
     }
 
 
-@pytest.mark.parametrize("kind", ["spc", "spe", "spe3", "wdf"])
+@pytest.mark.parametrize("kind", ["spc", "spe", "spe3", "wdf", "sif"])
 def test_truncated_file_names_position_and_field(tmp_path: Path, kind: str) -> None:
     good = _good_files(tmp_path)[kind]
     data = good.read_bytes()
@@ -351,7 +408,8 @@ def test_truncated_file_names_position_and_field(tmp_path: Path, kind: str) -> N
 
 @pytest.mark.parametrize(
     ("suffix", "expected"),
-    [(".spc", "expected 0x4b or 0x4c"), (".spe", "expected 0x5555"), (".wdf", "expected b'WDF1'")],
+    [(".spc", "expected 0x4b or 0x4c"), (".spe", "expected 0x5555"), (".wdf", "expected b'WDF1'"),
+     (".sif", "expected b'Andor Technology")],
 )
 def test_wrong_magic_says_what_was_expected(tmp_path: Path, suffix: str, expected: str) -> None:
     bad = tmp_path / f"bad{suffix}"
@@ -361,7 +419,7 @@ def test_wrong_magic_says_what_was_expected(tmp_path: Path, suffix: str, expecte
     assert str(bad) in str(ei.value)
 
 
-@pytest.mark.parametrize("suffix", [".spc", ".spe", ".wdf"])
+@pytest.mark.parametrize("suffix", [".spc", ".spe", ".wdf", ".sif"])
 def test_empty_file(tmp_path: Path, suffix: str) -> None:
     bad = tmp_path / f"empty{suffix}"
     bad.write_bytes(b"")
