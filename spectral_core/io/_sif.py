@@ -7,9 +7,10 @@ from 1), the Raman excitation wavelength line, three length-prefixed axis labels
 (``65541 x0 y1 x1 y0 frames subimages total_length image_length``), one line per subimage
 (``65538 x0 y1 x1 y0 ybin xbin``), one timestamp line per frame, then float32 little-endian pixel data.
 
-sif_parser (MIT, 2025) was tried and not used: on a truncated header its word reader loops forever at the end
-of the file (it appends the empty string returned at EOF until a separator that never comes), which would stall
-the daemon. This reader walks the same layout with a cursor whose every read is bounded and names the byte
+sif_parser 0.3.6 (MIT, 2025) was tried: it reads the test files of tests/spectral_core/test_sc_binary_formats.py
+identically (pixels, calibration, Raman excitation, spectrograph), but a file truncated inside its header makes
+it loop forever (its word reader appends the empty string read at the end of the file, waiting for a separator
+that never comes; files cut at bytes 60, 90 and 140 all hung until killed), which would stall the daemon. This reader walks the same layout with a cursor whose every read is bounded and names the byte
 offset and the field expected.
 """
 
@@ -75,7 +76,7 @@ class _Cursor:
         self.pos += 1  # the separator
         return out
 
-    def int(self, what: str) -> int:
+    def integer(self, what: str) -> int:
         start = self.pos
         raw = self.word(what)
         try:
@@ -147,24 +148,24 @@ def read_sif(path: str | Path, *, excitation_nm: float | None = None) -> Spectra
         raise ReaderError(p, f"not a SIF file: byte 0 starts with {v.data[:36]!r}, expected {SIF_MAGIC!r}")
     c = _Cursor(v, len(SIF_MAGIC))
     c.line("the second header line (65538 1)")
-    version = c.int("the SIF version")
+    version = c.integer("the SIF version")
     c.line("the rest of the acquisition line")
     meta: dict[str, Any] = {"format": f"SIF {version}", "detector": c.line("the detector type").decode("latin-1")}
-    meta["detector_dimensions"] = [c.int("the detector width"), c.int("the detector height")]
+    meta["detector_dimensions"] = [c.integer("the detector width"), c.integer("the detector height")]
     c.pos -= 1  # the original file name's length is the rest of this line
     c.counted("the original file name")
     c.line("the end of the file-name line")
-    c.int("the user-text tag (65538)")
+    c.integer("the user-text tag (65538)")
     c.pos -= 1
     user = c.counted("the user text")
     c.line("the end of the user text")
-    c.int("the shutter tag (65538)")
+    c.integer("the shutter tag (65538)")
     c.raw(8, "8 bytes of shutter flags")
     c.line("the shutter times")
     spectrograph = _skip_version_lines(c, version)
     if spectrograph:
         meta["spectrograph"] = spectrograph
-    if c.int("the calibration version") == 65540:
+    if c.integer("the calibration version") == 65540:
         c.line("the calibration version 65540 line")
     calib_line = c.line("the calibration coefficients")
     c.line("a calibration line")
@@ -174,17 +175,17 @@ def read_sif(path: str | Path, *, excitation_nm: float | None = None) -> Spectra
         c.line("a calibration line")
     frame_axis, data_type, image_axis = (c.counted(w) for w in ("the frame axis", "the data type", "the image axis"))
     meta.update(frame_axis=frame_axis, data_type=data_type, image_axis=image_axis)
-    c.int("the image-area tag (65541 or 65539)")
+    c.integer("the image-area tag (65541 or 65539)")
     for w in ("x0", "y1", "x1", "y0"):
-        c.int(f"image area {w}")
-    n_frames, n_sub = c.int("the number of frames"), c.int("the number of subimages")
-    c.int("the total length")
-    c.int("the image length")
+        c.integer(f"image area {w}")
+    n_frames, n_sub = c.integer("the number of frames"), c.integer("the number of subimages")
+    c.integer("the total length")
+    c.integer("the image length")
     if n_frames < 1 or n_sub < 1:
         raise ReaderError(p, f"SIF header at byte {c.pos}: {n_frames} frames, {n_sub} subimages; expected at least 1")
     width = height = 0
     for i in range(n_sub):
-        c.int(f"the tag of subimage {i + 1}")
+        c.integer(f"the tag of subimage {i + 1}")
         area = c.line(f"the area of subimage {i + 1}").split()
         try:
             x0, y1, x1, y0, ybin, xbin = (int(a) for a in area[:6])
@@ -193,7 +194,7 @@ def read_sif(path: str | Path, *, excitation_nm: float | None = None) -> Spectra
             raise ReaderError(p, f"SIF subimage {i + 1} area {area[:6]!r} is not x0 y1 x1 y0 ybin xbin") from None
     if width < 2 or height < 1:
         raise ReaderError(p, f"SIF subimage of {width} x {height} pixels; expected at least 2 x 1")
-    stamps = [c.int(f"the timestamp of frame {f + 1}") for f in range(n_frames)]
+    stamps = [c.integer(f"the timestamp of frame {f + 1}") for f in range(n_frames)]
     c.pos -= 1
     c.line("the end of the last timestamp")
     # Some versions add a 0 line, 65567 a 1 line and one more line a frame, before the pixels.
@@ -217,7 +218,7 @@ def read_sif(path: str | Path, *, excitation_nm: float | None = None) -> Spectra
     if len(coeffs) < 2 or not any(coeffs[1:]) or (coeffs[:2] == [0.0, 1.0] and not any(coeffs[2:])):
         raise ReaderError(p, "SIF file has no X calibration (pixels only); calibrate it in Solis first")
     pix = np.arange(1, width + 1, dtype=np.float64)
-    x: NDArray[np.float64] = np.polynomial.polynomial.polyval(pix, coeffs)
+    x: NDArray[np.float64] = np.asarray(np.polynomial.polynomial.polyval(pix, coeffs), dtype=np.float64)
     meta["calibration"] = coeffs
     if user.strip():
         meta["user_text"] = user.strip()[:1000]

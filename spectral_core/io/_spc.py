@@ -5,7 +5,11 @@ an optional global X array (``TXVALS``), then one subfile (a 32-byte subheader a
 own X values with ``TXYXYS``) per spectrum; ``TMULTI`` marks several subfiles. Y values are float32 when the
 exponent is -128 (0x80), otherwise int32 (int16 with ``TSPREC``) scaled by ``2**(exp - 32)`` (``2**(exp - 16)``).
 
-The pre-1996 0x4D layout is refused with a clear message. LIBRARY_NOTE
+The pre-1996 0x4D layout is refused with a clear message. Libraries tried: spc-io 0.2.1 (MIT, 2025) reads the
+test files of tests/spectral_core/test_sc_binary_formats.py identically, but a truncated file gives only
+"Buffer size too small (188 instead of at least 200 bytes)", naming neither the file nor the field;
+spc-spectra 0.4.0 (2018) does not install on Python 3.11. The layout is short, so it is read here with bounded
+reads and no optional dependency.
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ def _excitation_from_log(log: dict[str, str]) -> float | None:
     return None
 
 
-def _y_values(v: ByteView, e: str, exp: int, flags: int, n: int, pos: int, what: str) -> tuple[NDArray[Any], int]:
+def _y_values(v: ByteView, e: str, exp: int, flags: int, *, n: int, pos: int, what: str) -> tuple[NDArray[Any], int]:
     if exp == _FLOAT_EXP:
         return v.array(e + "f4", n, pos, what).astype(np.float64), pos + 4 * n
     if flags & TSPREC:
@@ -157,7 +161,7 @@ def read_spc(path: str | Path, *, excitation_nm: float | None = None) -> Spectra
     x_first: NDArray[np.float64] | None = None
     for i in range(n_sub):
         what = f"subfile {i + 1} of {n_sub}"
-        subflgs, subexp, subindx, subtime, subnext, _noise, subnpts, _scan, subw = v.unpack(
+        _flags, subexp, subindx, subtime, _next, _noise, subnpts, _scan, subw = v.unpack(
             e + "BbHfffIIf", pos, f"the 32-byte subheader of {what}"
         )
         pos += _SUBHEADER
@@ -165,7 +169,7 @@ def read_spc(path: str | Path, *, excitation_nm: float | None = None) -> Spectra
         if flags & TXYXYS:
             if subnpts < 2:
                 raise ReaderError(p, f"{what}: subheader at byte {pos - _SUBHEADER} gives {subnpts} points")
-            x, pos = _y_values(v, e, exp, flags, subnpts, pos, f"the X values of {what}")
+            x, pos = _y_values(v, e, exp, flags, n=subnpts, pos=pos, what=f"the X values of {what}")
             if x_first is None:
                 x_first = x
             elif x.shape != x_first.shape or not np.allclose(x, x_first, rtol=0, atol=1e-6):
@@ -175,7 +179,7 @@ def read_spc(path: str | Path, *, excitation_nm: float | None = None) -> Spectra
             n = subnpts
         else:
             n = fnpts
-        y, pos = _y_values(v, e, exp, flags, n, pos, f"the Y values of {what} ({n} points)")
+        y, pos = _y_values(v, e, exp, flags, n=n, pos=pos, what=f"the Y values of {what} ({n} points)")
         rows.append(y)
         per.append({"subfile": i, "z": float(subtime), "w": float(subw), "index": int(subindx)})
     axis = x_global if x_global is not None else x_first

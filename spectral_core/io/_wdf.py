@@ -12,8 +12,11 @@ header) and a body. Read here, following the layout documented by Renishaw's own
   wavenumber, 3 nm) and the axis values; ``ORGN``: per-spectrum origin lists (X, Y, Z stage position in um,
   time, ...), each a type/units/label header and ``capacity`` float64 values; ``WMAP``: the map grid.
 
-renishawWiRE (MIT, last release 2023) was tried: it prints to stdout/stderr while reading and leaves the file
-open when a block is missing, so this module reads the layout itself with bounded reads.
+renishawWiRE 0.1.16 (MIT, last release 2023) was tried: it reads the test files of
+tests/spectral_core/test_sc_binary_formats.py identically (spectra, axis, X/Y origins, laser), but a truncated
+file ends in a bare numpy "cannot reshape array of size 43 into shape (6,40)" that names neither file nor
+block, and its file handle stays open when parsing fails. The layout is a few fixed offsets, so it is read here
+with bounded reads and no optional dependency.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ import pytest
 
 from spectral_core.errors import ReaderError
 from spectral_core.io import read_dataset, read_spectrum, sniff_format
-from spectral_core.io._spc import read_spc
 from spectral_core.io._sif import read_sif
+from spectral_core.io._spc import read_spc
 from spectral_core.io._spe import read_spe
 from spectral_core.io._wdf import read_wdf
 
@@ -174,12 +174,13 @@ def write_sif(
     subimage, timestamps, float32 pixels)."""
     n_frames, height, width = frames.shape
     b = b"Andor Technology Multi-Channel File\n65538 1\n"
-    b += f"{version} 0 0 1 1540956289 -60.0 ".encode() + b" " * 10 + b"0 0.5 0.5 0.5 1 \x00 0 1e-06 0 1 1.0 0 0\n"
+    b += f"{version} 0 0 1 1540956289 -60.0 ".encode() + b" " * 10 + b"0 0.5 0.5 0.5 1 \x00 0 1e-06 0 1 1.0 0 0 0.0 "
+    b += b"0 " * 16 + b"600 0\n"
     b += b"DU420_BVF\n1024 255 10\nC:\\a\\b.sif \n65538 5\nhello\n65538 " + b"\x00" * 8 + b"0 0\n"
     if version <= 65557:
         b += b"0 0\n" * 2
     else:  # 65567: 8 lines, the spectrograph line, 9 lines
-        b += b"0 0\n" * 8 + b"65538 Shamrock303 0\n" + b"0 0\n" * 9
+        b += b"0 0\n" * 8 + b"65538 Shamrock303 0\n0 0\n0 0 0 1 0 0 0 0 0\n" + b"0 0\n" * 7
     b += b"65539 " + " ".join(repr(c) for c in coeffs).encode() + b"\n0 1 0 0\n0 1 0 0\n" + raman_nm.encode() + b"\n"
     b += b"422\n13\n13\n"
     for label in ("Time", "Counts", image_axis):
