@@ -12,14 +12,14 @@ Formats (one private module each):
 * a folder with one sub-folder per class holding any of the above.
 * binary vendor files, found by magic bytes or extension (one dataset row a spectrum, per-spectrum facts such
   as map coordinates in ``provenance["spectrum_metadata"]``): Renishaw WiRE ``.wdf`` (single, series, maps),
-  Galactic ``.spc`` (single and multi-subfile), Princeton Instruments ``.spe`` (2.x and 3.0), Andor ``.sif``.
+  Galactic ``.spc`` (single and multi-subfile), Princeton Instruments ``.spe`` (2.x and 3.0), Andor ``.sif``, Bruker OPUS (``[opus]`` extra).
 
 Options of :func:`read_dataset` (each used by the readers it applies to; others log a warning):
 ``axis``, ``labels``, ``class_names``, ``encoding``, ``delimiter``, ``layout``, ``label_column``,
 ``group_column``, ``label_from_column``, ``x_var``, ``y_var``, ``axis_var``, ``excitation_nm``, ``pattern``,
 ``resample`` (``"START:STOP:POINTS"``: put every file on one axis by cubic spline, e.g. single spectra measured
 on different axes; never extrapolates) and ``format`` to force a reader (npz, npy, text, table, jcamp, mat,
-folder, wdf, spc, spe, sif).
+folder, wdf, spc, spe, sif, opus).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from spectral_core.io._jcamp import is_jcamp, jcamp_spectrum, read_jcamp
 from spectral_core.io._mat import is_mat, read_mat
 from spectral_core.io._npy import read_npy
 from spectral_core.io._npz import read_npz, write_npz
+from spectral_core.io._opus import is_opus, read_opus
 from spectral_core.io._sif import is_sif, read_sif
 from spectral_core.io._spc import is_spc, read_spc
 from spectral_core.io._spe import is_spe, read_spe
@@ -62,6 +63,7 @@ __all__ = [
     "read_mat",
     "read_npy",
     "read_npz",
+    "read_opus",
     "read_sif",
     "read_spc",
     "read_spe",
@@ -82,6 +84,7 @@ _VENDOR: dict[str, tuple[Callable[[bytes], bool], tuple[str, ...], Callable[...,
     "spc": (is_spc, (".spc",), read_spc),
     "spe": (is_spe, (".spe",), read_spe),
     "sif": (is_sif, (".sif",), read_sif),
+    "opus": (is_opus, (), read_opus),  # OPUS names files .0, .1, ...: found by content only
 }
 FORMATS = ("npz", "npy", "text", "table", "jcamp", "mat", "folder", *_VENDOR)
 _SNIFF_BYTES = 4100  # SPE keeps its magic (0x5555) at bytes 4098-4099
@@ -210,7 +213,8 @@ def read_dataset(path: str | Path, **options: Any) -> SpectralDataset:
 
     Raises:
         ReaderError: the path and what is wrong with it.
-        MissingExtraError: a format whose optional dependency is missing (.mat v7.3 needs h5py).
+        MissingExtraError: a format whose optional dependency is missing (.mat v7.3 needs h5py, Bruker OPUS
+            needs brukeropus).
     """
     p = Path(path)
     unknown = sorted(set(options) - _ALL_OPTIONS - {"format"})

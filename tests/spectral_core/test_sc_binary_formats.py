@@ -1,4 +1,4 @@
-"""Binary vendor formats (WDF, SPC, SPE, SIF): files written here byte by byte to each format's published layout,
+"""Binary vendor formats (WDF, SPC, SPE, SIF, OPUS): files written here byte by byte to each format's published layout,
 read back through spectral_core.io, values and axis checked against what was written; bad input (empty,
 truncated, wrong magic) raises ReaderError naming the file, the byte position and what was expected."""
 
@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spectral_core.errors import ReaderError
+from spectral_core.errors import MissingExtraError, ReaderError
 from spectral_core.io import read_dataset, read_spectrum, sniff_format
+from spectral_core.io._opus import read_opus
 from spectral_core.io._sif import read_sif
 from spectral_core.io._spc import read_spc
 from spectral_core.io._spe import read_spe
@@ -193,6 +194,50 @@ def write_sif(
     return path
 
 
+def _opus_type(code0: int = 0, code1: int = 0, code2: int = 0, code3: int = 0, code4: int = 0, code5: int = 0) -> int:
+    """The OPUS block type integer: bit fields 0-1, 2-3, 4-9, 10-16, 17-18, 19-21."""
+    return code0 | code1 << 2 | code2 << 4 | code3 << 10 | code4 << 17 | code5 << 19
+
+
+def _opus_params(items: list[tuple[str, object]]) -> bytes:
+    """An OPUS parameter block: 3-letter key + NUL, int16 type (0 int32, 1 float64, 2 string), int16 size in
+    16-bit words, the value; closed by END."""
+    out = b""
+    for key, val in items:
+        if isinstance(val, int):
+            out += key.encode() + b"\x00" + struct.pack("<hhi", 0, 2, val)
+        elif isinstance(val, float):
+            out += key.encode() + b"\x00" + struct.pack("<hhd", 1, 4, val)
+        else:
+            raw = _pad(str(val).encode(), (len(str(val)) // 4 + 1) * 4)
+            out += key.encode() + b"\x00" + struct.pack("<hh", 2, len(raw) // 2) + raw
+    return out + b"END\x00" + struct.pack("<hh", 0, 0)
+
+
+def write_opus(path: Path, y: np.ndarray, first: float, last: float, *, code3: int = 10, dxu: str = "WN",
+               laser_wn: float = 9394.0) -> Path:
+    """A Bruker OPUS file: 24-byte header, directory, a data block, its data-status block, instrument params."""
+    y32 = np.asarray(y, dtype="<f4")
+    status = _opus_params([("DPF", 1), ("NPT", len(y32)), ("FXV", float(first)), ("LXV", float(last)),
+                           ("CSF", 1.0), ("MXY", float(y32.max())), ("MNY", float(y32.min())), ("DXU", dxu)])
+    instrument = _opus_params([("RLW", float(laser_wn))])
+    blocks = [(_opus_type(code3=code3), y32.tobytes()), (_opus_type(code2=1, code3=code3), status),
+              (_opus_type(code2=2), instrument)]
+    max_blocks = 8
+    dir_start = 24
+    pos = dir_start + 12 * max_blocks
+    entries = [(_opus_type(code3=13), max_blocks * 3, dir_start)]
+    body = b""
+    for t, raw in blocks:
+        b = _pad(raw, -(-len(raw) // 4) * 4)
+        entries.append((t, len(b) // 4, pos + len(body)))
+        body += b
+    directory = b"".join(struct.pack("<3i", *e) for e in entries).ljust(12 * max_blocks, b"\x00")
+    head = b"\n\n\xfe\xfe" + struct.pack("<diii", 920622.0, dir_start, max_blocks, len(entries))
+    path.write_bytes(head + directory + body)
+    return path
+
+
 # --------------------------------------------------------------------------------------------------------- SPC
 def test_spc_single_float_evenly_spaced(tmp_path: Path) -> None:
     y = RNG.normal(1000, 50, 300).astype(np.float32)
@@ -366,6 +411,25 @@ def test_sif_image_rows_raman_axis_and_missing_laser(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_sif(nolaser, excitation_nm=785.0).X, frames[0])
 
 
+# -------------------------------------------------------------------------------------------------------- OPUS
+def test_opus_raman_block_read_through_brukeropus(tmp_path: Path) -> None:
+    y = RNG.normal(100, 10, 120).astype(np.float32)
+    f = write_opus(tmp_path / "sample.0", y, 3500.0, 100.0)
+    ds = read_dataset(f)  # found by content: OPUS files are named .0, .1, ...
+    np.testing.assert_allclose(ds.axis, np.linspace(100.0, 3500.0, 120))
+    np.testing.assert_array_equal(ds.X[0], y[::-1])
+    assert ds.provenance["opus_block"] == "ra" and ds.provenance["laser_nm"] == pytest.approx(1e7 / 9394.0)
+
+
+def test_opus_other_units_refused_and_missing_extra_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    y = np.arange(10, dtype=np.float32)
+    with pytest.raises(ReaderError, match="DXU=MI, expected WN"):
+        read_opus(write_opus(tmp_path / "mi.0", y, 2.5, 25.0, dxu="MI"))
+    monkeypatch.setitem(__import__("sys").modules, "brukeropus", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'ramanedge\[opus\]'"):
+        read_opus(write_opus(tmp_path / "ok.0", y, 100.0, 1000.0))
+
+
 # ------------------------------------------------------------------------------------------------ registry/sniff
 def test_sniff_by_content_and_extension(tmp_path: Path) -> None:
     y = np.ones(20, np.float32)
@@ -388,15 +452,16 @@ def _good_files(tmp_path: Path) -> dict[str, Path]:
         "spe3": write_spe3(tmp_path / "g3.spe", np.ones((2, 1, 64)), np.linspace(800, 900, 64)),
         "wdf": write_wdf(tmp_path / "g.wdf", y[None, :], np.linspace(100, 900, 64), origins={3: np.zeros(1)}),
         "sif": write_sif(tmp_path / "g.sif", np.ones((2, 1, 64)), [800.0, 0.5, 0, 0]),
+        "opus": write_opus(tmp_path / "g.0", np.arange(64, dtype=np.float32), 100.0, 900.0),
     }
 
 
-@pytest.mark.parametrize("kind", ["spc", "spe", "spe3", "wdf", "sif"])
+@pytest.mark.parametrize("kind", ["spc", "spe", "spe3", "wdf", "sif", "opus"])
 def test_truncated_file_names_position_and_field(tmp_path: Path, kind: str) -> None:
     good = _good_files(tmp_path)[kind]
     data = good.read_bytes()
     read_dataset(good)  # the intact file reads
-    for cut in (len(data) - 7, 600 if kind != "wdf" else 520, 100):
+    for cut in sorted({len(data) - 7, len(data) // 2, 520, 100} - {c for c in (520,) if c >= len(data)}):
         bad = tmp_path / f"cut{cut}{good.suffix}"
         bad.write_bytes(data[:cut])
         with pytest.raises(ReaderError) as ei:
