@@ -209,7 +209,7 @@ def read_sif(path: str | Path, *, excitation_nm: float | None = None) -> Spectra
     rows_per_frame = height * n_sub
     n = n_frames * rows_per_frame * width
     pixels = v.array("<f4", n, c.pos, f"{n_frames} frame(s) of {rows_per_frame} x {width} float32 pixels")
-    X = pixels.reshape(n_frames * rows_per_frame, width).astype(np.float64)
+    X = pixels.reshape(n_frames * rows_per_frame, width)
     per = [{"frame": f, "row": r, "timestamp_us": stamps[f]} for f in range(n_frames) for r in range(rows_per_frame)]
     try:
         coeffs = [float(t) for t in calib_line.split()]

@@ -145,17 +145,16 @@ def read_spe(path: str | Path, *, excitation_nm: float | None = None) -> Spectra
     item = np.dtype(dtype).itemsize
     frame_size = xdim * ydim * item
     stride = max(stride, frame_size)
-    rows: list[NDArray[Any]] = []
-    per: list[dict[str, Any]] = []
+    blocks: list[NDArray[Any]] = []
     for f in range(frames):
-        block = v.array(dtype, xdim * ydim, SPE_HEADER + f * stride, f"frame {f + 1} of {frames} ({frame_size} bytes)")
-        for r, row in enumerate(block.reshape(ydim, xdim)):
-            rows.append(row.astype(np.float64))
-            per.append({"frame": f, "row": r})
+        what = f"frame {f + 1} of {frames} ({frame_size} bytes)"
+        blocks.append(v.array(dtype, xdim * ydim, SPE_HEADER + f * stride, what).reshape(ydim, xdim))
+    per = [{"frame": f, "row": r} for f in range(frames) for r in range(ydim)]
     if wl is None:
         raise ReaderError(p, "SPE file has no wavelength calibration (pixels only); calibrate it in WinSpec/LightField")
     laser = excitation_nm if excitation_nm is not None else laser_file
     source = "excitation_nm=" if excitation_nm is not None else "the file"
     axis = raman_shift(wl, laser, p, source)
     meta["converted_from"] = f"nm with excitation {laser} nm (from {source})"
-    return build_dataset(p, np.stack(rows), axis, reader="spe", metadata=meta, spectrum_metadata=per)
+    X = np.concatenate(blocks, axis=0)
+    return build_dataset(p, X, axis, reader="spe", metadata=meta, spectrum_metadata=per)

@@ -61,7 +61,7 @@ def _blocks(v: ByteView) -> dict[str, tuple[int, int]]:
         name = name_raw.decode("latin-1")
         if size < _BLOCK_HEADER:
             raise ReaderError(v.path, f"WDF block {name!r} at byte {pos} declares size {size}, less than its header")
-        v.need(pos, size, f"block {name!r} ({size} bytes)")
+        v.need(pos, size, f"block {name!r}")
         out.setdefault(name, (pos, size))
         pos += size
     if pos < len(v):
