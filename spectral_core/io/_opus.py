@@ -51,7 +51,20 @@ def _check_layout(v: ByteView) -> int:
         if start <= 0 or words < 0:
             raise ReaderError(v.path, f"OPUS directory entry {i + 1} at byte {at}: offset {start}, size {words} words")
         v.need(start, 4 * words, f"block {i + 1} of {n_blocks} (directory entry at byte {at})")
+        if _is_series(_type):
+            # brukeropus allocates num_spectra x points before reading a data series: bound it by the block first
+            _ver, n_spectra, first, data_size, info_size = v.unpack("<5i", start, f"the data-series header at byte {start}")
+            if n_spectra < 0 or data_size < 0 or info_size < 0 or first < 0 or (
+                first + n_spectra * (data_size + info_size) > 4 * words
+            ):
+                raise ReaderError(v.path, f"OPUS data series at byte {start}: {n_spectra} spectra of {data_size} bytes "
+                                          f"do not fit in its block of {4 * words} bytes")
     return int(n_blocks)
+
+
+def _is_series(type_int: int) -> bool:
+    """A 3D data-series block: parameter bits (4-9) 0, data kind (10-16) not 0 or 13, bits 19-21 == 2."""
+    return (type_int >> 4) & 0x3F == 0 and (type_int >> 10) & 0x7F not in (0, 13) and (type_int >> 19) & 0x7 == 2
 
 
 def read_opus(path: str | Path, *, excitation_nm: float | None = None) -> SpectralDataset:

@@ -132,6 +132,8 @@ def read_spc(path: str | Path, *, excitation_nm: float | None = None) -> Spectra
         raise ReaderError(p, "SPC header at byte 24: fnsub is 0 in a multi-subfile (TMULTI) file; no spectra")
     if not flags & TXYXYS and fnpts < 2:
         raise ReaderError(p, f"SPC header at byte 4: fnpts is {fnpts}, expected at least 2 points")
+    if not flags & TXYXYS and 2 * fnpts > len(v):  # bound the axis before building it: >= 2 bytes a point
+        raise ReaderError(p, f"SPC header at byte 4: fnpts {fnpts} points cannot fit in a file of {len(v)} bytes")
     meta: dict[str, Any] = {
         "format": f"SPC 0x{version:02x}",
         "comment": v.text(88, 130, "fcmnt"),

@@ -485,6 +485,24 @@ def test_wrong_magic_says_what_was_expected(tmp_path: Path, suffix: str, expecte
     assert str(bad) in str(ei.value)
 
 
+def test_counts_beyond_the_file_are_refused_before_allocating(tmp_path: Path) -> None:
+    spc = tmp_path / "huge.spc"
+    spc.write_bytes(struct.pack("<BBBbIddI", 0, 0x4B, 0, -128, 2**31, 0.0, 1.0, 1).ljust(600, b"\x00"))
+    with pytest.raises(ReaderError, match="fnpts 2147483648 points cannot fit"):
+        read_dataset(spc)
+    y = np.arange(8, dtype=np.float32)
+    opus = write_opus(tmp_path / "series.0", y, 100.0, 800.0, code3=10)
+    data = bytearray(opus.read_bytes())
+    # turn the data block into a data series claiming 10**6 spectra of 10**6 bytes
+    entry = 24 + 12
+    t, words, start = struct.unpack_from("<3i", data, entry)
+    struct.pack_into("<3i", data, entry, t | 2 << 19, words, start)
+    struct.pack_into("<6i", data, start, 0, 10**6, 24, 10**6, 0, 0)
+    opus.write_bytes(bytes(data))
+    with pytest.raises(ReaderError, match="do not fit in its block"):
+        read_dataset(opus)
+
+
 @pytest.mark.parametrize("suffix", [".spc", ".spe", ".wdf", ".sif"])
 def test_empty_file(tmp_path: Path, suffix: str) -> None:
     bad = tmp_path / f"empty{suffix}"
