@@ -93,7 +93,10 @@ def read_opus(path: str | Path, *, excitation_nm: float | None = None) -> Spectr
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, struct.error) as exc:
         raise ReaderError(p, f"OPUS blocks could not be decoded ({type(exc).__name__}: {exc})") from None
     if not items:
-        raise ReaderError(p, f"OPUS file of {n_blocks} blocks holds no data block paired with its data-status block")
+        # brukeropus sets blocks it cannot decode aside (parse_error_blocks) instead of raising: say so
+        failed = len(getattr(f, "parse_error_blocks", []) or [])
+        why = f"; {failed} block(s) could not be decoded" if failed else ""
+        raise ReaderError(p, f"OPUS file of {n_blocks} blocks holds no data block paired with its data-status block{why}")
     keys = [k for k, *_ in items]
     chosen = next((i for k in _PRIORITY for i, kk in enumerate(keys) if kk == k), None)
     if chosen is None:

@@ -216,12 +216,21 @@ def _opus_params(items: list[tuple[str, object]]) -> bytes:
 
 def write_opus(path: Path, y: np.ndarray, first: float, last: float, *, code3: int = 10, dxu: str = "WN",
                laser_wn: float = 9394.0) -> Path:
-    """A Bruker OPUS file: 24-byte header, directory, a data block, its data-status block, instrument params."""
+    """A Bruker OPUS file: 24-byte header, directory, a data block (a 3D data series when ``y`` is 2-D: header,
+    store table, then each spectrum followed by its 152-byte info record), its data-status block, instrument
+    parameters."""
     y32 = np.asarray(y, dtype="<f4")
-    status = _opus_params([("DPF", 1), ("NPT", len(y32)), ("FXV", float(first)), ("LXV", float(last)),
+    npt = y32.shape[-1]
+    status = _opus_params([("DPF", 1), ("NPT", npt), ("FXV", float(first)), ("LXV", float(last)),
                            ("CSF", 1.0), ("MXY", float(y32.max())), ("MNY", float(y32.min())), ("DXU", dxu)])
     instrument = _opus_params([("RLW", float(laser_wn))])
-    blocks = [(_opus_type(code3=code3), y32.tobytes()), (_opus_type(code2=1, code3=code3), status),
+    series = 2 if y32.ndim == 2 else 0
+    if series:
+        data = struct.pack("<6i", 0, len(y32), 32, 4 * npt, 152, 1) + struct.pack("<2i", 1, len(y32))
+        data += b"".join(row.tobytes() + bytes(152) for row in y32)
+    else:
+        data = y32.tobytes()
+    blocks = [(_opus_type(code3=code3, code5=series), data), (_opus_type(code2=1, code3=code3, code5=series), status),
               (_opus_type(code2=2), instrument)]
     max_blocks = 8
     dir_start = 24
@@ -419,6 +428,14 @@ def test_opus_raman_block_read_through_brukeropus(tmp_path: Path) -> None:
     np.testing.assert_allclose(ds.axis, np.linspace(100.0, 3500.0, 120))
     np.testing.assert_array_equal(ds.X[0], y[::-1])
     assert ds.provenance["opus_block"] == "ra" and ds.provenance["laser_nm"] == pytest.approx(1e7 / 9394.0)
+
+
+def test_opus_data_series_is_one_spectrum_a_row(tmp_path: Path) -> None:
+    y = RNG.normal(0, 1, (3, 16)).astype(np.float32)
+    ds = read_opus(write_opus(tmp_path / "series.0", y, 200.0, 1700.0))
+    np.testing.assert_array_equal(ds.X, y)
+    np.testing.assert_allclose(ds.axis, np.linspace(200.0, 1700.0, 16))
+    assert [m["row"] for m in ds.provenance["spectrum_metadata"]] == [0, 1, 2]
 
 
 def test_opus_other_units_refused_and_missing_extra_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
