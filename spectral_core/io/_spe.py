@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 SPE_HEADER = 4100
 _LASTVALUE = 0x5555
-_DTYPES = {0: "<f4", 1: "<i4", 2: "<i2", 3: "<u2", 5: "<f8", 6: "u1", 8: "<u4"}
+_DTYPES = {0: "<f4", 1: "<i4", 2: "<i2", 3: "<u2", 8: "<u4"}  # the datatype codes of the 3.0 specification
 _PIXEL_FORMATS = {"MonochromeUnsigned16": "<u2", "MonochromeUnsigned32": "<u4", "MonochromeFloating32": "<f4"}
 _CALIB = 3000
 _MAX_XML = 16 * 1024 * 1024
@@ -67,8 +67,11 @@ def _v2_axis(v: ByteView, xdim: int) -> tuple[NDArray[np.float64] | None, float 
     return wl, (laser if laser > 0 else None), meta
 
 
-def _v3_layout(v: ByteView, xdim: int, ydim: int) -> tuple[str, NDArray[np.float64] | None, float | None, int, str]:
-    """The 3.0 XML footer: (pixel dtype, wavelengths nm or None, laser nm or None, frame stride, xml)."""
+def _v3_layout(
+    v: ByteView, xdim: int, ydim: int
+) -> tuple[str, NDArray[np.float64] | None, float | None, int, int, int]:
+    """The 3.0 XML footer: (pixel dtype, wavelengths nm or None, laser nm or None, frame stride, width, height);
+    the region's width and height replace the legacy header's ``xdim``/``ydim`` when the XML gives them."""
     p = v.path
     off = int(v.one("<Q", 678, "the XML footer offset (uint64 at byte 678)"))
     if off < SPE_HEADER or off >= len(v):
@@ -89,6 +92,9 @@ def _v3_layout(v: ByteView, xdim: int, ydim: int) -> tuple[str, NDArray[np.float
     if len(regions) > 1:
         raise ReaderError(p, f"SPE 3.0 frames hold {len(regions)} regions of interest; only one is supported")
     stride = int(frame.get("stride") or frame.get("size") or 0)
+    if regions:
+        xdim = int(regions[0].get("width") or xdim)
+        ydim = int(regions[0].get("height") or ydim)
     wl = None
     node = root.find(".//{*}Calibrations/{*}WavelengthMapping/{*}Wavelength")
     if node is not None and node.text:
@@ -104,7 +110,7 @@ def _v3_layout(v: ByteView, xdim: int, ydim: int) -> tuple[str, NDArray[np.float
             wl = wl[x0 : x0 + xdim * binning].reshape(xdim, binning).mean(axis=1) if wl.size >= x0 + xdim * binning else wl
         if wl.size != xdim:
             raise ReaderError(p, f"SPE 3.0 XML footer gives {wl.size} wavelengths for {xdim} pixels")
-    return _PIXEL_FORMATS[fmt], wl, _laser_from_xml(xml), stride, xml
+    return _PIXEL_FORMATS[fmt], wl, _laser_from_xml(xml), stride, xdim, ydim
 
 
 def read_spe(path: str | Path, *, excitation_nm: float | None = None) -> SpectralDataset:
@@ -129,13 +135,16 @@ def read_spe(path: str | Path, *, excitation_nm: float | None = None) -> Spectra
     ydim = v.one("<H", 656, "ydim")
     frames = v.one("<i", 1446, "NumFrames")
     version = float(v.one("<f", 1992, "file_header_ver"))
-    if xdim < 2 or ydim < 1 or frames < 1:
-        raise ReaderError(p, f"SPE header: xdim={xdim} (byte 42), ydim={ydim} (byte 656), NumFrames={frames} "
-                             "(byte 1446); expected xdim >= 2 and at least one row and frame")
     meta: dict[str, Any] = {"format": f"SPE {version:g}", "exposure_s": float(v.one("<f", 10, "exp_sec"))}
     if version >= 3.0:
-        dtype, wl, laser_file, stride, _xml = _v3_layout(v, xdim, ydim)
+        dtype, wl, laser_file, stride, xdim, ydim = _v3_layout(v, xdim, ydim)
+        if xdim < 2 or ydim < 1 or frames < 1:
+            raise ReaderError(p, f"SPE 3.0 region of {xdim} x {ydim} pixels, {frames} frames (NumFrames at byte "
+                                 "1446); expected at least 2 x 1 pixels and one frame")
     else:
+        if xdim < 2 or ydim < 1 or frames < 1:
+            raise ReaderError(p, f"SPE header: xdim={xdim} (byte 42), ydim={ydim} (byte 656), NumFrames={frames} "
+                                 "(byte 1446); expected xdim >= 2 and at least one row and frame")
         code = v.one("<h", 108, "datatype")
         if code not in _DTYPES:
             raise ReaderError(p, f"SPE header at byte 108: datatype {code} is not one of {sorted(_DTYPES)}")

@@ -97,9 +97,9 @@ def write_spe3(path: Path, frames: np.ndarray, wavelengths: np.ndarray, *, laser
     n_frames, ydim, xdim = frames.shape
     data = frames.astype("<u2").tobytes()
     h = bytearray(4100)
-    struct.pack_into("<H", h, 42, xdim)
+    struct.pack_into("<H", h, 42, 1)  # LightField's legacy xdim/ydim need not match: the XML region rules
     struct.pack_into("<h", h, 108, 3)
-    struct.pack_into("<H", h, 656, ydim)
+    struct.pack_into("<H", h, 656, 1)
     struct.pack_into("<i", h, 1446, n_frames)
     struct.pack_into("<f", h, 1992, 3.0)
     struct.pack_into("<Q", h, 678, 4100 + len(data))
