@@ -87,7 +87,9 @@ def read_opus(path: str | Path, *, excitation_nm: float | None = None) -> Spectr
     except ImportError:
         raise MissingExtraError("reading Bruker OPUS files", "opus", "brukeropus") from None
     try:
-        f = brukeropus.read_opus(str(p))
+        # corrupt scale factors overflow inside brukeropus; the data model then refuses the non-finite values
+        with np.errstate(over="ignore", invalid="ignore"):
+            f = brukeropus.read_opus(str(p))
         items = [(d.key, d.x, np.atleast_2d(d.y), d) for d in f.iter_data()]
         items += [(d.key, d.x, np.atleast_2d(d.y), d) for d in f.iter_series()]
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, struct.error) as exc:

@@ -82,6 +82,15 @@ def _v3_layout(
         root = ET.fromstring(xml)
     except (UnicodeDecodeError, ET.ParseError) as exc:
         raise ReaderError(p, f"SPE 3.0 XML footer at byte {off} is not well-formed XML ({exc})") from None
+    try:
+        return _v3_interpret(p, root, off=off, xdim=xdim, ydim=ydim, xml=xml)
+    except ValueError as exc:  # a number attribute or wavelength that is not a number
+        raise ReaderError(p, f"SPE 3.0 XML footer at byte {off}: {exc}") from None
+
+
+def _v3_interpret(
+    p: Path, root: ET.Element, *, off: int, xdim: int, ydim: int, xml: str
+) -> tuple[str, NDArray[np.float64] | None, float | None, int, int, int]:
     frame = root.find(".//{*}DataFormat/{*}DataBlock[@type='Frame']")
     if frame is None:
         raise ReaderError(p, f"SPE 3.0 XML footer at byte {off} has no DataFormat/DataBlock type='Frame'")

@@ -527,3 +527,33 @@ def test_empty_file(tmp_path: Path, suffix: str) -> None:
     with pytest.raises(ReaderError, match="empty file") as ei:
         read_dataset(bad)
     assert str(bad) in str(ei.value)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["spc", "spe", "spe3", "wdf", "sif", "opus"])
+def test_corrupted_files_give_a_dataset_or_a_reader_error(tmp_path: Path, kind: str) -> None:
+    """Random byte flips, cuts and overwrites: every read ends as a dataset or a ReaderError, never another
+    exception or a hang (sif_parser, for one, hangs on a cut header)."""
+    good = _good_files(tmp_path)[kind]
+    data = good.read_bytes()
+    rng = np.random.default_rng(sum(map(ord, kind)))
+    outcomes = {"dataset": 0, "ReaderError": 0}
+    for i in range(60):
+        b = bytearray(data)
+        if i % 3 == 0:
+            for _ in range(int(rng.integers(1, 8))):
+                b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
+        elif i % 3 == 1:
+            b = b[: int(rng.integers(0, len(b)))]
+        else:
+            pos = int(rng.integers(0, len(b)))
+            b[pos : pos + 4] = rng.integers(0, 256, 4, dtype=np.uint8).tobytes()
+        f = tmp_path / f"c{i}{good.suffix}"
+        f.write_bytes(bytes(b))
+        try:
+            read_dataset(f)
+            outcomes["dataset"] += 1
+        except ReaderError as exc:
+            assert str(f) in str(exc)
+            outcomes["ReaderError"] += 1
+    assert outcomes["ReaderError"] >= 20, outcomes  # every cut is an error
