@@ -64,6 +64,11 @@ def _v2_axis(v: ByteView, xdim: int) -> tuple[NDArray[np.float64] | None, float 
     pixels = np.arange(1, xdim + 1, dtype=np.float64)
     wl = np.polynomial.polynomial.polyval(pixels, coeffs[: order + 1])
     meta["polynomial_nm"] = coeffs[: order + 1].tolist()
+    # WinSpec documents laser_position as the laser line for relative wavenumbers without fixing its unit:
+    # files hold either nm or cm^-1. No Raman laser lies beyond 2000 nm, none below 5000 cm^-1: tell them apart.
+    if laser > 2000.0:
+        meta["laser_position_cm1"] = laser
+        laser = 1e7 / laser
     return wl, (laser if laser > 0 else None), meta
 
 

@@ -327,6 +327,12 @@ def test_spe2_frames_and_rows_with_polynomial_and_laser(tmp_path: Path) -> None:
     assert ds.provenance["spectrum_metadata"][4] == {"frame": 1, "row": 1}
 
 
+def test_spe2_laser_position_as_wavenumber(tmp_path: Path) -> None:
+    f = write_spe2(tmp_path / "wn.spe", np.ones((1, 1, 16)), [800.0, 1.0], laser=1e7 / 785.0)
+    pix = np.arange(1, 17, dtype=np.float64)
+    np.testing.assert_allclose(read_spe(f).axis, 1e7 / 785.0 - 1e7 / (800.0 + pix), rtol=1e-12)
+
+
 def test_spe2_float_data_needs_excitation_when_no_laser(tmp_path: Path) -> None:
     frames = RNG.normal(100, 5, (1, 1, 32)).astype(np.float32)
     f = write_spe2(tmp_path / "f.spe", frames, [830.0, 0.25], dtype_code=0)
