@@ -4,6 +4,7 @@ truncated, wrong magic) raises ReaderError naming the file, the byte position an
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -483,7 +484,7 @@ def _good_files(tmp_path: Path) -> dict[str, Path]:
 def test_truncated_file_names_position_and_field(tmp_path: Path, kind: str) -> None:
     good = _good_files(tmp_path)[kind]
     data = good.read_bytes()
-    read_dataset(good)  # the intact file reads
+    json.dumps(read_dataset(good).provenance)  # the intact file reads; its provenance is JSON, as the model asks
     for cut in sorted({len(data) - 7, len(data) // 2, 520, 100} - {c for c in (520,) if c >= len(data)}):
         bad = tmp_path / f"cut{cut}{good.suffix}"
         bad.write_bytes(data[:cut])
