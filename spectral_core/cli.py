@@ -71,7 +71,8 @@ def _add_read_options(p: argparse.ArgumentParser, *, classes_alias: bool = False
     g.add_argument("--x-var", help=".mat: variable holding the spectra (default X)")
     g.add_argument("--y-var", help=".mat: variable holding the labels (default Y or y)")
     g.add_argument("--axis-var", help=".mat: variable holding the axis (default wave_number or axis)")
-    g.add_argument("--excitation-nm", type=float, help="JCAMP-DX in nanometres: laser wavelength to convert to cm^-1")
+    g.add_argument("--excitation-nm", type=float,
+                   help="laser wavelength (nm) to convert a wavelength axis to cm^-1 (JCAMP-DX, SPC, SPE, SIF, WDF)")
     g.add_argument("--resample", metavar="START:STOP:POINTS",
                    help="put every file on this axis (cm^-1) by cubic spline, e.g. single spectra on different axes")
     g.add_argument("--format", choices=FORMATS, help="force a reader instead of sniffing the content")

@@ -10,19 +10,22 @@ Formats (one private module each):
 * delimited tables: one spectrum per row, or the transposed layout (``WN`` column + one column a spectrum).
 * MATLAB ``.mat`` (v7.3 via h5py, older via scipy).
 * a folder with one sub-folder per class holding any of the above.
+* binary vendor files, found by magic bytes or extension (one dataset row a spectrum, per-spectrum facts such
+  as map coordinates in ``provenance["spectrum_metadata"]``): Renishaw WiRE ``.wdf`` (single, series, maps),
+  Galactic ``.spc`` (single and multi-subfile), Princeton Instruments ``.spe`` (2.x and 3.0), Andor ``.sif``, Bruker OPUS (``[opus]`` extra).
 
 Options of :func:`read_dataset` (each used by the readers it applies to; others log a warning):
 ``axis``, ``labels``, ``class_names``, ``encoding``, ``delimiter``, ``layout``, ``label_column``,
 ``group_column``, ``label_from_column``, ``x_var``, ``y_var``, ``axis_var``, ``excitation_nm``, ``pattern``,
 ``resample`` (``"START:STOP:POINTS"``: put every file on one axis by cubic spline, e.g. single spectra measured
 on different axes; never extrapolates) and ``format`` to force a reader (npz, npy, text, table, jcamp, mat,
-folder).
+folder, wdf, spc, spe, sif, opus).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +45,13 @@ from spectral_core.io._jcamp import is_jcamp, jcamp_spectrum, read_jcamp
 from spectral_core.io._mat import is_mat, read_mat
 from spectral_core.io._npy import read_npy
 from spectral_core.io._npz import read_npz, write_npz
+from spectral_core.io._opus import is_opus, read_opus
+from spectral_core.io._sif import is_sif, read_sif
+from spectral_core.io._spc import is_spc, read_spc
+from spectral_core.io._spe import is_spe, read_spe
 from spectral_core.io._table import read_table, table_from_grid
 from spectral_core.io._text import read_text_spectrum, spectrum_from_grid, write_csv
+from spectral_core.io._wdf import is_wdf, read_wdf
 from spectral_core.spectrum import SpectralDataset, Spectrum
 
 __all__ = [
@@ -55,9 +63,14 @@ __all__ = [
     "read_mat",
     "read_npy",
     "read_npz",
+    "read_opus",
+    "read_sif",
+    "read_spc",
+    "read_spe",
     "read_spectrum",
     "read_table",
     "read_text_spectrum",
+    "read_wdf",
     "sniff_format",
     "write_csv",
     "write_npz",
@@ -65,19 +78,29 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("npz", "npy", "text", "table", "jcamp", "mat", "folder")
+# Binary vendor formats: kind -> (content test on the first _SNIFF_BYTES bytes, extensions, reader(path, **opts)).
+_VENDOR: dict[str, tuple[Callable[[bytes], bool], tuple[str, ...], Callable[..., SpectralDataset]]] = {
+    "wdf": (is_wdf, (".wdf",), read_wdf),
+    "spc": (is_spc, (".spc",), read_spc),
+    "spe": (is_spe, (".spe",), read_spe),
+    "sif": (is_sif, (".sif",), read_sif),
+    "opus": (is_opus, (), read_opus),  # OPUS names files .0, .1, ...: found by content only
+}
+FORMATS = ("npz", "npy", "text", "table", "jcamp", "mat", "folder", *_VENDOR)
+_SNIFF_BYTES = 4100  # SPE keeps its magic (0x5555) at bytes 4098-4099
 _OPTIONS: dict[str, frozenset[str]] = {
     "npz": frozenset(),
     "npy": frozenset({"axis", "labels", "class_names"}),
     "jcamp": frozenset({"excitation_nm", "encoding"}),
     "mat": frozenset({"x_var", "y_var", "axis_var", "axis", "labels", "class_names"}),
+    **{kind: frozenset({"excitation_nm"}) for kind in _VENDOR},
     "delimited": frozenset(
         {"axis", "labels", "class_names", "encoding", "delimiter", "layout", "label_column", "group_column",
          "label_from_column"}
     ),
 }
 _ALL_OPTIONS = frozenset().union(*_OPTIONS.values()) | {"pattern", "resample"}
-_BINARY = {".npy": "npy", ".npz": "npz", ".mat": "mat"}
+_BINARY = {".npy": "npy", ".npz": "npz", ".mat": "mat", **{e: k for k, (_, exts, _) in _VENDOR.items() for e in exts}}
 _SPREADSHEETS = (".xlsx", ".xls", ".xlsm", ".ods")
 
 
@@ -96,7 +119,7 @@ def sniff_format(path: str | Path) -> str:
         raise ReaderError(p, f"{p.suffix.lower()} spreadsheets are not read; export the sheet as .csv")
     try:
         with open(p, "rb") as f:
-            head = f.read(1024)
+            head = f.read(_SNIFF_BYTES)
     except OSError as exc:
         raise ReaderError(p, f"cannot read ({exc.strerror or exc})") from None
     return _sniff_content(p, head)
@@ -116,15 +139,15 @@ def _sniff_content(p: Path, head: bytes) -> str:
     elif is_mat(head):
         kind = "mat"
     else:
-        kind = ""
+        kind = next((k for k, (test, _, _) in _VENDOR.items() if test(head)), "")
     expected = _BINARY.get(suffix)
-    if expected is not None and kind != expected and not (expected == "mat" and kind == ""):
+    if expected is not None and kind != expected and not (kind == "" and (expected == "mat" or expected in _VENDOR)):
         found = kind or "text or unknown bytes"
         raise ReaderError(p, f"the extension says {suffix} but the content is {found}")
     if kind:
         return kind
-    if expected == "mat":
-        return "mat"  # MATLAB v4 files have no header; scipy decides
+    if expected == "mat" or expected in _VENDOR:
+        return expected  # MATLAB v4 files have no header (scipy decides); a vendor reader names the wrong magic
     return "delimited"
 
 
@@ -143,7 +166,7 @@ def _read_file(path: Path, **options: Any) -> SpectralDataset:
         raise ReaderError(path, f"unknown format {fmt!r}; choose from {FORMATS}")
     if fmt in ("text", "table", "jcamp") and kind != "delimited":
         raise ReaderError(path, f"format={fmt} but the content is {kind}")
-    if fmt in ("npz", "npy", "mat") and kind != fmt:
+    if (fmt in ("npz", "npy", "mat") or fmt in _VENDOR) and kind != fmt:
         raise ReaderError(path, f"format={fmt} but the content is {kind if kind != 'delimited' else 'text'}")
     if kind == "npz":
         _warn_unused(path, "npz", options)
@@ -154,6 +177,9 @@ def _read_file(path: Path, **options: Any) -> SpectralDataset:
     if kind == "mat":
         _warn_unused(path, "mat", options)
         return read_mat(path, **{k: options[k] for k in _OPTIONS["mat"] if k in options})
+    if kind in _VENDOR:
+        _warn_unused(path, kind, options)
+        return _VENDOR[kind][2](path, excitation_nm=options.get("excitation_nm"))
     text, enc = decode_text(read_bytes(path), path, options.get("encoding"))
     if fmt == "jcamp" or (fmt is None and is_jcamp(text[:4096])):
         _warn_unused(path, "jcamp", options)
@@ -187,7 +213,8 @@ def read_dataset(path: str | Path, **options: Any) -> SpectralDataset:
 
     Raises:
         ReaderError: the path and what is wrong with it.
-        MissingExtraError: a format whose optional dependency is missing (.mat v7.3 needs h5py).
+        MissingExtraError: a format whose optional dependency is missing (.mat v7.3 needs h5py, Bruker OPUS
+            needs brukeropus).
     """
     p = Path(path)
     unknown = sorted(set(options) - _ALL_OPTIONS - {"format"})
@@ -237,7 +264,7 @@ def read_spectrum(path: str | Path, *, data: bytes | None = None, **options: Any
             are still read from ``path``.
     """
     p = Path(path)
-    kind = sniff_format(p) if data is None else _sniff_content(p, data[:1024])
+    kind = sniff_format(p) if data is None else _sniff_content(p, data[:_SNIFF_BYTES])
     if kind == "delimited" and not options.get("format"):
         text, enc = decode_text(read_bytes(p) if data is None else data, p, options.get("encoding"))
         if is_jcamp(text[:4096]):
