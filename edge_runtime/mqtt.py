@@ -161,6 +161,7 @@ class MqttSink:
         self._abort = threading.Event()
         self._connected = False
         self._generation = 0
+        self._last_refusal: str | None = None
         self.published = 0
         self.acked = 0
         client_id = f"ramanedge-{socket.gethostname()}-{os.getpid()}"
@@ -189,11 +190,16 @@ class MqttSink:
 
     def _on_connect(self, _client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         if getattr(reason_code, "is_failure", False):
-            logger.warning("MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            # retried every few seconds for as long as it lasts: the same refusal is a WARNING once, then DEBUG
+            reason = str(reason_code)
+            level = logging.DEBUG if reason == self._last_refusal else logging.WARNING
+            self._last_refusal = reason
+            logger.log(level, "MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason)
             return
         with self._lock:
             self._connected = True
             self._generation += 1
+        self._last_refusal = None
         logger.info("MQTT connected to %s:%d", self.host, self.port)
         self._wake.set()
 
