@@ -360,3 +360,34 @@ def test_a_network_bind_without_a_token_warns_at_every_start() -> None:
     assert exposure_warning("0.0.0.0", TOKEN) is None
     assert exposure_warning("127.0.0.1", None) is None
     assert exposure_warning("::1", None) is None
+
+
+def test_host_rules_for_a_wildcard_and_a_named_bind() -> None:
+    """The Host rules without binding anything but loopback: the server object's check alone."""
+    from edge_runtime.httpapi import HttpApi, HttpOptions
+
+    class _View:
+        max_request_bytes = 1 << 20
+        request_timeout_s = 1.0
+
+    api = HttpApi("127.0.0.1", 0, _View(), HttpOptions(allowed_hosts=("raman-7.lab",)))  # type: ignore[arg-type]
+    srv = api._server
+
+    def status(*hosts: str) -> int:
+        problem = srv.host_problem(list(hosts))
+        return 200 if problem is None else problem[0]
+
+    try:
+        srv.bound_host = "0.0.0.0"  # what a Docker container binds
+        for ok in ("localhost:8080", "127.0.0.1:8765", "192.168.4.20:8765", "[fe80::1]:8765", "raman-7.lab:8765",
+                   "RAMAN-7.LAB.:80"):
+            assert status(ok) == 200, ok
+        for bad in ("attacker.example:8765", "raman-7.lab.attacker.example", "localhost.attacker.example"):
+            assert status(bad) == 421, bad
+        srv.bound_host = "10.0.0.5"  # one LAN address: other addresses and localhost are not this socket
+        assert status("10.0.0.5:8765") == 200
+        for bad in ("10.0.0.6:8765", "localhost:8765", "127.0.0.1:8765"):
+            assert status(bad) == 421, bad
+        assert status("a:1", "b:1") == 400
+    finally:
+        api._server.server_close()
