@@ -155,6 +155,14 @@ def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
+def _form(text: str) -> dict[str, list[str]]:
+    """A query string or form body; one that is malformed or has too many fields counts as empty."""
+    try:
+        return parse_qs(text, max_num_fields=8) if text else {}
+    except ValueError:
+        return {}
+
+
 def _same_secret(given: str, expected: str) -> bool:
     """Constant-time comparison (of digests, so the length of the secret does not show either)."""
     return hmac.compare_digest(_digest(given), _digest(expected))
@@ -303,7 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
         if srv.cookie_value is not None and _same_secret(self._cookie(), srv.cookie_value):
             return True
         if path in ("/", "/index.html") and self.command in ("GET", "HEAD"):
-            q = parse_qs(query, max_num_fields=8) if query else {}
+            q = _form(query)
             if "token" in q:
                 if _same_secret(q["token"][-1], token):
                     self._signed_in()
@@ -340,7 +348,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not length_h.isdigit() or int(length_h) > _LOGIN_MAX_BYTES:
             self._error(400, f"the login form needs a Content-Length of at most {_LOGIN_MAX_BYTES} bytes")
             return
-        form = parse_qs(self.rfile.read(int(length_h)).decode("utf-8", "replace"), max_num_fields=8)
+        form = _form(self.rfile.read(int(length_h)).decode("utf-8", "replace"))
         token = self.server.options.token
         if token is None:
             self._send(303, b"", "text/plain; charset=utf-8", {"Location": "/"})

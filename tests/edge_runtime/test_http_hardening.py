@@ -284,6 +284,7 @@ def test_the_dashboard_signs_in_once_with_a_cookie(guarded: Daemon) -> None:
     assert status == 401 and headers["content-type"].startswith("text/html")
     assert b'action="/login"' in page and b'type="password"' in page
     assert _req(guarded, "GET", "/?token=wrong-token-wrong-token")[0] == 401
+    assert _req(guarded, "GET", "/?" + "&".join(f"k{i}=v" for i in range(20)))[0] == 401  # too many fields
 
     status, headers, _ = _req(guarded, "GET", f"/?token={TOKEN}")
     assert status == 303 and headers["location"] == "/"
@@ -391,3 +392,17 @@ def test_host_rules_for_a_wildcard_and_a_named_bind() -> None:
         assert status("a:1", "b:1") == 400
     finally:
         api._server.server_close()
+
+
+def test_a_token_in_a_logged_request_line_is_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    from types import SimpleNamespace
+
+    from edge_runtime.httpapi import _Handler
+
+    fake = SimpleNamespace(address_string=lambda: "127.0.0.1")
+    with caplog.at_level(logging.DEBUG, logger="edge_runtime.httpapi"):
+        _Handler.log_message(fake, '"%s" %s %s', f"GET /?token={TOKEN}&x=1 HTTP/1.1", "303", "-")  # type: ignore[arg-type]
+        _Handler.log_message(fake, "code %d, message %s", 400, f"Bad request version ('/?TOKEN={TOKEN}')")  # type: ignore[arg-type]
+    assert TOKEN not in caplog.text
+    assert "token=***&x=1" in caplog.text and "TOKEN=***" in caplog.text
