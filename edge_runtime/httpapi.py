@@ -223,7 +223,7 @@ class _Server(HTTPServer):
                 ip = None
             if ip is not None and (wildcard or ip == bound_ip or (ip.is_loopback and is_loopback_host(bound))):
                 return None
-        return 421, (f"this daemon does not answer for host {name!r}; use its address, or add the name to "
+        return 421, (f"this daemon does not answer for host {name[:100]!r}; use its address, or add the name to "
                      "http_allowed_hosts")
 
 
