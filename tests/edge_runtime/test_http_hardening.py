@@ -305,13 +305,6 @@ def test_the_dashboard_signs_in_once_with_a_cookie(guarded: Daemon) -> None:
     assert TOKEN not in guarded.log, "the token was written to the log"
 
 
-def test_no_token_and_a_loopback_bind_needs_no_authentication(model: Path, tmp_path: Path, serve) -> None:
-    d = serve(["--model", str(model), "--db", str(tmp_path / "r.sqlite"), "--http", "127.0.0.1:0",
-               "--provider", "cpu", "--model-poll", "0"]).wait_ready()
-    assert _req(d, "GET", "/api/state")[0] == 200
-    assert "NO authentication" not in d.log
-
-
 def test_serve_refuses_a_network_bind_without_a_token(model: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAMANEDGE_")}
     # refused while the settings are read: nothing is bound, nothing listens
