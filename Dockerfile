@@ -7,6 +7,12 @@
 #     docker build --build-arg VARIANT=cpu -t ramanedge:cpu .
 #
 # See the README ("Deploying with Docker") for `docker run` lines with a serial device and a drop folder.
+#
+# The API listens on 0.0.0.0 inside the container, so the daemon refuses to start without a bearer token:
+#   docker run -e RAMANEDGE_HTTP_TOKEN="$(openssl rand -hex 32)" -p 127.0.0.1:8765:8765 ... ramanedge:cpu
+# or from a secret file:
+#   docker run -v ./http_token:/run/secrets/http_token:ro -e RAMANEDGE_HTTP_TOKEN_FILE=/run/secrets/http_token ...
+# (--insecure-http starts without one and logs a WARNING at every start). See docs/security.md.
 ARG VARIANT=gpu
 ARG CUDA_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
 ARG CPU_IMAGE=python:3.12-slim-bookworm
@@ -49,11 +55,13 @@ USER ramanedge
 WORKDIR /var/lib/ramanedge
 VOLUME ["/var/lib/ramanedge"]
 
-# Inside a container the HTTP server must listen on all interfaces to be published with -p.
+# Inside a container the HTTP server must listen on all interfaces to be published with -p; that needs
+# RAMANEDGE_HTTP_TOKEN (or RAMANEDGE_HTTP_TOKEN_FILE) at run time. Never bake a token into the image.
 ENV RAMANEDGE_MODEL=/models/model.onnx \
     RAMANEDGE_DB=/var/lib/ramanedge/results.sqlite \
     RAMANEDGE_HTTP=0.0.0.0:8765
 EXPOSE 8765
+# /healthz needs no token; 127.0.0.1 passes the Host header check.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
   CMD python3 -c "import urllib.request, sys; \
 sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8765/healthz', timeout=2).status == 200 else 1)"

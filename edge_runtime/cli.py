@@ -35,6 +35,14 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
     a("--ledger-sync", choices=["normal", "full"], help="SQLite synchronous level (default normal)")
     a("--jsonl", help="also write JSON lines to FILE ('-' for stdout)")
     a("--http", help="HOST:PORT of the HTTP API (default 127.0.0.1:8765; 'off' disables; port 0 = any)")
+    a("--http-token-file", help="file holding the bearer token required by the HTTP API (else env RAMANEDGE_HTTP_TOKEN)")
+    a("--http-allowed-host", dest="http_allowed_hosts", action="append", metavar="NAME",
+      help="a host name accepted in the Host header besides the bound address and localhost; repeatable")
+    a("--http-max-connections", type=int, help="HTTP connections served at once (default 32)")
+    a("--http-timeout", dest="http_timeout_s", type=float,
+      help="bound on reading one HTTP request and on each write, s (default 10)")
+    a("--insecure-http", action="store_const", const=True,
+      help="allow a non-loopback --http bind without a token (a WARNING at every start)")
     a("--max-request-bytes", type=int, help="POST /classify body limit (default 1 MiB)")
     a("--count", type=int, help="stop after N records (demos, tests)")
     a("--duration", type=float, help="stop after S seconds")
@@ -54,13 +62,19 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
       help="poll drop folders only (network shares without inotify); same as --watch-events poll")
     a("--model-poll", dest="model_poll_s", type=float,
       help="check the model file for a new version every S seconds, swap it in once checked (default 2; 0 off)")
-    a("--mqtt", help="publish every record as JSON (QoS 1) to mqtt://host:1883/topic-prefix; needs [mqtt]")
+    a("--mqtt", help="publish every record as JSON (QoS 1) to mqtt[s]://[user:pass@]host:1883/topic-prefix; "
+                     "needs [mqtt]")
+    a("--mqtt-ca-file", help="CA certificate(s), PEM, that sign the mqtts:// broker's certificate")
+    a("--mqtt-cert-file", help="client certificate, PEM, for an mqtts:// broker that asks for one")
+    a("--mqtt-key-file", help="private key, PEM, of --mqtt-cert-file")
 
 
 _FIELDS = ("model", "sources", "provider", "require_gpu", "require_validated", "threads", "max_batch", "queue_size",
            "db", "ledger_sync", "jsonl", "http", "max_request_bytes", "count", "duration", "drain_timeout_s",
            "on_done", "settle_s", "poll_s", "watch_events", "watch_readers", "watch_links", "max_file_bytes",
-           "max_spectra_per_file", "ready_marker", "model_poll_s", "mqtt")
+           "max_spectra_per_file", "ready_marker", "model_poll_s", "mqtt",
+           "http_token_file", "http_allowed_hosts", "http_max_connections", "http_timeout_s", "insecure_http",
+           "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
 
 
 def run_serve(args: argparse.Namespace) -> int:

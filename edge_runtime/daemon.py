@@ -32,6 +32,7 @@ from edge_runtime.hotswap import ModelWatcher
 from edge_runtime.httpapi import HttpApi
 from edge_runtime.ledger import Ledger
 from edge_runtime.metrics import Metrics
+from edge_runtime.mqtt import MqttTls
 from edge_runtime.settings import ServeSettings, parse_host_port
 from edge_runtime.sinks import Sink, open_sink
 from edge_runtime.sources import Source, open_source
@@ -115,7 +116,8 @@ class Daemon:
         except (sqlite3.Error, OSError) as exc:
             raise SettingsError(f"cannot open the ledger {s.db}: {exc}") from None
         try:
-            self.sink = open_sink(s.jsonl, mqtt=s.mqtt, ledger=self.ledger)
+            self.sink = open_sink(s.jsonl, mqtt=s.mqtt, ledger=self.ledger,
+                                  mqtt_tls=MqttTls(s.mqtt_ca_file, s.mqtt_cert_file, s.mqtt_key_file))
         except BaseException:
             self.ledger.close()
             raise

@@ -1,4 +1,4 @@
-"""The HTTP API of the daemon, on the standard library's ThreadingHTTPServer (127.0.0.1 by default).
+"""The HTTP API of the daemon (127.0.0.1 by default), on the standard library's HTTP parser with a bounded server.
 
 GET  /healthz            200 while the process and its worker are alive
 GET  /readyz             200 once the model passed its self-test and the sources are running; 503 otherwise
@@ -8,30 +8,67 @@ POST /classify           one spectrum as JSON -> its committed record (strict va
 GET  /                   the live dashboard (static/index.html; its script polls /api/state)
 GET  /static/NAME        the dashboard's files, shipped in the package (no CDN, nothing from the internet)
 GET  /api/state          what the dashboard shows, as JSON
+POST /login              the dashboard's token form (sets a session cookie)
+
+The server around the parser is built for a daemon left alone for months (see docs/security.md):
+
+- at most ``http_max_connections`` connections are served at once, each by one of as many worker threads; the
+  next connection is accepted only when one of them is free, so the others wait in the kernel's listen
+  backlog (``LISTEN_BACKLOG``) and take no descriptor from the process (file and device processing keep theirs);
+- reading one request (request line, headers and body) has a deadline of ``http_timeout_s`` in all, and every
+  write a socket timeout of as long: a client that sends nothing, trickles, or stops reading is dropped;
+- the ``Host`` header must name the bound address, a loopback name for a loopback or wildcard bind, or one of
+  ``http_allowed_hosts`` (421 otherwise): a web page cannot reach a loopback daemon by DNS rebinding;
+- with a token (``RAMANEDGE_HTTP_TOKEN``), every endpoint but ``/healthz`` needs ``Authorization: Bearer
+  TOKEN`` or the dashboard's cookie (401 otherwise; constant-time comparison). ``/?token=TOKEN`` or the login
+  form sets that cookie (HttpOnly, SameSite=Strict), derived from the token, never the token itself.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
+import hmac
+import html
+import io
+import ipaddress
 import json
 import logging
+import queue
+import re
+import selectors
+import socket
 import threading
+import time
 import uuid
+from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.cookies import CookieError, SimpleCookie
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge_runtime.engine import Frame, Outcome
+from edge_runtime.settings import is_loopback_host
 
-__all__ = ["ClassifyRequest", "HttpApi"]
+if TYPE_CHECKING:
+    from edge_runtime.settings import ServeSettings
+
+__all__ = ["LISTEN_BACKLOG", "ClassifyRequest", "HttpApi", "HttpOptions", "exposure_warning"]
 
 logger = logging.getLogger(__name__)
 
 MAX_POINTS = 65536
+LISTEN_BACKLOG = 128
+COOKIE_NAME = "ramanedge_session"
+_LOGIN_MAX_BYTES = 4096
+_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_SECRET_QUERY = re.compile(r"(token=)[^&\s]*", re.IGNORECASE)
 STATIC_DIR = Path(__file__).with_name("static")
 _CTYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
            ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
@@ -69,9 +106,33 @@ class ClassifyRequest(BaseModel):
         return self
 
 
+@dataclass(frozen=True)
+class HttpOptions:
+    """How the server guards itself (the ``http_*`` settings).
+
+    Attributes:
+        token: the bearer token; None: no authentication (only allowed on loopback or with ``insecure``).
+        allowed_hosts: extra names accepted in the Host header (lower case); ``*`` accepts any.
+        max_connections: connections served at once (one worker thread each).
+        timeout_s: deadline for reading one request and socket timeout of each write, s.
+    """
+
+    token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    max_connections: int = 32
+    timeout_s: float = 10.0
+
+    @classmethod
+    def from_settings(cls, s: ServeSettings) -> HttpOptions:
+        return cls(token=s.http_token.get_secret_value() if s.http_token is not None else None,
+                   allowed_hosts=tuple(h.strip().lower().rstrip(".") for h in s.http_allowed_hosts if h.strip()),
+                   max_connections=s.http_max_connections, timeout_s=s.http_timeout_s)
+
+
 class DaemonView(Protocol):
     """What the HTTP API needs from the daemon."""
 
+    settings: ServeSettings
     max_request_bytes: int
     request_timeout_s: float
 
@@ -90,32 +151,214 @@ class DaemonView(Protocol):
     def dashboard_state(self) -> dict[str, Any]: ...
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def _form(text: str) -> dict[str, list[str]]:
+    """A query string or form body; one that is malformed or has too many fields counts as empty."""
+    try:
+        return parse_qs(text, max_num_fields=8) if text else {}
+    except ValueError:
+        return {}
+
+
+def _same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison (of digests, so the length of the secret does not show either)."""
+    return hmac.compare_digest(_digest(given), _digest(expected))
+
+
+class _Server(HTTPServer):
+    """Binds and listens (backlog ``LISTEN_BACKLOG``); :class:`HttpApi` runs the accept loop and the workers."""
+
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
     view: DaemonView
     static: dict[str, Path]
+    options: HttpOptions
+    cookie_value: str | None
+    bound_host: str
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind also looks the host up in DNS (getfqdn), which can stall start-up offline
+        self.socket.bind(self.server_address)
+        self.server_address = self.socket.getsockname()[:2]
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+    def host_problem(self, values: list[str] | None) -> tuple[int, str] | None:
+        """Why a request's Host header is refused (status, reason), or None when it names this daemon."""
+        if not values:
+            return 400, "a Host header is required"
+        if len(values) > 1:
+            return 400, "more than one Host header"
+        raw = values[0].strip()
+        if not raw or any(c in raw for c in "/@?#\\ ,"):
+            return 400, "malformed Host header"
+        try:
+            u = urlsplit("//" + raw)
+            name = (u.hostname or "").rstrip(".")
+            _ = u.port
+        except ValueError:
+            return 400, "malformed Host header"
+        allowed = self.options.allowed_hosts
+        bound = self.bound_host.lower()
+        if not name:
+            return 400, "malformed Host header"
+        if "*" in allowed or name in allowed or name == bound:
+            return None
+        try:
+            bound_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(bound)
+        except ValueError:
+            bound_ip = None
+        wildcard = bound_ip is not None and bound_ip.is_unspecified
+        # A name is what DNS rebinding needs: only names the operator allowed pass, and "localhost", which
+        # browsers never resolve through DNS. An address literal cannot be rebound.
+        if name == "localhost":
+            if wildcard or is_loopback_host(bound):
+                return None
+        else:
+            try:
+                ip = ipaddress.ip_address(name)
+            except ValueError:
+                ip = None
+            if ip is not None and (wildcard or ip == bound_ip or (ip.is_loopback and is_loopback_host(bound))):
+                return None
+        return 421, (f"this daemon does not answer for host {name[:100]!r}; use its address, or add the name to "
+                     "http_allowed_hosts")
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket's read side, bounded by the handler's deadline for the whole request (not per read: a
+    client trickling one byte a second would reset a per-read timeout for ever)."""
+
+    def __init__(self, sock: socket.socket, handler: _Handler) -> None:
+        super().__init__()
+        self._sock = sock
+        self._handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        left = self._handler.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request was not received within the deadline")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(b)
+
+
+_LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>ramanedge: sign in</title></head>
+<body style="font-family: system-ui, sans-serif; max-width: 32em; margin: 3em auto; padding: 0 1em">
+<h1>ramanedge</h1><p>{message}</p>
+<form method="post" action="/login"><label>Token <input type="password" name="token" autocomplete="off"
+ autofocus required></label> <button type="submit">Open the dashboard</button></form>
+</body></html>
+"""
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
     server_version = "ramanedge"
+    deadline = float("inf")
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.options.timeout_s)
+        self.rfile.close()
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self), 65536)
+
+    def handle_one_request(self) -> None:
+        # one deadline for the request line, the headers and the body; waiting for the next request on a
+        # kept-alive connection counts too, so an idle connection gives its worker back after the same time
+        self.deadline = time.monotonic() + self.server.options.timeout_s
+        super().handle_one_request()
 
     def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s %s", self.address_string(), format % args)
+        logger.debug("%s %s", self.address_string(), _SECRET_QUERY.sub(r"\1***", format % args))
 
-    def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+    def _send(self, status: int, body: bytes, ctype: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
+        self.connection.settimeout(self.server.options.timeout_s)  # writes: a socket timeout of their own
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(obj, separators=(",", ":"), default=str).encode())
+    # -- the gate: Host header, then the token ------------------------------------------------------------
+
+    def _gate(self, path: str, query: str) -> bool:
+        """True when the request may go on; otherwise the refusal has been sent."""
+        srv = self.server
+        problem = srv.host_problem(self.headers.get_all("Host"))
+        if problem is not None:
+            self.close_connection = True
+            self._error(*problem)
+            return False
+        token = srv.options.token
+        if token is None or path == "/healthz" or (path == "/login" and self.command == "POST"):
+            return True
+        scheme, _, given = self.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() == "bearer" and _same_secret(given.strip(), token):
+            return True
+        if srv.cookie_value is not None and _same_secret(self._cookie(), srv.cookie_value):
+            return True
+        if path in ("/", "/index.html") and self.command in ("GET", "HEAD"):
+            q = _form(query)
+            if "token" in q:
+                if _same_secret(q["token"][-1], token):
+                    self._signed_in()
+                else:
+                    self._login_page(401, "That token is not right. Enter the daemon's token.")
+                return False
+            self._login_page(401, "This daemon needs its token (RAMANEDGE_HTTP_TOKEN).")
+            return False
+        self.close_connection = self.command == "POST"  # an unread body: the connection cannot be reused
+        self._json(401, {"error": "Unauthorized", "detail": "a bearer token is required: "
+                         "Authorization: Bearer <RAMANEDGE_HTTP_TOKEN>"}, {"WWW-Authenticate": 'Bearer realm="ramanedge"'})
+        return False
+
+    def _cookie(self) -> str:
+        try:
+            jar = SimpleCookie(self.headers.get("Cookie", ""))
+        except CookieError:
+            return ""
+        morsel = jar.get(COOKIE_NAME)
+        return morsel.value if morsel is not None else ""
+
+    def _signed_in(self) -> None:
+        """303 to the dashboard with the session cookie (the token leaves the address bar and the history)."""
+        cookie = f"{COOKIE_NAME}={self.server.cookie_value}; Path=/; HttpOnly; SameSite=Strict"
+        self._send(303, b"", "text/plain; charset=utf-8", {"Location": "/", "Set-Cookie": cookie})
+
+    def _login_page(self, status: int, message: str) -> None:
+        body = _LOGIN_PAGE.format(message=html.escape(message)).encode()
+        self._send(status, body, "text/html; charset=utf-8", {"WWW-Authenticate": 'Bearer realm="ramanedge"'})
+
+    def _login(self) -> None:
+        length_h = self.headers.get("Content-Length", "")
+        self.close_connection = True
+        if not length_h.isdigit() or int(length_h) > _LOGIN_MAX_BYTES:
+            self._error(400, f"the login form needs a Content-Length of at most {_LOGIN_MAX_BYTES} bytes")
+            return
+        form = _form(self.rfile.read(int(length_h)).decode("utf-8", "replace"))
+        token = self.server.options.token
+        if token is None:
+            self._send(303, b"", "text/plain; charset=utf-8", {"Location": "/"})
+        elif _same_secret(form.get("token", [""])[-1], token):
+            self._signed_in()
+        else:
+            self._login_page(401, "That token is not right. Enter the daemon's token.")
+
+    def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(obj, separators=(",", ":"), default=str).encode(), headers=headers)
 
     def _error(self, status: int, message: str, **extra: Any) -> None:
         self._json(status, {"error": HTTPStatus(status).phrase, "detail": message, **extra})
@@ -123,6 +366,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         view = self.server.view
         url = urlsplit(self.path)
+        if not self._gate(url.path, url.query):
+            return
         if url.path == "/healthz":
             ok = view.healthy()
             self._json(200 if ok else 503, {"status": "ok" if ok else "unhealthy"})
@@ -181,6 +426,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         view = self.server.view
         url = urlsplit(self.path)
+        if not self._gate(url.path, url.query):
+            return
+        if url.path == "/login":
+            self._login()
+            return
         if url.path != "/classify":
             self._error(404 if url.path not in ("/healthz", "/readyz", "/metrics", "/results", "/api/state") else 405,
                         f"POST {url.path} is not supported; POST /classify")
@@ -246,37 +496,152 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(422, o.error or "the spectrum could not be classified", record=rec)
 
 
+def exposure_warning(host: str, token: str | None) -> str | None:
+    """The WARNING logged at every start when the API listens beyond loopback without a token, else None."""
+    if token is not None or is_loopback_host(host):
+        return None
+    return ("NO authentication (--insecure-http): anyone who can reach this address can read every result and "
+            "submit spectra; set RAMANEDGE_HTTP_TOKEN")
+
+
+def _connection_cap(wanted: int) -> int:
+    """``wanted``, lowered so that HTTP never holds more than a quarter of the process's descriptor limit."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return wanted
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return wanted
+    cap = max(1, min(wanted, soft // 4))
+    if cap < wanted:
+        logger.warning("HTTP connections limited to %d (not %d): the descriptor limit is %d", cap, wanted, soft)
+    return cap
+
+
 class HttpApi:
-    """The HTTP server in a background thread.
+    """The HTTP server: one accept thread and a fixed pool of worker threads, all in the background.
 
     Args:
         host, port: where to listen (port 0: a free port, see :attr:`port`).
         view: the daemon.
+        options: how the server guards itself; default: from ``view.settings``.
     """
 
-    def __init__(self, host: str, port: int, view: DaemonView) -> None:
+    def __init__(self, host: str, port: int, view: DaemonView, options: HttpOptions | None = None) -> None:
+        self.options = options if options is not None else HttpOptions.from_settings(view.settings)
         self._server = _Server((host, port), _Handler)
         self._server.view = view
+        self._server.options = self.options
+        self._server.bound_host = host
+        self._server.cookie_value = (
+            None if self.options.token is None
+            else hmac.new(self.options.token.encode(), b"ramanedge dashboard session", hashlib.sha256).hexdigest()
+        )
         self._server.static = _static_files()
         if "index.html" not in self._server.static:
             logger.warning("dashboard files not found in %s: GET / answers 404", STATIC_DIR)
         self.host = host
         self.port = int(self._server.server_address[1])
-        self._thread: threading.Thread | None = None
+        self.max_connections = _connection_cap(self.options.max_connections)
+        self._slots = threading.Semaphore(self.max_connections)
+        self._accepted: queue.SimpleQueue[tuple[socket.socket, Any] | None] = queue.SimpleQueue()
+        self._active: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.refused_for_descriptors = 0
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="http", daemon=True)
-        self._thread.start()
-        logger.info("HTTP API on %s", self.url)
+        for i in range(self.max_connections):
+            t = threading.Thread(target=self._serve_connections, name=f"http-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        acceptor = threading.Thread(target=self._accept_loop, name="http-accept", daemon=True)
+        acceptor.start()
+        self._threads.append(acceptor)
+        logger.info("HTTP API on %s (%d connections at once, backlog %d, %g s request deadline, token %s)",
+                    self.url, self.max_connections, LISTEN_BACKLOG, self.options.timeout_s,
+                    "required" if self.options.token is not None else "off")
+        warning = exposure_warning(self.host, self.options.token)
+        if warning is not None:
+            logger.warning("HTTP API on %s: %s", self.url, warning)
+
+    def _accept_loop(self) -> None:
+        """Accept a connection only while a worker is free; the rest wait in the kernel's backlog."""
+        sock = self._server.socket
+        sock.setblocking(False)
+        backoff = 0.05
+        with selectors.DefaultSelector() as sel:
+            sel.register(sock, selectors.EVENT_READ)
+            while not self._closing.is_set():
+                if not self._slots.acquire(timeout=0.2):
+                    continue
+                handed = False
+                try:
+                    while not self._closing.is_set() and not sel.select(0.2):
+                        pass
+                    if self._closing.is_set():
+                        return
+                    try:
+                        conn, addr = sock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError as exc:
+                        if exc.errno not in _RESOURCE_ERRNOS:
+                            if self._closing.is_set():
+                                return
+                            logger.error("HTTP accept failed: %s", exc)
+                        else:
+                            # out of descriptors: the connection stays queued in the kernel; try again later
+                            self.refused_for_descriptors += 1
+                            logger.warning("HTTP accept: %s; retrying in %.2f s", exc, backoff)
+                        self._closing.wait(backoff)
+                        backoff = min(2.0, backoff * 2)
+                        continue
+                    backoff = 0.05
+                    conn.settimeout(self.options.timeout_s)
+                    self._accepted.put((conn, addr))
+                    handed = True
+                finally:
+                    if not handed:
+                        self._slots.release()
+
+    def _serve_connections(self) -> None:
+        while True:
+            item = self._accepted.get()
+            if item is None:
+                return
+            conn, addr = item
+            with self._lock:
+                self._active.add(conn)
+            try:
+                if not self._closing.is_set():
+                    _Handler(conn, addr, self._server)
+            except OSError as exc:  # a client that went away, a timeout while writing
+                logger.debug("HTTP connection from %s ended: %s", addr, exc)
+            except Exception:
+                logger.exception("HTTP handler failed for a request from %s", addr)
+            finally:
+                with self._lock:
+                    self._active.discard(conn)
+                self._server.shutdown_request(conn)
+                self._slots.release()
 
     def stop(self, timeout_s: float = 2.0) -> None:
-        self._server.shutdown()
+        self._closing.set()
+        with self._lock:
+            for conn in self._active:
+                with contextlib.suppress(OSError):  # wakes a worker blocked reading from an idle client
+                    conn.shutdown(socket.SHUT_RDWR)
+        for _ in range(self.max_connections):
+            self._accepted.put(None)
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
         self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-

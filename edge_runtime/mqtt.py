@@ -1,7 +1,11 @@
 """The MQTT sink: every record published as JSON with QoS 1, through an outbox in the ledger.
 
 ``--mqtt mqtt://host:1883/topic-prefix`` publishes each record to ``<prefix>/results`` (prefix default
-``ramanedge``). Delivery is at-least-once and survives broker outages and daemon restarts:
+``ramanedge``). ``mqtt://user:password@host/prefix`` logs in (both percent-decoded: ``%40`` for ``@``);
+``mqtts://`` (port 8883 by default) speaks TLS, verifying the broker against ``--mqtt-ca-file`` (else the
+system's CAs) and its name, with an optional client certificate (``--mqtt-cert-file``/``--mqtt-key-file``).
+The password is never shown: the URL in ``/api/state`` and in every message is redacted (``user:***@``).
+Delivery is at-least-once and survives broker outages and daemon restarts:
 
 1. The worker commits a record and its id into the ledger's ``outbox`` table in one transaction.
 2. A publisher thread, while connected, publishes outbox records in id order (at most ``MAX_IN_FLIGHT``
@@ -20,37 +24,100 @@ import logging
 import os
 import socket
 import sqlite3
+import ssl
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from edge_runtime.errors import SettingsError
 from edge_runtime.ledger import Ledger
+from edge_runtime.settings import is_loopback_host
 from spectral_core.errors import MissingExtraError
 
-__all__ = ["MAX_IN_FLIGHT", "MqttSink", "parse_mqtt_url"]
+__all__ = ["MAX_IN_FLIGHT", "MqttSink", "MqttTarget", "MqttTls", "parse_mqtt_url", "redact_mqtt_url"]
 
 logger = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 200
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
 
-def parse_mqtt_url(url: str) -> tuple[str, int, str]:
-    """``mqtt://host[:port][/topic/prefix]`` -> (host, port, prefix)."""
+@dataclass(frozen=True)
+class MqttTarget:
+    """A parsed ``--mqtt`` URL. ``password`` is kept out of ``repr`` (tracebacks, debug logs)."""
+
+    host: str
+    port: int
+    prefix: str
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class MqttTls:
+    """The PEM files of an ``mqtts://`` connection (the ``mqtt_*_file`` settings); all optional."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def given(self) -> bool:
+        return any(f is not None for f in (self.ca_file, self.cert_file, self.key_file))
+
+
+def redact_mqtt_url(url: str) -> str:
+    """The URL with its password replaced by ``***`` (works on malformed URLs too: it is used in errors)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{hostport}{slash}{path}"
+
+
+def parse_mqtt_url(url: str) -> MqttTarget:
+    """``mqtt[s]://[user[:password]@]host[:port][/topic/prefix]`` -> :class:`MqttTarget`.
+
+    Raises:
+        SettingsError: another scheme, no host, a bad port, or a prefix with wildcards; the message shows the
+            URL with its password redacted.
+    """
+    shown = redact_mqtt_url(url)
     u = urlsplit(url)
-    if u.scheme != "mqtt":
-        raise SettingsError(f"--mqtt must be mqtt://host:1883/topic-prefix, got {url!r}")
+    if u.scheme not in DEFAULT_PORTS:
+        raise SettingsError(f"--mqtt must be mqtt://host:1883/topic-prefix or mqtts://host:8883/..., got {shown!r}")
     if not u.hostname:
-        raise SettingsError(f"--mqtt {url!r} names no host")
+        raise SettingsError(f"--mqtt {shown!r} names no host")
     try:
-        port = u.port or 1883
+        port = u.port or DEFAULT_PORTS[u.scheme]
     except ValueError as exc:
-        raise SettingsError(f"--mqtt {url!r}: {exc}") from None
+        raise SettingsError(f"--mqtt {shown!r}: {exc}") from None
     prefix = u.path.strip("/") or "ramanedge"
     if "#" in url or "+" in prefix or "//" in prefix or u.query:
         raise SettingsError(f"--mqtt topic prefix {prefix!r} may not hold wildcards, empty levels or a query")
-    return u.hostname, port, prefix
+    username = unquote(u.username) if u.username is not None else None
+    password = unquote(u.password) if u.password is not None else None
+    if password is not None and not username:
+        raise SettingsError(f"--mqtt {shown!r}: a password without a user name")
+    return MqttTarget(u.hostname, port, prefix, u.scheme == "mqtts", username or None, password)
+
+
+def _tls_context(tls: MqttTls, shown: str) -> ssl.SSLContext:
+    """Verifies the broker's certificate and name (against ``ca_file``, else the system's CAs)."""
+    try:
+        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file is not None else None)
+        if tls.cert_file is not None:
+            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file is not None else None)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise SettingsError(f"--mqtt {shown}: cannot load the TLS files: {exc}") from None
+    return ctx
 
 
 def _paho() -> Any:
@@ -65,16 +132,25 @@ class MqttSink:
     """Publishes the ledger's outbox to an MQTT broker (see the module docstring).
 
     Args:
-        url: ``mqtt://host:port/topic-prefix``.
+        url: ``mqtt[s]://[user:password@]host:port/topic-prefix``.
         ledger: the daemon's ledger; its ``outbox`` is switched on.
         flush_timeout_s: how long :meth:`close` keeps publishing what is left, s.
+        tls: CA and client certificate files for ``mqtts://``.
+
+    Raises:
+        SettingsError: a bad URL, TLS files with a plain ``mqtt://`` URL, or TLS files that cannot be loaded.
     """
 
-    def __init__(self, url: str, ledger: Ledger, *, flush_timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, ledger: Ledger, *, flush_timeout_s: float = 5.0, tls: MqttTls | None = None) -> None:
         mqtt = _paho()
-        self.host, self.port, self.prefix = parse_mqtt_url(url)
+        target = parse_mqtt_url(url)
+        tls = tls or MqttTls()
+        self.host, self.port, self.prefix = target.host, target.port, target.prefix
         self.topic = f"{self.prefix}/results"
-        self.url = url
+        self.url = redact_mqtt_url(url)
+        if tls.given() and not target.tls:
+            raise SettingsError(f"--mqtt {self.url}: TLS files are given but the URL is not mqtts://")
+        context = _tls_context(tls, self.url) if target.tls else None
         self.ledger = ledger
         self.flush_timeout_s = flush_timeout_s
         ledger.outbox = True
@@ -85,6 +161,7 @@ class MqttSink:
         self._abort = threading.Event()
         self._connected = False
         self._generation = 0
+        self._last_refusal: str | None = None
         self.published = 0
         self.acked = 0
         client_id = f"ramanedge-{socket.gethostname()}-{os.getpid()}"
@@ -93,22 +170,36 @@ class MqttSink:
         self._client.reconnect_delay_set(min_delay=0.2, max_delay=5)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        if target.username is not None:
+            self._client.username_pw_set(target.username, target.password)
+            if not target.tls and not is_loopback_host(target.host):
+                logger.warning("MQTT: the password for %s travels unencrypted to %s; use mqtts://", target.username,
+                               target.host)
+        if context is not None:
+            self._client.tls_set_context(context)
         self._client.connect_async(self.host, self.port, keepalive=15)
         self._client.loop_start()
         self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
         self._thread.start()
-        logger.info("MQTT sink: %s:%d topic %s (%d record(s) owed from before)", self.host, self.port,
-                    self.topic, ledger.outbox_count())
+        logger.info("MQTT sink: %s:%d%s%s topic %s (%d record(s) owed from before)", self.host, self.port,
+                    " over TLS" if target.tls else "",
+                    f" as {target.username}" if target.username is not None else "", self.topic,
+                    ledger.outbox_count())
 
     # -- paho callbacks (network thread) -------------------------------------------------------------
 
     def _on_connect(self, _client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         if getattr(reason_code, "is_failure", False):
-            logger.warning("MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            # retried every few seconds for as long as it lasts: the same refusal is a WARNING once, then DEBUG
+            reason = str(reason_code)
+            level = logging.DEBUG if reason == self._last_refusal else logging.WARNING
+            self._last_refusal = reason
+            logger.log(level, "MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason)
             return
         with self._lock:
             self._connected = True
             self._generation += 1
+        self._last_refusal = None
         logger.info("MQTT connected to %s:%d", self.host, self.port)
         self._wake.set()
 

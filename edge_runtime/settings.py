@@ -3,21 +3,23 @@ config file (TOML or JSON), in that order of precedence (a flag beats the enviro
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge_runtime.errors import SettingsError
 
-__all__ = ["ENV_PREFIX", "ServeSettings", "load_settings", "parse_host_port"]
+__all__ = ["ENV_PREFIX", "MIN_TOKEN_CHARS", "ServeSettings", "is_loopback_host", "load_settings", "parse_host_port"]
 
 logger = logging.getLogger(__name__)
 
 ENV_PREFIX = "RAMANEDGE_"
+MIN_TOKEN_CHARS = 16
 
 
 def _split_list(v: Any) -> Any:
@@ -53,6 +55,19 @@ class ServeSettings(BaseSettings):
     ledger_sync: Literal["normal", "full"] = "normal"
     jsonl: str | None = Field(default=None, description="JSON-lines output file, '-' for stdout")
     http: str | None = Field(default="127.0.0.1:8765", description="HOST:PORT of the HTTP API; 'off' disables")
+    http_token: SecretStr | None = Field(
+        default=None, description="bearer token required by every endpoint but /healthz (at least 16 characters)"
+    )
+    http_token_file: Path | None = Field(default=None, description="a file holding the bearer token (Docker secrets)")
+    http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="host names accepted in the Host header besides the bound address and localhost; '*' any",
+    )
+    insecure_http: bool = Field(default=False, description="allow a non-loopback bind without a token (logs a WARNING)")
+    http_max_connections: int = Field(default=32, ge=1, le=1024,
+                                      description="connections served at once (= HTTP worker threads)")
+    http_timeout_s: float = Field(default=10.0, gt=0, le=3600,
+                                  description="bound on reading one request (headers + body) and on each write, s")
     max_request_bytes: int = Field(default=1 << 20, ge=1024)
     request_timeout_s: float = Field(default=10.0, gt=0)
     count: int | None = Field(default=None, ge=1, description="stop after this many records (demos, tests)")
@@ -76,13 +91,18 @@ class ServeSettings(BaseSettings):
         default=None, description="e.g. '.ready': x.csv is claimed only once x.csv.ready exists (then removed)"
     )
     model_poll_s: float = Field(default=2.0, ge=0, description="model file check interval for hot swaps, s; 0 off")
-    mqtt: str | None = Field(default=None, description="mqtt://host:1883/topic-prefix: publish every record")
+    mqtt: str | None = Field(
+        default=None, description="mqtt[s]://[user:password@]host:1883/topic-prefix: publish every record"
+    )
+    mqtt_ca_file: Path | None = Field(default=None, description="CA certificate(s), PEM, to verify an mqtts:// broker")
+    mqtt_cert_file: Path | None = Field(default=None, description="client certificate, PEM, for an mqtts:// broker")
+    mqtt_key_file: Path | None = Field(default=None, description="private key, PEM, of the client certificate")
     temp_suffixes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: [".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".filepart",
                                  ".swp", ".lock", "~"]
     )
 
-    @field_validator("sources", "temp_suffixes", mode="before")
+    @field_validator("sources", "temp_suffixes", "http_allowed_hosts", mode="before")
     @classmethod
     def _lists(cls, v: Any) -> Any:
         return _split_list(v)
@@ -113,6 +133,38 @@ class ServeSettings(BaseSettings):
                 raise ValueError(f"source {url!r} is not a URL (serial:///dev/ttyUSB0, sim://, watch:///dir)")
         return v
 
+    @field_validator("http_token", mode="after")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value().strip():
+            return None
+        if len(v.get_secret_value().strip()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"the HTTP token must have at least {MIN_TOKEN_CHARS} characters")
+        return SecretStr(v.get_secret_value().strip())
+
+    @model_validator(mode="after")
+    def _http_security(self) -> ServeSettings:
+        if self.http_token_file is not None:
+            if self.http_token is not None:
+                raise ValueError("give the HTTP token either as http_token or as http_token_file, not both")
+            try:
+                text = self.http_token_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"cannot read http_token_file {self.http_token_file}: {exc}") from None
+            self.http_token = self._token(SecretStr(text))
+            if self.http_token is None:
+                raise ValueError(f"http_token_file {self.http_token_file} is empty")
+        if (self.mqtt_cert_file is None) != (self.mqtt_key_file is None):
+            raise ValueError("mqtt_cert_file and mqtt_key_file go together")
+        if self.http is not None and self.http_token is None and not self.insecure_http:
+            host, _ = parse_host_port(self.http)
+            if not is_loopback_host(host):
+                raise ValueError(
+                    f"http {self.http} listens beyond loopback without a token: set RAMANEDGE_HTTP_TOKEN "
+                    "(or http_token_file), bind to 127.0.0.1, or accept the risk with --insecure-http"
+                )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -131,6 +183,16 @@ def parse_host_port(v: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"http must be HOST:PORT, got {v!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1); a wildcard or any other host is not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -154,7 +216,8 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise SettingsError(f"config file {path}: [serve] must be a table")
     base = path.parent
     out = dict(section)
-    for key in ("model", "db"):  # relative paths in a config file are relative to the file
+    # relative paths in a config file are relative to the file
+    for key in ("model", "db", "http_token_file", "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file"):
         if isinstance(out.get(key), str) and not Path(out[key]).is_absolute():
             out[key] = str(base / out[key])
     return out

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:
     from edge_runtime.ledger import Ledger
+    from edge_runtime.mqtt import MqttTls
 
 __all__ = ["JsonlSink", "Sink", "Sinks", "open_sink"]
 
@@ -72,7 +73,8 @@ class Sinks:
             s.close()
 
 
-def open_sink(target: str | None, *, mqtt: str | None = None, ledger: Ledger | None = None) -> Sink | None:
+def open_sink(target: str | None, *, mqtt: str | None = None, ledger: Ledger | None = None,
+              mqtt_tls: MqttTls | None = None) -> Sink | None:
     """The sinks for ``--jsonl`` and ``--mqtt`` (None: neither). The MQTT sink needs the ledger (its outbox)."""
     sinks: list[Sink] = []
     if target:
@@ -82,7 +84,7 @@ def open_sink(target: str | None, *, mqtt: str | None = None, ledger: Ledger | N
             raise ValueError("the MQTT sink needs the ledger for its outbox")
         from edge_runtime.mqtt import MqttSink
 
-        sinks.append(MqttSink(mqtt, ledger))
+        sinks.append(MqttSink(mqtt, ledger, tls=mqtt_tls))
     if not sinks:
         return None
     return sinks[0] if len(sinks) == 1 else Sinks(sinks)

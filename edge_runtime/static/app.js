@@ -149,6 +149,11 @@ function render(s) {
 async function poll() {
   try {
     const resp = await fetch("/api/state", { cache: "no-store" });
+    if (resp.status === 401) {
+      // the session cookie is missing or the daemon's token changed: "/" shows the token form
+      window.location.assign("/");
+      return;
+    }
     if (!resp.ok) throw new Error("HTTP " + resp.status);
     render(await resp.json());
     $("conn").textContent = "updated " + new Date().toLocaleTimeString();

@@ -1,5 +1,6 @@
 """The live dashboard in a real headless chromium (Selenium + Debian's chromium-driver) against a real daemon:
-the page loads from the daemon alone, and a spectrum POSTed to /classify appears with its class."""
+the page loads from the daemon alone, signs in with the daemon's token once, and a spectrum POSTed to /classify
+appears with its class."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import pytest
 from _services import require_binary
 
 from spectral_core.synth import SyntheticCatalog, instrument_axis
+
+TOKEN = "dashboard-token-" + "5f" * 8
 
 
 @pytest.fixture
@@ -43,7 +46,8 @@ def _post(url: str, obj: Any) -> tuple[int, Any]:
     u = urlsplit(url)
     con = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
     try:
-        con.request("POST", "/classify", body=json.dumps(obj).encode(), headers={"Content-Type": "application/json"})
+        con.request("POST", "/classify", body=json.dumps(obj).encode(),
+                    headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
         r = con.getresponse()
         return r.status, json.loads(r.read())
     finally:
@@ -63,11 +67,18 @@ def test_dashboard_shows_a_posted_spectrum_with_its_class(model: Path, tmp_path:
     from selenium.webdriver.support.ui import WebDriverWait
 
     d = serve(["--model", str(model), "--db", str(tmp_path / "r.sqlite"), "--http", "127.0.0.1:0",
-               "--provider", "cpu", "--model-poll", "0"]).wait_ready()
+               "--provider", "cpu", "--model-poll", "0"], env={"RAMANEDGE_HTTP_TOKEN": TOKEN}).wait_ready()
     assert d.url is not None
     wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+    # without the token the page asks for it; the form signs in (an HttpOnly cookie) and opens the dashboard
     browser.get(d.url + "/")
+    wait.until(lambda b: b.find_elements("css selector", "input[name=token]"))
+    assert _text(browser, "#status") == ""
+    browser.find_element("css selector", "input[name=token]").send_keys(TOKEN)
+    browser.find_element("css selector", "button[type=submit]").click()
     wait.until(lambda b: _text(b, "#status") == "serving")
+    assert browser.current_url.rstrip("/") == d.url.rstrip("/")
+    assert browser.execute_script("return document.cookie") == "", "the session cookie is HttpOnly"
     fg, bg = browser.execute_script("const s = getComputedStyle(document.getElementById('status'));"
                                     "return [s.color, s.backgroundColor];")
     assert fg != bg, "the status text is readable on its pill"
