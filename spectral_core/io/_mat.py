@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spectral_core.errors import MissingExtraError, ReaderError
-from spectral_core.io._common import classes_and_indices, make_dataset, parse_axis_option
+from spectral_core.io._common import classes_and_indices, make_dataset, parse_axis_option, quote, quote_list
 from spectral_core.spectrum import SpectralDataset
 
 __all__ = ["is_mat", "read_mat"]
@@ -74,7 +74,7 @@ def _pick(
 ) -> tuple[str, NDArray[Any]] | None:
     if explicit is not None:
         if explicit not in found:
-            raise ReaderError(path, f"no variable {explicit!r} ({what}); the file holds {sorted(found)}")
+            raise ReaderError(path, f"no variable {quote(explicit)} ({what}); the file holds {quote_list(sorted(found))}")
         return explicit, found[explicit]
     for n in names:
         if n in found:
@@ -124,7 +124,7 @@ def read_mat(
     found = _load_v73(p) if v73 else _load_v5(p)
     xv = _pick(found, x_var, X_NAMES, "spectra", p)
     if xv is None:
-        raise ReaderError(p, f"no spectra variable (tried {list(X_NAMES)}; the file holds {sorted(found)}); use x_var=")
+        raise ReaderError(p, f"no spectra variable (tried {list(X_NAMES)}; the file holds {quote_list(sorted(found))}); use x_var=")
     x_name, X = xv[0], _numeric(xv[0], xv[1], p).astype(np.float64)
     provenance: dict[str, Any] = {"source": str(p), "reader": "mat", "format": "v7.3" if v73 else "v5", "x_var": x_name}
     if axis is not None:

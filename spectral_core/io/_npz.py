@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from spectral_core.errors import DataError, ReaderError
+from spectral_core.io._common import quote_list
 from spectral_core.spectrum import SpectralDataset
 
 __all__ = ["read_npz", "write_npz"]
@@ -51,7 +52,7 @@ def read_npz(path: str | Path) -> SpectralDataset:
             lookup = {n: i for i, n in enumerate(names)}
             unknown = sorted(set(y_raw.astype(str).tolist()) - set(lookup))
             if unknown:
-                raise ReaderError(p, f"labels {unknown} are not among classes {names}")
+                raise ReaderError(p, f"labels {quote_list(unknown)} are not among classes {quote_list(names)}")
             y = np.array([lookup[s] for s in y_raw.astype(str).tolist()], dtype=np.int64)
             classes = tuple(names)
         else:
