@@ -66,8 +66,8 @@ def _check_meta(meta: dict[str, Any], n: int) -> dict[str, NDArray[Any]]:
         if not isinstance(key, str) or not key:
             raise DataError(f"meta keys must be non-empty strings, got {key!r:.40}")
         col = np.asarray(value)
-        if col.dtype.kind not in "biufU":
-            col = col.astype(str) if col.dtype.kind in "SO" else col
+        if col.dtype.kind == "O" and all(isinstance(v, str) for v in col.ravel().tolist()):
+            col = col.astype(str)
         if col.dtype.kind not in "biufU":
             raise DataError(f"meta column {key!r:.40} has dtype {col.dtype}; numbers or strings only")
         if col.shape != (n,):

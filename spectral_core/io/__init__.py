@@ -40,7 +40,7 @@ from spectral_core.io._common import (
     read_bytes,
     resample_dataset,
 )
-from spectral_core.io._folder import read_class_folders
+from spectral_core.io._folder import DATA_SUFFIXES, read_class_folders
 from spectral_core.io._grid import parse_grid
 from spectral_core.io._jcamp import is_jcamp, jcamp_spectrum, read_jcamp
 from spectral_core.io._labspec import is_labspec, read_labspec
@@ -152,6 +152,7 @@ READERS: tuple[Reader, ...] = (
 _BY_NAME = {r.name: r for r in READERS}
 _AUTO_TEXT = Reader("delimited", None, (), _read_delimited, _DELIMITED)
 FORMATS = (*_BY_NAME, "folder")
+_FOLDER_SUFFIXES = DATA_SUFFIXES | {s for r in READERS for s in r.suffixes}
 _ALL_OPTIONS = frozenset().union(*(r.options for r in READERS)) | {"pattern", "resample", "max_decompressed_mb"}
 
 
@@ -277,7 +278,7 @@ def read_dataset(path: str | Path, *, data: bytes | None = None, **options: Any)
         if opts.get("format") not in (None, "folder"):
             raise ReaderError(p, f"format={opts['format']} but this is a folder")
         opts.pop("format", None)
-        return read_class_folders(p, read_file, **opts)
+        return read_class_folders(p, read_file, suffixes=_FOLDER_SUFFIXES, **opts)
     if "pattern" in opts:
         logger.warning("%s: option pattern applies to folders only and was ignored", p)
         opts.pop("pattern")

@@ -53,7 +53,10 @@ def is_bwtek(head: bytes) -> bool:
 
 
 def read_bwtek(
-    path: str | Path, data: bytes | None = None, *, intensity_column: str | None = None,
+    path: str | Path,
+    data: bytes | None = None,
+    *,
+    intensity_column: str | None = None,
     encoding: str | None = None,
 ) -> SpectralDataset:
     """Read a B&W Tek text export: one spectrum per acquisition, on the ``Raman Shift`` axis (cm^-1).
@@ -80,8 +83,9 @@ def read_bwtek(
     head_at = next((i for i, ln in enumerate(lines[: MAX_HEADER_LINES + 1]) if _COLUMN_HEADER.match(ln)), None)
     if head_at is None:
         raise ReaderError(
-            p, f"no column header line starting with 'Pixel' in the first {MAX_HEADER_LINES} lines "
-            "(expected a B&W Tek export: key;value lines, then Pixel;Wavelength;...;Raman Shift;...)"
+            p,
+            f"no column header line starting with 'Pixel' in the first {MAX_HEADER_LINES} lines "
+            "(expected a B&W Tek export: key;value lines, then Pixel;Wavelength;...;Raman Shift;...)",
         )
     m = _COLUMN_HEADER.match(lines[head_at])
     delim = m.group(1) if m else ";"
@@ -108,8 +112,9 @@ def read_bwtek(
             cells.pop()
         if len(cells) != len(names):
             raise ReaderError(
-                p, f"line {no}: {len(cells)} cell(s) where the column header ({where}) has {len(names)}; "
-                "truncated or not a B&W Tek export"
+                p,
+                f"line {no}: {len(cells)} cell(s) where the column header ({where}) has {len(names)}; "
+                "truncated or not a B&W Tek export",
             )
         if not cells[x_col].strip():
             if rows:
@@ -126,10 +131,17 @@ def read_bwtek(
         ax, X = ax[::-1].copy(), X[:, ::-1]
     acq = [_ACQ.match(names[j]) for j in y_cols]
     provenance: dict[str, Any] = {
-        "source": str(p), "reader": "bwtek", "encoding": enc, "columns": [names[j] for j in y_cols],
-        "header": header, "rows_without_shift": dropped,
+        "source": str(p),
+        "reader": "bwtek",
+        "encoding": enc,
+        "columns": [names[j] for j in y_cols],
+        "header": header,
+        "rows_without_shift": dropped,
     }
-    for key, rx in (("excitation_nm", r"^laser_wavelength"), ("integration_time_ms", r"^intigration time|^integration time")):
+    for key, rx in (
+        ("excitation_nm", r"^laser_wavelength"),
+        ("integration_time_ms", r"^intigration time|^integration time"),
+    ):
         value = header_number(header, rx)
         if value is not None:
             provenance[key] = value
@@ -152,7 +164,8 @@ def _intensity_columns(p: Path, names: list[str], choice: str | None, where: str
     series = [j for j, n in enumerate(names) if (m := _ACQ.match(n)) and m.group(1).lower() == wanted.lower()]
     if not series:
         raise ReaderError(
-            p, f"{where}: no intensity column {quote(wanted)} (intensity_column option); the columns are "
-            f"{quote_list(names, limit=16)}"
+            p,
+            f"{where}: no intensity column {quote(wanted)} (intensity_column option); the columns are "
+            f"{quote_list(names, limit=16)}",
         )
     return series

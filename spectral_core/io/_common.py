@@ -412,6 +412,7 @@ def concat_datasets(
     groups = None
     if all(d.groups is not None for d in datasets):
         groups = np.concatenate([np.asarray(d.groups, dtype=str) for d in datasets])
+    meta = _concat_meta(datasets, source)
     provenance = {
         "source": source,
         "reader": "concat",
@@ -420,7 +421,30 @@ def concat_datasets(
             for d in datasets
         ],
     }
-    return make_dataset(source, X=X, axis=first.axis, y=y, classes=tuple(names), groups=groups, provenance=provenance)
+    return make_dataset(
+        source, X=X, axis=first.axis, y=y, classes=tuple(names), groups=groups, provenance=provenance, meta=meta
+    )
+
+
+def _concat_meta(datasets: Sequence[SpectralDataset], source: str) -> dict[str, NDArray[Any]]:
+    """Per-spectrum columns of stacked datasets: a column all parts have is stacked; one that only some parts
+    have is filled (NaN for numbers, "" for text) so that no part's values are lost."""
+    keys = list(dict.fromkeys(k for d in datasets for k in d.meta))
+    out: dict[str, NDArray[Any]] = {}
+    for key in keys:
+        cols = [d.meta.get(key) for d in datasets]
+        present = [c for c in cols if c is not None]
+        if len(present) == len(cols):
+            out[key] = np.concatenate(present)
+            continue
+        logger.debug("%s: meta column %r is missing in some parts; filled", source, key)
+        text = any(c.dtype.kind == "U" for c in present)
+        fill: Any = "" if text else np.nan
+        out[key] = np.concatenate([
+            (c.astype(str) if text else c.astype(np.float64)) if c is not None else np.full(d.n_spectra, fill)
+            for c, d in zip(cols, datasets, strict=True)
+        ])
+    return out
 
 
 def resample_dataset(ds: SpectralDataset, target: NDArray[np.float64], path: str | Path) -> SpectralDataset:
@@ -446,4 +470,6 @@ def resample_dataset(ds: SpectralDataset, target: NDArray[np.float64], path: str
         return ds
     X = CubicSpline(ds.axis, ds.X.astype(np.float64), axis=1, bc_type="not-a-knot")(np.clip(target, lo, hi))
     prov = {**ds.provenance, "resampled": {"from": [lo, hi, int(ds.axis.size)], "method": "cubic spline"}}
-    return make_dataset(path, X=X, axis=target, y=ds.y, classes=ds.classes, groups=ds.groups, provenance=prov)
+    return make_dataset(
+        path, X=X, axis=target, y=ds.y, classes=ds.classes, groups=ds.groups, provenance=prov, meta=ds.meta
+    )

@@ -86,8 +86,9 @@ def read_labspec(path: str | Path, data: bytes | None = None, *, encoding: str |
         width = len(first)
         if width != 2:
             raise ReaderError(
-                p, f"line {first_no}: {width} cells; a LabSpec spectrum has 2 (shift, intensity) and a map's "
-                "first row starts with empty X and Y cells"
+                p,
+                f"line {first_no}: {width} cells; a LabSpec spectrum has 2 (shift, intensity) and a map's "
+                "first row starts with empty X and Y cells",
             )
         values = _numbers(p, rows, width, decimal_comma)
         axis, X = values[:, 0], values[:, 1][None, :]
@@ -111,9 +112,7 @@ def read_labspec(path: str | Path, data: bytes | None = None, *, encoding: str |
     return make_dataset(p, X=X, axis=axis, provenance=provenance, meta=meta)
 
 
-def _numbers(
-    p: Path, rows: list[tuple[int, list[str]]], width: int, decimal_comma: bool
-) -> NDArray[np.float64]:
+def _numbers(p: Path, rows: list[tuple[int, list[str]]], width: int, decimal_comma: bool) -> NDArray[np.float64]:
     """The rows as a float array; a row of another width or a bad cell is named by its line."""
     out = np.empty((len(rows), width), dtype=np.float64)
     for r, (no, row) in enumerate(rows):

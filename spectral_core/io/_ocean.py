@@ -71,8 +71,9 @@ def read_ocean(
     begin = next((i for i, ln in enumerate(lines[: MAX_HEADER_LINES + 1]) if _BEGIN.match(ln)), None)
     if begin is None:
         raise ReaderError(
-            p, f"no '>>>>>Begin Spectral Data<<<<<' line in the first {MAX_HEADER_LINES} lines "
-            "(expected an OceanView or SpectraSuite text file)"
+            p,
+            f"no '>>>>>Begin Spectral Data<<<<<' line in the first {MAX_HEADER_LINES} lines "
+            "(expected an OceanView or SpectraSuite text file)",
         )
     header = bounded_header([tuple(ln.split(":", 1)) for ln in lines[:begin] if ":" in ln])  # type: ignore[misc]
     xs: list[float] = []
@@ -95,15 +96,22 @@ def read_ocean(
     expected = header_number(header, r"^number of pixels")
     if expected is not None and len(xs) != int(expected):
         raise ReaderError(
-            p, f"{len(xs)} data row(s) after line {begin + 1} but the header says {int(expected)} pixels "
-            f"({'truncated file' if len(xs) < expected else 'extra rows'})"
+            p,
+            f"{len(xs)} data row(s) after line {begin + 1} but the header says {int(expected)} pixels "
+            f"({'truncated file' if len(xs) < expected else 'extra rows'})",
         )
     if len(xs) < 2:
         raise ReaderError(p, f"{len(xs)} data row(s) after line {begin + 1}; a spectrum needs 2 or more")
     x = np.asarray(xs, dtype=np.float64)
     mode = next((v for k, v in header.items() if k.lower().startswith("xaxis mode")), "Wavelengths")
-    provenance: dict[str, Any] = {"source": str(p), "reader": "oceanview", "encoding": enc, "header": header,
-                                  "x_axis_mode": mode, "end_line": ended}
+    provenance: dict[str, Any] = {
+        "source": str(p),
+        "reader": "oceanview",
+        "encoding": enc,
+        "header": header,
+        "x_axis_mode": mode,
+        "end_line": ended,
+    }
     ex_header = header_number(header, _EXCITATION)
     if "raman" in mode.lower():
         shift = x
@@ -111,8 +119,9 @@ def read_ocean(
         ex = excitation_nm if excitation_nm is not None else ex_header
         if ex is None:
             raise ReaderError(
-                p, "the x axis is a wavelength (nm) and no excitation wavelength is known: the header names no "
-                "laser wavelength; pass excitation_nm= (--excitation-nm) to convert it to Raman shift"
+                p,
+                "the x axis is a wavelength (nm) and no excitation wavelength is known: the header names no "
+                "laser wavelength; pass excitation_nm= (--excitation-nm) to convert it to Raman shift",
             )
         if excitation_nm is not None and ex_header is not None and abs(excitation_nm - ex_header) > 1e-6:
             logger.warning("%s: excitation_nm=%g overrides the header's %g nm", p, excitation_nm, ex_header)
