@@ -29,6 +29,7 @@ from spectral_core.io._common import (
     quote,
     quote_list,
     read_bytes,
+    starts_with_number,
 )
 from spectral_core.spectrum import SpectralDataset
 
@@ -46,10 +47,13 @@ MAX_HEADER_LINES = 1000
 def is_bwtek(head: bytes) -> bool:
     """Whether the first bytes of a file look like a B&W Tek export (its ``Pixel;Wavelength`` column header,
     a ``BWSpec`` file version, or its ``laser_wavelength`` and ``intigration times`` header keys)."""
-    if _SNIFF.search(head):
+    if starts_with_number(head):
+        return False
+    low = head.lower()
+    if b"bwspec" in low[:512] or (b"laser_wavelength" in low and b"intigration times" in low):
         return True
-    top = head[:512].lower()
-    return b"bwspec" in top or (b"laser_wavelength" in head.lower() and b"intigration times" in head.lower())
+    # plain substring tests first: every file is sniffed, most are plain numbers
+    return b"pixel" in low and _SNIFF.search(head) is not None
 
 
 def read_bwtek(

@@ -33,6 +33,7 @@ __all__ = [
     "quote",
     "quote_list",
     "resample_dataset",
+    "starts_with_number",
     "wavelength_to_shift",
 ]
 
@@ -60,6 +61,13 @@ def quote_list(items: Sequence[str], limit: int = 8) -> str:
     """At most ``limit`` items, each bounded by :func:`quote`, and how many there are in all."""
     shown = ", ".join(quote(str(i)) for i in list(items)[:limit])
     return f"[{shown}]" if len(items) <= limit else f"[{shown}, ...] ({len(items)} in all)"
+
+
+def starts_with_number(head: bytes) -> bool:
+    """Whether text begins (after blanks and a UTF-8 BOM) with a digit, sign or point: plain numeric data, which
+    no vendor text format does; lets their content tests return at once for the common file."""
+    first = head[:64].lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    return first != b"" and first in b"0123456789+-."
 
 
 def is_gzip(head: bytes) -> bool:

@@ -29,6 +29,7 @@ from spectral_core.io._common import (
     header_number,
     make_dataset,
     read_bytes,
+    starts_with_number,
 )
 from spectral_core.spectrum import SpectralDataset
 
@@ -44,10 +45,21 @@ _COORDS = {1: ("t",), 2: ("x", "y")}
 def is_labspec(head: bytes) -> bool:
     """Whether the first bytes look like a LabSpec export: ``#Key=<TAB>value`` header lines, or a first data
     row of empty cells then numbers (a map's axis row)."""
-    if _HEADER_LINE.search(head):
+    if starts_with_number(head):
+        return False
+    if b"=\t" in head and _HEADER_LINE.search(head):
         return True
-    first = next((ln for ln in head.split(b"\n") if ln.strip() and not ln.startswith(b"#")), b"")
-    return bool(_MAP_FIRST_ROW.match(first))
+    if b"\t" not in head:
+        return False
+    pos = 0
+    while pos < len(head):  # the first line that is neither blank nor a comment
+        end = head.find(b"\n", pos)
+        end = len(head) if end < 0 else end
+        line = head[pos:end]
+        if line.strip() and not line.startswith(b"#"):
+            return bool(_MAP_FIRST_ROW.match(line))
+        pos = end + 1
+    return False
 
 
 def read_labspec(path: str | Path, data: bytes | None = None, *, encoding: str | None = None) -> SpectralDataset:

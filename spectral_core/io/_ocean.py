@@ -29,6 +29,7 @@ from spectral_core.io._common import (
     make_dataset,
     quote,
     read_bytes,
+    starts_with_number,
     wavelength_to_shift,
 )
 from spectral_core.spectrum import SpectralDataset
@@ -47,7 +48,7 @@ MAX_HEADER_LINES = 1000
 def is_ocean(head: bytes) -> bool:
     """Whether the first bytes of a file hold the OceanView/SpectraSuite ``>>>>>Begin ... Spectral Data<<<<<``
     line."""
-    return _SNIFF.search(head) is not None
+    return not starts_with_number(head) and b">>>" in head and _SNIFF.search(head) is not None
 
 
 def read_ocean(
