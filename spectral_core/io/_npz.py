@@ -14,11 +14,14 @@ from spectral_core.errors import DataError, ReaderError
 from spectral_core.io._common import quote_list
 from spectral_core.spectrum import SpectralDataset
 
-__all__ = ["read_npz", "write_npz"]
+__all__ = ["META_PREFIX", "read_npz", "write_npz"]
+
+META_PREFIX = "meta_"  # per-spectrum columns (SpectralDataset.meta) are stored as arrays meta_<key>
 
 
 def read_npz(path: str | Path) -> SpectralDataset:
-    """Read a dataset written by :func:`write_npz` (or any npz with X, axis and optional y/classes/groups).
+    """Read a dataset written by :func:`write_npz` (or any npz with X, axis and optional y/classes/groups, and
+    per-spectrum ``meta_<key>`` arrays).
 
     Labels may be integer indices with ``classes`` names, or strings (classes are then sorted names).
     """
@@ -34,6 +37,7 @@ def read_npz(path: str | Path) -> SpectralDataset:
             classes_raw = z["classes"] if "classes" in files else None
             groups = z["groups"] if "groups" in files else None
             prov_raw = z["provenance"] if "provenance" in files else None
+            meta = {name[len(META_PREFIX) :]: z[name] for name in sorted(files) if name.startswith(META_PREFIX)}
     except ReaderError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
@@ -71,7 +75,9 @@ def read_npz(path: str | Path) -> SpectralDataset:
         except ValueError:
             pass
     try:
-        return SpectralDataset(X=X, axis=axis, y=y, classes=classes, groups=groups, provenance=provenance)
+        return SpectralDataset(
+            X=X, axis=axis, y=y, classes=classes, groups=groups, provenance=provenance, meta=meta
+        )
     except DataError as exc:
         raise ReaderError(p, str(exc)) from None
 
@@ -87,6 +93,7 @@ def write_npz(ds: SpectralDataset, path: str | Path) -> Path:
     if ds.groups is not None:
         arrays["groups"] = np.asarray(ds.groups, dtype=str)
     arrays["provenance"] = np.asarray(json.dumps(ds.provenance, default=str))
+    arrays.update({META_PREFIX + key: column for key, column in ds.meta.items()})
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -439,3 +439,13 @@ def test_format_option_and_unknown_options(tmp_path: Path) -> None:
         read_dataset(p, format="npy")
     with pytest.raises(ReaderError, match="unknown reader option"):
         read_dataset(p, intensity_colum="raw")
+
+
+def test_npz_round_trip_keeps_per_spectrum_meta(tmp_path: Path) -> None:
+    from spectral_core.io import write_npz
+
+    X = np.arange(6, dtype=np.float32).reshape(2, 3)
+    ds = SpectralDataset(X=X, axis=[1.0, 2.0, 3.0], meta={"x_um": np.array([0.5, 1.5]), "file": np.array(["a", "b"])})
+    back = read_dataset(write_npz(ds, tmp_path / "m.npz"))
+    np.testing.assert_array_equal(back.meta["x_um"], [0.5, 1.5])
+    assert back.meta["file"].tolist() == ["a", "b"]
