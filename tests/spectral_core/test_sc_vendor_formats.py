@@ -449,3 +449,20 @@ def test_npz_round_trip_keeps_per_spectrum_meta(tmp_path: Path) -> None:
     back = read_dataset(write_npz(ds, tmp_path / "m.npz"))
     np.testing.assert_array_equal(back.meta["x_um"], [0.5, 1.5])
     assert back.meta["file"].tolist() == ["a", "b"]
+
+
+def test_cli_reading_options_reach_the_vendor_readers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from ramanedge.cli import main
+
+    text, truth = _bwtek()
+    p = write(tmp_path / "bw.txt.gz", gzip.compress(text.encode()))
+    assert main(["info", str(p), "--intensity-column", "raw"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["spectra"] == 2 and out["intensity"]["max"] == pytest.approx(truth["raw2"].max())
+    assert main(["info", str(p), "--max-decompressed-mb", "0.001"]) != 0
+    assert "possible decompression bomb" in capsys.readouterr().err
+    ov = write(tmp_path / "ov.txt", OCEANVIEW.format(n=5, rows=_rows(WL, Y)))
+    assert main(["info", str(ov), "--excitation-nm", "785"]) == 0
+    assert json.loads(capsys.readouterr().out)["axis"]["min"] == pytest.approx(1e7 / 785 - 1e7 / 800)
