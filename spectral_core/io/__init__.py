@@ -1,22 +1,28 @@
-"""Readers and writers. Every reader returns the same data model; :func:`read_dataset` picks one by
-content (magic bytes, JCAMP labels, the shape of delimited text), checked against the extension.
+"""Readers and writers. Every reader returns the same data model; :func:`read_dataset` picks one from the
+registry :data:`READERS` by content (magic bytes, then each reader's content test), then by extension; text
+that no reader claims is delimited text. gzip is undone first (bounded). See docs/formats.md.
 
 Formats (one private module each):
 
-* ``.npz`` (X, y, axis, classes, groups): :func:`read_npz`, :func:`write_npz`.
+* ``.npz`` (X, axis, y, classes, groups, meta_*): :func:`read_npz`, :func:`write_npz`.
 * ``.npy``: a spectra matrix, or a Bacteria-ID ``X_<name>.npy`` + ``y_<name>.npy`` pair; needs ``axis=``.
-* two-column text (csv/tsv/txt/...): one spectrum (:func:`read_spectrum`), :func:`write_csv`.
+* two-column text (csv/tsv/txt/...), instrument ``key: value`` header lines included: one spectrum
+  (:func:`read_spectrum`), :func:`write_csv`.
 * JCAMP-DX (``.jdx``/``.dx``): one spectrum, AFFN ``XYDATA`` or ``XYPOINTS``.
 * delimited tables: one spectrum per row, or the transposed layout (``WN`` column + one column a spectrum).
+* B&W Tek BWSpec/BWRam, Ocean Insight OceanView/SpectraSuite and Horiba LabSpec text exports.
 * MATLAB ``.mat`` (v7.3 via h5py, older via scipy).
 * a folder with one sub-folder per class holding any of the above.
 
 Options of :func:`read_dataset` (each used by the readers it applies to; others log a warning):
 ``axis``, ``labels``, ``class_names``, ``encoding``, ``delimiter``, ``layout``, ``label_column``,
-``group_column``, ``label_from_column``, ``x_var``, ``y_var``, ``axis_var``, ``excitation_nm``, ``pattern``,
-``resample`` (``"START:STOP:POINTS"``: put every file on one axis by cubic spline, e.g. single spectra measured
-on different axes; never extrapolates) and ``format`` to force a reader (npz, npy, text, table, jcamp, mat,
-folder).
+``group_column``, ``label_from_column``, ``x_var``, ``y_var``, ``axis_var``, ``excitation_nm``,
+``intensity_column``, ``pattern``, ``max_decompressed_mb`` (gzip, default 256), ``resample``
+(``"START:STOP:POINTS"``: put every file on one axis by cubic spline, e.g. single spectra measured on different
+axes; never extrapolates) and ``format`` to force a reader (a registry name or ``folder``).
+
+A new format is one :class:`Reader` row in :data:`READERS`: a content test on the first 8 KiB, its extensions,
+its read function and the options it takes.
 """
 
 from __future__ import annotations
