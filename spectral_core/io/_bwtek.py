@@ -38,14 +38,14 @@ __all__ = ["is_bwtek", "read_bwtek"]
 logger = logging.getLogger(__name__)
 
 _COLUMN_HEADER = re.compile(r"^\s*Pixel\s*([;,\t])", re.IGNORECASE)
-_SNIFF = re.compile(rb"^\s*Pixel\s*[;,\t]\s*Wavelength", re.IGNORECASE | re.MULTILINE)
+_SNIFF = re.compile(rb"^\s*Pixel\s*[;,\t]\s*Wavelength\s*[;,\t]\s*Wavenumber", re.IGNORECASE | re.MULTILINE)
 _NAMED = {"dark_subtracted": "Dark Subtracted", "dark subtracted": "Dark Subtracted", "raw": "Raw data"}
 _ACQ = re.compile(r"^(.*?)\s*#\s*(\d+)$")
 MAX_HEADER_LINES = 1000
 
 
 def is_bwtek(head: bytes) -> bool:
-    """Whether the first bytes of a file look like a B&W Tek export (its ``Pixel;Wavelength`` column header,
+    """Whether the first bytes of a file look like a B&W Tek export (its ``Pixel;Wavelength;Wavenumber`` header,
     a ``BWSpec`` file version, or its ``laser_wavelength`` and ``intigration times`` header keys)."""
     if starts_with_number(head):
         return False

@@ -202,7 +202,7 @@ def decode_text(raw: bytes, path: str | Path, encoding: str | None = None) -> tu
         try:
             return raw.decode("utf-16"), "utf-16"
         except UnicodeDecodeError as exc:
-            raise ReaderError(path, f"has a UTF-16 byte-order mark but is not valid UTF-16 ({exc})") from None
+            raise ReaderError(path, f"has a UTF-16 byte-order mark but is not valid UTF-16 ({str(exc)[:200]})") from None
     if b"\x00" in raw:
         i = raw.index(b"\x00")
         head = raw[:4000]

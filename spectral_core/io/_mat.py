@@ -50,7 +50,7 @@ def _load_v73(path: Path) -> dict[str, NDArray[Any]]:
                     # Cell arrays, structs and strings are HDF5 references in v7.3: not decoded here.
                     out[name] = np.asarray(f"<MATLAB {obj.attrs.get('MATLAB_class', b'?')!r} variable>", dtype=object)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ReaderError(path, f"not a readable MATLAB v7.3 (HDF5) file ({exc})") from None
+        raise ReaderError(path, f"not a readable MATLAB v7.3 (HDF5) file ({str(exc)[:200]})") from None
     return out
 
 
@@ -63,9 +63,9 @@ def _load_v5(path: Path) -> dict[str, NDArray[Any]]:
     except NotImplementedError:
         return _load_v73(path)
     except (MatReadError, ValueError, OSError, TypeError) as exc:
-        raise ReaderError(path, f"not a readable MATLAB file ({exc})") from None
+        raise ReaderError(path, f"not a readable MATLAB file ({str(exc)[:200]})") from None
     except Exception as exc:  # scipy's parser meets corrupt bytes with assorted errors: wrap them all here
-        raise ReaderError(path, f"not a readable MATLAB file ({type(exc).__name__}: {exc})") from None
+        raise ReaderError(path, f"not a readable MATLAB file ({type(exc).__name__}: {str(exc)[:200]})") from None
     return {k: np.asarray(v) for k, v in raw.items() if not k.startswith("__")}
 
 

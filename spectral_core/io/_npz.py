@@ -41,7 +41,7 @@ def read_npz(path: str | Path) -> SpectralDataset:
     except ReaderError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ReaderError(p, f"not a readable npz file ({exc})") from None
+        raise ReaderError(p, f"not a readable npz file ({str(exc)[:200]})") from None
     if axis is None:
         raise ReaderError(p, "npz has no 'axis' array (wavenumbers in cm^-1)")
     if X.dtype.kind not in "fiu":

@@ -466,3 +466,13 @@ def test_cli_reading_options_reach_the_vendor_readers(tmp_path: Path, capsys: py
     ov = write(tmp_path / "ov.txt", OCEANVIEW.format(n=5, rows=_rows(WL, Y)))
     assert main(["info", str(ov), "--excitation-nm", "785"]) == 0
     assert json.loads(capsys.readouterr().out)["axis"]["min"] == pytest.approx(1e7 / 785 - 1e7 / 800)
+
+
+def test_a_generic_pixel_wavelength_table_is_not_taken_for_bwtek(tmp_path: Path) -> None:
+    p = write(tmp_path / "g.csv", "Pixel,Wavelength,Intensity\n0,500.0,1\n1,500.5,2\n")
+    assert sniff_format(p) == "delimited"
+    text, _ = _bwtek(n_header=3)  # a short header: only the column header line tells
+    assert (
+        sniff_format(write(tmp_path / "bw.txt", text.replace("BWSpec", "Spec").replace("laser_wavelength", "laser")))
+        == "bwtek"
+    )
