@@ -305,6 +305,7 @@ def _parse_plain(path: Path, text: str, delimiter: str | None) -> Grid | None:
 
 _CELL_BREAK = re.compile(r"[;\t,\s]+")
 _KEY_VALUE = re.compile(r"^\s*([^:=;\t,]*?)\s*[:=;\t,]\s*(.*?)\s*$")
+_AXIS_NAME = re.compile(r"^\W*(wn\b|x\b|wave|raman|shift|cm|1/cm|pixel|nm\b|lambda|frequency)", re.IGNORECASE)
 _MAX_PREAMBLE = 2000  # header lines kept as metadata (B&W Tek writes ~90); the rest are counted, not kept
 
 
@@ -332,7 +333,9 @@ def _preamble_end(texts: list[str], forced: str | None) -> int:
     cand = texts[k - 1]
     cells = _split(cand, delim)
     width = len(_split(texts[k], delim))
-    kv_like = (len(cells) == 2 and _is_number(cells[1].replace(",", "."))) or (
+    # Two cells are a column header only when the first names an axis ("Raman shift;Intensity"); otherwise
+    # "Sample;PS bead" is a key and its value. Mistaking one for the other changes metadata, never the data.
+    kv_like = (len(cells) == 2 and not _AXIS_NAME.match(cells[0])) or (
         delim not in (":", "=") and bool(re.match(r"^[^:=]{1,80}[:=](\s|$)", cand))
     )
     header = not kv_like and (delim is None or (delim in cand and len(cells) in (width, width - 1, width + 1)))

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from spectral_core.errors import ReaderError
 from spectral_core.io import concat_datasets, read_dataset, read_spectrum, sniff_format
@@ -476,3 +479,61 @@ def test_a_generic_pixel_wavelength_table_is_not_taken_for_bwtek(tmp_path: Path)
         sniff_format(write(tmp_path / "bw.txt", text.replace("BWSpec", "Spec").replace("laser_wavelength", "laser")))
         == "bwtek"
     )
+
+
+# ---- properties ---------------------------------------------------------------------------------------------------
+
+_KEYS = st.text(
+    alphabet=st.characters(whitelist_categories=("Lu", "Ll"), whitelist_characters=" ()_"), min_size=1, max_size=20
+)
+_VALUES = st.text(
+    alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Nd"), whitelist_characters=" .-"), max_size=20
+)
+
+
+@given(
+    st.lists(st.tuples(_KEYS, _VALUES), min_size=2, max_size=8),
+    st.sampled_from([(": ", ","), (";", ";"), ("\t", "\t"), ("=", ",")]),
+    st.lists(st.floats(-1e6, 1e6, width=32), min_size=3, max_size=30),
+)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+def test_any_key_value_header_leaves_the_data_as_it_is(
+    tmp_path: Path, pairs: list[tuple[str, str]], seps: tuple[str, str], ys: list[float]
+) -> None:
+    kv, sep = seps
+    pairs = [(k.strip() or "k", v) for k, v in pairs if not k.strip().lower().startswith(("nan", "inf"))]
+    assume(
+        len(pairs) >= 2
+        and not re.match(r"^\W*(wn\b|x\b|wave|raman|shift|cm|pixel|nm\b|lambda|freq)", pairs[-1][0], re.I)
+    )
+    header = "".join(f"{k}{kv}{v}\n" for k, v in pairs)
+    axis = 100.0 + np.arange(len(ys)) * 1.5
+    body = "".join(f"{float(a)!r}{sep}{float(np.float32(y))!r}\n" for a, y in zip(axis, ys, strict=True))
+    s = read_spectrum(write(tmp_path / "p.csv", header + body))
+    np.testing.assert_array_equal(s.axis, axis)
+    np.testing.assert_array_equal(s.intensities, np.asarray(ys, dtype=np.float32))
+    assert len(s.metadata["header"]) == len({k.strip()[:80] for k, _ in pairs})
+
+
+@given(st.sampled_from(["bwtek", "oceanview", "labspec"]), st.binary(max_size=600), st.booleans())
+@settings(
+    max_examples=90, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+def test_vendor_readers_and_gzip_raise_only_reader_errors_on_junk(
+    tmp_path: Path, fmt: str, junk: bytes, compress: bool
+) -> None:
+    seeds = {
+        "bwtek": _bwtek()[0][:3000],
+        "oceanview": OCEANVIEW.format(n=5, rows=_rows(WL, Y)),
+        "labspec": "#Laser=\t785\n\t\t1\t2\n0\t0\t5\t6\n",
+    }
+    data = seeds[fmt].encode()[: len(junk)] + junk
+    p = write(tmp_path / ("j.txt.gz" if compress else "j.txt"), gzip.compress(data) if compress else data)
+    try:
+        ds = read_dataset(p, format=fmt, excitation_nm=785 if fmt == "oceanview" else None)
+    except ReaderError as exc:
+        assert str(p) in str(exc) and len(str(exc)) < 600 + len(str(p))
+        return
+    assert np.all(np.isfinite(ds.X)) and np.all(np.diff(ds.axis) > 0)
