@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from spectral_core.errors import ReaderError
 from spectral_core.io._bwtek import is_bwtek, read_bwtek
 from spectral_core.io._common import (
@@ -85,8 +87,17 @@ logger = logging.getLogger(__name__)
 _HEAD = 8192  # bytes a content test sees
 _SPREADSHEETS = (".xlsx", ".xls", ".xlsm", ".ods")
 _DELIMITED = frozenset(
-    {"axis", "labels", "class_names", "encoding", "delimiter", "layout", "label_column", "group_column",
-     "label_from_column"}
+    {
+        "axis",
+        "labels",
+        "class_names",
+        "encoding",
+        "delimiter",
+        "layout",
+        "label_column",
+        "group_column",
+        "label_from_column",
+    }
 )
 _MATRIX = frozenset({"axis", "labels", "class_names"})
 
@@ -130,8 +141,9 @@ def _read_delimited(path: Path, data: bytes | None, *, mode: str = "auto", **o: 
     grid = parse_grid(path, text, delimiter=o.get("delimiter"))
     table_opts = {k: o[k] for k in _DELIMITED - {"encoding", "delimiter"} if k in o}
     wants_table = any(table_opts.get(k) is not None for k in ("label_column", "label_from_column", "labels", "axis"))
-    if mode == "text" or (mode == "auto" and grid.n_columns == 2 and not wants_table
-                          and table_opts.get("layout", "auto") == "auto"):
+    if mode == "text" or (
+        mode == "auto" and grid.n_columns == 2 and not wants_table and table_opts.get("layout", "auto") == "auto"
+    ):
         ds = _one(spectrum_from_grid(grid, encoding=enc), path)
     else:
         ds = table_from_grid(grid, **table_opts)
@@ -139,22 +151,56 @@ def _read_delimited(path: Path, data: bytes | None, *, mode: str = "auto", **o: 
     return ds
 
 
+def _npy(p: Path, data: bytes | None, **o: Any) -> SpectralDataset:
+    return read_npy(p, **o)
+
+
+def _npz(p: Path, data: bytes | None, **o: Any) -> SpectralDataset:
+    return read_npz(p)
+
+
+def _mat(p: Path, data: bytes | None, **o: Any) -> SpectralDataset:
+    return read_mat(p, **o)
+
+
+def _text(p: Path, data: bytes | None, **o: Any) -> SpectralDataset:
+    return _read_delimited(p, data, mode="text", **o)
+
+
+def _table(p: Path, data: bytes | None, **o: Any) -> SpectralDataset:
+    return _read_delimited(p, data, mode="table", **o)
+
+
+def _is_npy(head: bytes) -> bool:
+    return head.startswith(b"\x93NUMPY")
+
+
+def _is_npz(head: bytes) -> bool:
+    return head.startswith(b"PK\x03\x04")
+
+
+def _is_jcamp(head: bytes) -> bool:
+    return is_jcamp(head[:4096].decode("latin-1"))
+
+
+_MAT_OPTIONS = frozenset({"x_var", "y_var", "axis_var"}) | _MATRIX
+_CM1_TEXT = frozenset({"excitation_nm", "encoding"})
+
 # The registry: content tests run in this order, then extensions; text that nothing claims is delimited text.
+# One row a format: name, content test, extensions, read(path, data, **options), options, flags.
+# fmt: off
 READERS: tuple[Reader, ...] = (
-    Reader("npy", lambda h: h.startswith(b"\x93NUMPY"), (".npy",), lambda p, d, **o: read_npy(p, **o), _MATRIX,
-           binary=True, magic=True),
-    Reader("npz", lambda h: h.startswith(b"PK\x03\x04"), (".npz",), lambda p, d, **o: read_npz(p), binary=True,
-           magic=True),
-    Reader("mat", is_mat, (".mat",), lambda p, d, **o: read_mat(p, **o),
-           frozenset({"x_var", "y_var", "axis_var"}) | _MATRIX, binary=True),
-    Reader("jcamp", lambda h: is_jcamp(h[:4096].decode("latin-1")), (".jdx", ".dx", ".jcamp"), _read_jcamp,
-           frozenset({"excitation_nm", "encoding"})),
+    Reader("npy", _is_npy, (".npy",), _npy, _MATRIX, binary=True, magic=True),
+    Reader("npz", _is_npz, (".npz",), _npz, binary=True, magic=True),
+    Reader("mat", is_mat, (".mat",), _mat, _MAT_OPTIONS, binary=True),
+    Reader("jcamp", _is_jcamp, (".jdx", ".dx", ".jcamp"), _read_jcamp, _CM1_TEXT),
     Reader("bwtek", is_bwtek, (), read_bwtek, frozenset({"intensity_column", "encoding"})),
-    Reader("oceanview", is_ocean, (), read_ocean, frozenset({"excitation_nm", "encoding"})),
+    Reader("oceanview", is_ocean, (), read_ocean, _CM1_TEXT),
     Reader("labspec", is_labspec, (), read_labspec, frozenset({"encoding"})),
-    Reader("text", None, (), lambda p, d, **o: _read_delimited(p, d, mode="text", **o), _DELIMITED),
-    Reader("table", None, (), lambda p, d, **o: _read_delimited(p, d, mode="table", **o), _DELIMITED),
+    Reader("text", None, (), _text, _DELIMITED),
+    Reader("table", None, (), _table, _DELIMITED),
 )
+# fmt: on
 _BY_NAME = {r.name: r for r in READERS}
 _AUTO_TEXT = Reader("delimited", None, (), _read_delimited, _DELIMITED)
 FORMATS = (*_BY_NAME, "folder")
@@ -304,8 +350,27 @@ def read_datasets(paths: Sequence[str | Path], **options: Any) -> SpectralDatase
         raise ReaderError("(no paths)", "no files given")
     names = options.get("class_names")
     parts = [read_dataset(p, **options) for p in paths]
+    if any(d.n_spectra > 1 for d in parts) and all(
+        d.groups is not None or not Path(p).is_dir() for p, d in zip(paths, parts, strict=True)
+    ):
+        # as in class folders: a file's spectra (a map, a series) are one group unless the file says otherwise
+        parts = [d if d.groups is not None else _grouped_by_file(d, str(p)) for p, d in zip(paths, parts, strict=True)]
+        logger.info("files hold several spectra; each file without a group column is the group of its spectra")
     order = None if names is None else parse_class_names(names, paths[0])
     return concat_datasets(parts, class_names=order, source=", ".join(str(p) for p in paths))
+
+
+def _grouped_by_file(ds: SpectralDataset, name: str) -> SpectralDataset:
+    return make_dataset(
+        name,
+        X=ds.X,
+        axis=ds.axis,
+        y=ds.y,
+        classes=ds.classes,
+        groups=np.full(ds.n_spectra, name),
+        provenance={**ds.provenance, "groups_from": "file"},
+        meta=ds.meta,
+    )
 
 
 def read_spectrum(path: str | Path, *, data: bytes | None = None, **options: Any) -> Spectrum:

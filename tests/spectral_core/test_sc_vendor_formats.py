@@ -537,3 +537,15 @@ def test_vendor_readers_and_gzip_raise_only_reader_errors_on_junk(
         assert str(p) in str(exc) and len(str(exc)) < 600 + len(str(p))
         return
     assert np.all(np.isfinite(ds.X)) and np.all(np.diff(ds.axis) > 0)
+
+
+def test_several_multi_spectrum_files_are_grouped_by_file(tmp_path: Path) -> None:
+    from spectral_core.io import read_datasets
+
+    text, _ = _bwtek()
+    a, b = write(tmp_path / "a.txt", text), write(tmp_path / "b.txt", text)
+    ds = read_datasets([a, b])
+    assert ds.n_spectra == 4
+    assert ds.groups is not None and ds.groups.tolist() == [str(a)] * 2 + [str(b)] * 2
+    one = write(tmp_path / "one.csv", "".join(f"{x},{y}\n" for x, y in zip(AXIS, Y, strict=True)))
+    assert read_datasets([one, one]).groups is None
