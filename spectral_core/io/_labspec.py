@@ -8,7 +8,7 @@ Layout: optional ``#Key=<TAB>value`` header lines (``#Acq. time (s)=	10``, ``#La
   N spectra with their coordinates in ``meta["x"]`` and ``meta["y"]`` (as written, usually micrometres).
 * line scan or time series: the same with one leading cell (``meta["t"]``).
 
-Decimal commas (a European locale) are read when the file holds no other comma.
+Cells are tab-separated, so a comma inside one is a decimal comma (a European locale).
 """
 
 from __future__ import annotations
@@ -82,8 +82,6 @@ def read_labspec(path: str | Path, data: bytes | None = None, *, encoding: str |
     if not rows:
         raise ReaderError(p, "no data rows after the #key= header lines")
     header = bounded_header(pairs)
-    # cells are tab-separated, so a comma inside one is a decimal comma
-    decimal_comma = any("," in c for _, r in rows[:2] for c in r)
     first_no, first = rows[0]
     if len(first) > 2 and not first[-1].strip():
         first = first[:-1]
@@ -102,17 +100,17 @@ def read_labspec(path: str | Path, data: bytes | None = None, *, encoding: str |
                 f"line {first_no}: {width} cells; a LabSpec spectrum has 2 (shift, intensity) and a map's "
                 "first row starts with empty X and Y cells",
             )
-        values = _numbers(p, rows, width, decimal_comma)
+        values = _numbers(p, rows, width)
         axis, X = values[:, 0], values[:, 1][None, :]
         provenance["layout"] = "spectrum"
     elif lead in _COORDS:
         names = _COORDS[lead]
         axis = np.array(
-            [cell_float(c, p, first_no, j + 1, decimal_comma=decimal_comma) for j, c in enumerate(first) if j >= lead]
+            [cell_float(c, p, first_no, j + 1, decimal_comma=True) for j, c in enumerate(first) if j >= lead]
         )
         if len(rows) < 2:
             raise ReaderError(p, f"line {first_no}: an axis row and no spectra after it")
-        values = _numbers(p, rows[1:], len(first), decimal_comma)
+        values = _numbers(p, rows[1:], len(first))
         for j, name in enumerate(names):
             meta[name] = values[:, j]
         X = values[:, lead:]
@@ -124,19 +122,20 @@ def read_labspec(path: str | Path, data: bytes | None = None, *, encoding: str |
     return make_dataset(p, X=X, axis=axis, provenance=provenance, meta=meta)
 
 
-def _numbers(p: Path, rows: list[tuple[int, list[str]]], width: int, decimal_comma: bool) -> NDArray[np.float64]:
-    """The rows as a float array; a row of another width or a bad cell is named by its line."""
+def _numbers(p: Path, rows: list[tuple[int, list[str]]], width: int) -> NDArray[np.float64]:
+    """The rows as a float array; a row of another width or a bad cell is named by its line. Cells are
+    tab-separated, so a comma inside one is a decimal comma."""
     out = np.empty((len(rows), width), dtype=np.float64)
     for r, (no, row) in enumerate(rows):
         cells = row[:-1] if len(row) == width + 1 and not row[-1].strip() else row
         if len(cells) != width:
             raise ReaderError(p, f"line {no}: {len(cells)} cell(s) where {width} were expected (truncated row?)")
         try:
-            out[r] = [float(c.replace(",", ".") if decimal_comma else c) for c in cells]
+            out[r] = [float(c.replace(",", ".")) for c in cells]
         except ValueError:
             for j, c in enumerate(cells):
-                cell_float(c, p, no, j + 1, decimal_comma=decimal_comma)
+                cell_float(c, p, no, j + 1, decimal_comma=True)
         if not np.isfinite(out[r]).all():
             j = int(np.flatnonzero(~np.isfinite(out[r]))[0])
-            cell_float(cells[j], p, no, j + 1, decimal_comma=decimal_comma)
+            cell_float(cells[j], p, no, j + 1, decimal_comma=True)
     return out

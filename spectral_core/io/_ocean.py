@@ -80,7 +80,6 @@ def read_ocean(
     xs: list[float] = []
     ys: list[float] = []
     ended = False
-    decimal_comma: bool | None = None
     for no, line in enumerate(lines[begin + 1 :], start=begin + 2):
         if _END.match(line):
             ended = True
@@ -90,10 +89,9 @@ def read_ocean(
         cells = [c for c in re.split(r"[\t;]|\s+", line.strip()) if c]
         if len(cells) != 2:
             raise ReaderError(p, f"line {no}: {len(cells)} cell(s) ({quote(line)}) where x<TAB>intensity was expected")
-        if decimal_comma is None:
-            decimal_comma = any("," in c for c in cells)
-        xs.append(cell_float(cells[0], p, no, 1, decimal_comma=decimal_comma))
-        ys.append(cell_float(cells[1], p, no, 2, decimal_comma=decimal_comma))
+        # cells are split on tabs, semicolons and blanks, so a comma inside one is a decimal comma
+        xs.append(cell_float(cells[0], p, no, 1, decimal_comma=True))
+        ys.append(cell_float(cells[1], p, no, 2, decimal_comma=True))
     expected = header_number(header, r"^number of pixels")
     if expected is not None and len(xs) != int(expected):
         raise ReaderError(

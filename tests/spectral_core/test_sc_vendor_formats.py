@@ -549,3 +549,14 @@ def test_several_multi_spectrum_files_are_grouped_by_file(tmp_path: Path) -> Non
     assert ds.groups is not None and ds.groups.tolist() == [str(a)] * 2 + [str(b)] * 2
     one = write(tmp_path / "one.csv", "".join(f"{x},{y}\n" for x, y in zip(AXIS, Y, strict=True)))
     assert read_datasets([one, one]).groups is None
+
+
+def test_decimal_commas_that_start_after_the_first_row(tmp_path: Path) -> None:
+    rows = "800\t10\n" + "".join(f"{w:.1f}\t{y:.2f}\n".replace(".", ",") for w, y in zip(WL[1:], Y[1:], strict=True))
+    s = read_spectrum(write(tmp_path / "ov.txt", OCEANVIEW.format(n=5, rows=rows)), excitation_nm=785)
+    np.testing.assert_allclose(s.axis, 1e7 / 785 - 1e7 / WL, rtol=1e-12)
+    np.testing.assert_allclose(s.intensities, Y)
+    ls = "#Laser=\t785\n200\t10\n" + "".join(
+        f"{a}\t{y}\n".replace(".", ",") for a, y in zip(AXIS[1:], Y[1:], strict=True)
+    )
+    np.testing.assert_allclose(read_spectrum(write(tmp_path / "ls.txt", ls)).intensities, Y)
