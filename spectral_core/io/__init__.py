@@ -38,6 +38,7 @@ import numpy as np
 from spectral_core.errors import ReaderError
 from spectral_core.io._bwtek import is_bwtek, read_bwtek
 from spectral_core.io._common import (
+    compressed_limit,
     concat_datasets,
     decode_text,
     gunzip,
@@ -224,7 +225,20 @@ def sniff_format(path: str | Path) -> str:
 
 def _head(p: Path) -> bytes:
     head = _head_raw(p)
-    return gunzip(read_bytes(p), p)[:_HEAD] if is_gzip(head) else head
+    return _gunzip_file(p)[:_HEAD] if is_gzip(head) else head
+
+
+def _gunzip_file(p: Path, max_mb: float | None = None) -> bytes:
+    """A gzip file's content; a file too large to stay under the cap is refused before it is read."""
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise ReaderError(p, f"cannot read ({exc.strerror or exc})") from None
+    if size > compressed_limit(max_mb):
+        raise ReaderError(
+            p, f"gzip file of {size} bytes exceeds the decompressed-size cap (max_decompressed_mb option)"
+        )
+    return gunzip(read_bytes(p), p, max_mb)
 
 
 def _inner_name(p: Path, gz: bool) -> Path:
@@ -266,7 +280,7 @@ def _read_file(path: Path, data: bytes | None = None, **options: Any) -> Spectra
     head = _head_raw(path) if data is None else data[:_HEAD]
     gz = is_gzip(head)
     if gz:
-        data = gunzip(read_bytes(path) if data is None else data, path, max_mb)
+        data = _gunzip_file(path, max_mb) if data is None else gunzip(data, path, max_mb)
         head = data[:_HEAD]
     sniffed = _choose(path, head, gz)
     reader = sniffed if fmt is None else _BY_NAME[fmt]

@@ -21,6 +21,7 @@ __all__ = [
     "bounded_header",
     "cell_float",
     "classes_and_indices",
+    "compressed_limit",
     "concat_datasets",
     "decode_text",
     "gunzip",
@@ -75,6 +76,13 @@ def is_gzip(head: bytes) -> bool:
     return head[:3] == GZIP_MAGIC + b"\x08"
 
 
+def compressed_limit(max_mb: float | None = None) -> int:
+    """The largest gzip file (bytes) whose content can stay under ``max_mb`` MiB: deflate never grows data by
+    more than a few bytes per 16 KiB block, so a larger file is refused before it is read."""
+    limit = int((DEFAULT_MAX_DECOMPRESSED_MB if max_mb is None else float(max_mb)) * 1024 * 1024)
+    return limit + limit // 100 + 65536
+
+
 def gunzip(raw: bytes, path: str | Path, max_mb: float | None = None) -> bytes:
     """Decompress gzip bytes (all members), refusing more than ``max_mb`` MiB of output (default 256).
 
@@ -88,6 +96,9 @@ def gunzip(raw: bytes, path: str | Path, max_mb: float | None = None) -> bytes:
     if not limit_mb > 0:
         raise ReaderError(path, f"max_decompressed_mb must be positive, got {max_mb!r}")
     limit = int(limit_mb * 1024 * 1024)
+    if len(raw) > compressed_limit(limit_mb):
+        raise ReaderError(path, f"gzip file of {len(raw)} bytes cannot hold under {limit_mb:g} MiB of data "
+                          "(max_decompressed_mb option)")
     out: list[bytes] = []
     size = 0
     pos = 0

@@ -101,8 +101,8 @@ def test_gzip_of_text_formats(tmp_path: Path) -> None:
 def test_gzip_bounds_and_damage(tmp_path: Path) -> None:
     text = ("100,1\n" + "".join(f"{100 + i},{i}\n" for i in range(1, 20000))).encode()
     p = write(tmp_path / "big.csv.gz", gzip.compress(text))
-    with pytest.raises(ReaderError, match=r"exceeds 0.01 MiB once decompressed") as e:
-        read_dataset(p, max_decompressed_mb=0.01)
+    with pytest.raises(ReaderError, match=r"exceeds 0.1 MiB once decompressed") as e:
+        read_dataset(p, max_decompressed_mb=0.1)
     assert e.value.path == str(p)
     assert read_dataset(p).n_points == 20000
     raw = p.read_bytes()
@@ -560,3 +560,14 @@ def test_decimal_commas_that_start_after_the_first_row(tmp_path: Path) -> None:
         f"{a}\t{y}\n".replace(".", ",") for a, y in zip(AXIS[1:], Y[1:], strict=True)
     )
     np.testing.assert_allclose(read_spectrum(write(tmp_path / "ls.txt", ls)).intensities, Y)
+
+
+def test_a_gzip_file_larger_than_the_cap_is_refused_before_reading(tmp_path: Path) -> None:
+    import os
+
+    payload = os.urandom(300_000)  # incompressible: the .gz is as large as its content
+    p = write(tmp_path / "r.txt.gz", gzip.compress(payload))
+    with pytest.raises(ReaderError, match=r"gzip file of \d+ bytes exceeds the decompressed-size cap"):
+        read_dataset(p, max_decompressed_mb=0.1)
+    with pytest.raises(ReaderError, match=r"gzip file of \d+ bytes cannot hold under 0.1 MiB"):
+        read_dataset(tmp_path / "x.txt", data=p.read_bytes(), max_decompressed_mb=0.1)
