@@ -77,8 +77,8 @@ def is_gzip(head: bytes) -> bool:
 
 
 def compressed_limit(max_mb: float | None = None) -> int:
-    """The largest gzip file (bytes) whose content can stay under ``max_mb`` MiB: deflate never grows data by
-    more than a few bytes per 16 KiB block, so a larger file is refused before it is read."""
+    """The largest gzip file (bytes) whose content can stay under ``max_mb`` MiB: a deflate stream is never more
+    than a few bytes a block larger than its content, so a larger file must hold more and is refused unread."""
     limit = int((DEFAULT_MAX_DECOMPRESSED_MB if max_mb is None else float(max_mb)) * 1024 * 1024)
     return limit + limit // 100 + 65536
 
