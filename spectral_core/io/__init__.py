@@ -11,6 +11,10 @@ Formats (one private module each):
 * JCAMP-DX (``.jdx``/``.dx``): one spectrum, AFFN ``XYDATA`` or ``XYPOINTS``.
 * delimited tables: one spectrum per row, or the transposed layout (``WN`` column + one column a spectrum).
 * B&W Tek BWSpec/BWRam, Ocean Insight OceanView/SpectraSuite and Horiba LabSpec text exports.
+* binary vendor files, found by magic bytes or extension: Renishaw WiRE ``.wdf`` (single, series, maps),
+  Galactic ``.spc`` (single and multi-subfile), Princeton Instruments ``.spe`` (2.x and 3.0), Andor ``.sif``,
+  Bruker OPUS (``[opus]`` extra); per-spectrum facts (map coordinates) in ``meta`` and
+  ``provenance["spectrum_metadata"]``.
 * MATLAB ``.mat`` (v7.3 via h5py, older via scipy).
 * a folder with one sub-folder per class holding any of the above.
 
@@ -57,8 +61,13 @@ from spectral_core.io._mat import is_mat, read_mat
 from spectral_core.io._npy import read_npy
 from spectral_core.io._npz import read_npz, write_npz
 from spectral_core.io._ocean import is_ocean, read_ocean
+from spectral_core.io._opus import is_opus, read_opus
+from spectral_core.io._sif import is_sif, read_sif
+from spectral_core.io._spc import is_spc, read_spc
+from spectral_core.io._spe import is_spe, read_spe
 from spectral_core.io._table import read_table, table_from_grid
 from spectral_core.io._text import read_text_spectrum, spectrum_from_grid, write_csv
+from spectral_core.io._wdf import is_wdf, read_wdf
 from spectral_core.spectrum import SpectralDataset, Spectrum
 
 __all__ = [
@@ -75,9 +84,14 @@ __all__ = [
     "read_npy",
     "read_npz",
     "read_ocean",
+    "read_opus",
+    "read_sif",
+    "read_spc",
+    "read_spe",
     "read_spectrum",
     "read_table",
     "read_text_spectrum",
+    "read_wdf",
     "sniff_format",
     "write_csv",
     "write_npz",
@@ -184,7 +198,17 @@ def _is_jcamp(head: bytes) -> bool:
     return is_jcamp(head[:4096].decode("latin-1"))
 
 
+def _path_reader(read: Callable[..., SpectralDataset]) -> Callable[..., SpectralDataset]:
+    """A registry read function for a binary reader that opens ``path`` itself."""
+
+    def read_path(p: Path, data: bytes | None, **o: Any) -> SpectralDataset:
+        return read(p, **o)
+
+    return read_path
+
+
 _MAT_OPTIONS = frozenset({"x_var", "y_var", "axis_var"}) | _MATRIX
+_EXCITATION = frozenset({"excitation_nm"})
 _CM1_TEXT = frozenset({"excitation_nm", "encoding"})
 
 # The registry: content tests run in this order, then extensions; text that nothing claims is delimited text.
@@ -194,6 +218,12 @@ READERS: tuple[Reader, ...] = (
     Reader("npy", _is_npy, (".npy",), _npy, _MATRIX, binary=True, magic=True),
     Reader("npz", _is_npz, (".npz",), _npz, binary=True, magic=True),
     Reader("mat", is_mat, (".mat",), _mat, _MAT_OPTIONS, binary=True),
+    # binary vendor files (docs/formats_binary.md): a wrong magic under their extension is named by the reader
+    Reader("wdf", is_wdf, (".wdf",), _path_reader(read_wdf), _EXCITATION, binary=True),
+    Reader("spc", is_spc, (".spc",), _path_reader(read_spc), _EXCITATION, binary=True),
+    Reader("spe", is_spe, (".spe",), _path_reader(read_spe), _EXCITATION, binary=True),
+    Reader("sif", is_sif, (".sif",), _path_reader(read_sif), _EXCITATION, binary=True),
+    Reader("opus", is_opus, (), _path_reader(read_opus), _EXCITATION, binary=True),  # OPUS files are .0, .1, ...
     Reader("jcamp", _is_jcamp, (".jdx", ".dx", ".jcamp"), _read_jcamp, _CM1_TEXT),
     Reader("bwtek", is_bwtek, (), read_bwtek, frozenset({"intensity_column", "encoding"})),
     Reader("oceanview", is_ocean, (), read_ocean, _CM1_TEXT),
@@ -327,7 +357,8 @@ def read_dataset(path: str | Path, *, data: bytes | None = None, **options: Any)
 
     Raises:
         ReaderError: the path and what is wrong with it.
-        MissingExtraError: a format whose optional dependency is missing (.mat v7.3 needs h5py).
+        MissingExtraError: a format whose optional dependency is missing (.mat v7.3 needs h5py, Bruker OPUS
+            needs brukeropus).
     """
     p = Path(path)
     unknown = sorted(set(options) - _ALL_OPTIONS - {"format"})

@@ -571,3 +571,15 @@ def test_a_gzip_file_larger_than_the_cap_is_refused_before_reading(tmp_path: Pat
         read_dataset(p, max_decompressed_mb=0.1)
     with pytest.raises(ReaderError, match=r"gzip file of \d+ bytes cannot hold under 0.1 MiB"):
         read_dataset(tmp_path / "x.txt", data=p.read_bytes(), max_decompressed_mb=0.1)
+
+
+def test_binary_readers_per_spectrum_facts_are_meta_columns() -> None:
+    from spectral_core.io._binary import build_dataset
+
+    per = [{"x": 0.0, "y": 1.5, "note": "a"}, {"x": 2.0, "y": 1.5, "note": "b", "extra": 1}]
+    ds = build_dataset(
+        Path("m.wdf"), np.ones((2, 3)), np.array([1.0, 2.0, 3.0]), reader="wdf", metadata={}, spectrum_metadata=per
+    )
+    assert sorted(ds.meta) == ["note", "x", "y"]
+    np.testing.assert_array_equal(ds.meta["x"], [0.0, 2.0])
+    assert ds.provenance["spectrum_metadata"] == per
