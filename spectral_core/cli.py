@@ -72,7 +72,12 @@ def _add_read_options(p: argparse.ArgumentParser, *, classes_alias: bool = False
     g.add_argument("--y-var", help=".mat: variable holding the labels (default Y or y)")
     g.add_argument("--axis-var", help=".mat: variable holding the axis (default wave_number or axis)")
     g.add_argument("--excitation-nm", type=float,
-                   help="laser wavelength (nm) to convert a wavelength axis to cm^-1 (JCAMP-DX, SPC, SPE, SIF, WDF)")
+                   help="laser wavelength (nm) to convert a wavelength axis to cm^-1 "
+                        "(JCAMP-DX, OceanView, SPC, SPE, SIF, WDF)")
+    g.add_argument("--intensity-column", metavar="NAME",
+                   help="B&W Tek exports: dark_subtracted (default), raw, or a column name as in the file")
+    g.add_argument("--max-decompressed-mb", type=float, metavar="MIB",
+                   help="refuse a .gz file larger than this once decompressed (default 256)")
     g.add_argument("--resample", metavar="START:STOP:POINTS",
                    help="put every file on this axis (cm^-1) by cubic spline, e.g. single spectra on different axes")
     g.add_argument("--format", choices=FORMATS, help="force a reader instead of sniffing the content")
@@ -80,7 +85,8 @@ def _add_read_options(p: argparse.ArgumentParser, *, classes_alias: bool = False
 
 _READ_OPTIONS = (
     "axis", "labels", "class_names", "pattern", "label_from_column", "label_column", "layout", "delimiter",
-    "encoding", "x_var", "y_var", "axis_var", "excitation_nm", "format", "resample",
+    "encoding", "x_var", "y_var", "axis_var", "excitation_nm", "format", "resample", "intensity_column",
+    "max_decompressed_mb",
 )
 
 

@@ -57,6 +57,25 @@ def _as_intensities(values: ArrayLike, n: int, *, what: str) -> NDArray[np.float
     return x.astype(np.float32)
 
 
+def _check_meta(meta: dict[str, Any], n: int) -> dict[str, NDArray[Any]]:
+    """Per-spectrum columns as 1-D arrays of length ``n``: numbers, booleans or strings, never objects."""
+    if not isinstance(meta, dict):
+        raise DataError(f"meta must be a dict of per-spectrum columns, got {type(meta).__name__}")
+    out: dict[str, NDArray[Any]] = {}
+    for key, value in meta.items():
+        if not isinstance(key, str) or not key:
+            raise DataError(f"meta keys must be non-empty strings, got {key!r:.40}")
+        col = np.asarray(value)
+        if col.dtype.kind == "O" and all(isinstance(v, str) for v in col.ravel().tolist()):
+            col = col.astype(str)
+        if col.dtype.kind not in "biufU":
+            raise DataError(f"meta column {key!r:.40} has dtype {col.dtype}; numbers or strings only")
+        if col.shape != (n,):
+            raise DataError(f"meta column {key!r:.40} has shape {col.shape}, expected ({n},)")
+        out[key] = col
+    return out
+
+
 @dataclass(frozen=True)
 class Spectrum:
     """One measured spectrum.
@@ -106,6 +125,9 @@ class SpectralDataset:
         classes: class names; ``y == i`` means ``classes[i]``.
         groups: optional per-spectrum group ids (patient, sample, specimen) for group-aware splits.
         provenance: where the data came from (files, reader, options), JSON-serialisable.
+        meta: optional per-spectrum columns, each a 1-D array of length ``n_spectra`` (numbers or strings),
+            e.g. map coordinates ``x_um``/``y_um`` (micrometres), ``acquisition`` (index within its file),
+            ``file``. Kept by :meth:`subset`, :meth:`select_classes` and concatenation.
     """
 
     X: NDArray[np.float32]
@@ -114,6 +136,7 @@ class SpectralDataset:
     classes: tuple[str, ...] = ()
     groups: NDArray[np.str_] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, NDArray[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         axis = check_axis(self.axis)
@@ -141,6 +164,7 @@ class SpectralDataset:
             if g.shape != (X.shape[0],):
                 raise DataError(f"groups has shape {g.shape}, expected ({X.shape[0]},)")
             object.__setattr__(self, "groups", g)
+        object.__setattr__(self, "meta", _check_meta(self.meta, X.shape[0]))
 
     @property
     def n_spectra(self) -> int:
@@ -160,6 +184,8 @@ class SpectralDataset:
             meta["label"] = self.classes[int(self.y[i])]
         if self.groups is not None:
             meta["group"] = str(self.groups[i])
+        for key, column in self.meta.items():
+            meta[key] = column[i].item()
         return Spectrum(self.axis, self.X[i], meta)
 
     def subset(self, index: ArrayLike) -> SpectralDataset:
@@ -172,6 +198,7 @@ class SpectralDataset:
             classes=self.classes,
             groups=None if self.groups is None else self.groups[idx],
             provenance=dict(self.provenance),
+            meta={k: v[idx] for k, v in self.meta.items()},
         )
 
     def select_classes(self, names: list[str] | tuple[str, ...]) -> SpectralDataset:
@@ -192,6 +219,7 @@ class SpectralDataset:
             classes=tuple(names),
             groups=None if self.groups is None else self.groups[keep],
             provenance={**self.provenance, "selected_classes": list(names)},
+            meta={k: v[keep] for k, v in self.meta.items()},
         )
 
     def class_counts(self) -> dict[str, int]:

@@ -136,6 +136,13 @@ def build_dataset(
         ax = ax[::-1]
         x2 = x2[:, ::-1]
     prov: dict[str, Any] = {"source": str(path), "reader": reader, **metadata}
+    meta: dict[str, Any] = {}
     if spectrum_metadata is not None:
         prov["spectrum_metadata"] = spectrum_metadata
-    return make_dataset(path, X=x2, axis=ax, provenance=prov)
+        # the same facts as per-spectrum columns (SpectralDataset.meta): keys every spectrum has, scalar values
+        keys = set.intersection(*(set(m) for m in spectrum_metadata)) if spectrum_metadata else set()
+        for key in sorted(keys):
+            values = [m[key] for m in spectrum_metadata]
+            if all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in values):
+                meta[key] = np.asarray(values)
+    return make_dataset(path, X=x2, axis=ax, provenance=prov, meta=meta)

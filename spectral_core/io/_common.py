@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,24 @@ from spectral_core.errors import DataError, ReaderError
 from spectral_core.spectrum import SpectralDataset
 
 __all__ = [
+    "bounded_header",
+    "cell_float",
     "classes_and_indices",
+    "compressed_limit",
     "concat_datasets",
     "decode_text",
+    "gunzip",
+    "header_number",
+    "is_gzip",
     "make_dataset",
     "parse_axis_option",
     "parse_class_names",
     "parse_labels_option",
+    "quote",
+    "quote_list",
     "resample_dataset",
+    "starts_with_number",
+    "wavelength_to_shift",
 ]
 
 logger = logging.getLogger(__name__)
@@ -32,6 +43,154 @@ logger = logging.getLogger(__name__)
 _AXIS_SPEC = re.compile(r"^\s*([-+0-9.eE]+)\s*:\s*([-+0-9.eE]+)\s*:\s*(\d+)\s*$")
 # C0 controls other than tab, LF, VT, FF, CR and the DOS end-of-file marker; DEL; C1 controls.
 _CONTROL = bytes(sorted(set(range(0x20)) - {0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1A} | {0x7F} | set(range(0x80, 0xA0))))
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+DEFAULT_MAX_DECOMPRESSED_MB = 256.0
+QUOTE_CHARS = 40
+
+
+def quote(text: str, limit: int = QUOTE_CHARS) -> str:
+    """``repr`` of at most ``limit`` characters of file content, for error messages: a 50 MB line never ends
+    up whole in a message or a quarantine record."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def quote_list(items: Sequence[str], limit: int = 8) -> str:
+    """At most ``limit`` items, each bounded by :func:`quote`, and how many there are in all."""
+    shown = ", ".join(quote(str(i)) for i in list(items)[:limit])
+    return f"[{shown}]" if len(items) <= limit else f"[{shown}, ...] ({len(items)} in all)"
+
+
+def starts_with_number(head: bytes) -> bool:
+    """Whether text begins (after blanks and a UTF-8 BOM) with a digit, sign or point: plain numeric data, which
+    no vendor text format does; lets their content tests return at once for the common file."""
+    first = head[:64].lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    return first != b"" and first in b"0123456789+-."
+
+
+def is_gzip(head: bytes) -> bool:
+    """Whether bytes start with the gzip magic (RFC 1952: 1f 8b, deflate method 08)."""
+    return head[:3] == GZIP_MAGIC + b"\x08"
+
+
+def compressed_limit(max_mb: float | None = None) -> int:
+    """The largest gzip file (bytes) whose content can stay under ``max_mb`` MiB: a deflate stream is never more
+    than a few bytes a block larger than its content, so a larger file must hold more and is refused unread."""
+    limit = int((DEFAULT_MAX_DECOMPRESSED_MB if max_mb is None else float(max_mb)) * 1024 * 1024)
+    return limit + limit // 100 + 65536
+
+
+def gunzip(raw: bytes, path: str | Path, max_mb: float | None = None) -> bytes:
+    """Decompress gzip bytes (all members), refusing more than ``max_mb`` MiB of output (default 256).
+
+    The cap is checked while decompressing, in bounded steps, so a decompression bomb never allocates more
+    than the cap.
+
+    Raises:
+        ReaderError: corrupt or truncated stream (with the compressed offset), or output beyond the cap.
+    """
+    limit_mb = DEFAULT_MAX_DECOMPRESSED_MB if max_mb is None else float(max_mb)
+    if not limit_mb > 0:
+        raise ReaderError(path, f"max_decompressed_mb must be positive, got {max_mb!r}")
+    limit = int(limit_mb * 1024 * 1024)
+    if len(raw) > compressed_limit(limit_mb):
+        raise ReaderError(path, f"gzip file of {len(raw)} bytes cannot hold under {limit_mb:g} MiB of data "
+                          "(max_decompressed_mb option)")
+    out: list[bytes] = []
+    size = 0
+    pos = 0
+    step = 1 << 20
+    while pos < len(raw):
+        d = zlib.decompressobj(wbits=31)  # 16 + MAX_WBITS: gzip header and trailer
+        data = raw[pos:]
+        try:
+            while True:
+                # max_length bounds each step's output; the input it did not reach waits in unconsumed_tail
+                chunk = d.decompress(data, step)
+                data = d.unconsumed_tail
+                size += len(chunk)
+                if size > limit:
+                    raise ReaderError(
+                        path, f"gzip content exceeds {limit_mb:g} MiB once decompressed (max_decompressed_mb "
+                        "option); refused as a possible decompression bomb"
+                    )
+                out.append(chunk)
+                if d.eof or (not data and not chunk):
+                    break
+        except zlib.error as exc:
+            raise ReaderError(
+                path, f"corrupt gzip stream in the member starting at byte {pos}: {exc}; expected deflate data"
+            ) from None
+        if not d.eof:
+            raise ReaderError(
+                path, f"truncated gzip stream: the member starting at byte {pos} ends at byte {len(raw)} without "
+                "its end-of-stream marker and CRC trailer"
+            )
+        pos = len(raw) - len(d.unused_data)
+        rest = d.unused_data
+        if rest and not is_gzip(rest[:3]):
+            if rest.strip(b"\x00"):
+                raise ReaderError(path, f"byte {pos}: data after the gzip stream is not another gzip member")
+            break
+    return b"".join(out)
+
+
+def cell_float(cell: str, path: str | Path, line: int, column: int, *, decimal_comma: bool = False) -> float:
+    """One numeric cell of a vendor text export; errors name the line and column (1-based).
+
+    Raises:
+        ReaderError: an empty, non-numeric or non-finite cell.
+    """
+    text = cell.strip().replace(",", ".") if decimal_comma else cell.strip()
+    if not text:
+        raise ReaderError(path, f"line {line}, column {column}: an empty cell where a number was expected")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ReaderError(path, f"line {line}, column {column}: {quote(cell)} is not a number") from None
+    if not np.isfinite(value):
+        raise ReaderError(path, f"line {line}, column {column}: non-finite value {quote(cell)}")
+    return value
+
+
+def header_number(header: dict[str, str], pattern: str) -> float | None:
+    """The first number in the value of the first header key matching ``pattern`` (case-insensitive)."""
+    rx = re.compile(pattern, re.IGNORECASE)
+    for key, value in header.items():
+        if rx.search(key):
+            m = re.search(r"[-+]?\d+(?:[.,]\d*)?(?:[eE][-+]?\d+)?", value)
+            if m:
+                v = float(m.group(0).replace(",", "."))
+                return v if np.isfinite(v) else None
+    return None
+
+
+def wavelength_to_shift(
+    nm: NDArray[np.float64], excitation_nm: float, path: str | Path
+) -> NDArray[np.float64]:
+    """Raman shift (cm^-1) of absolute wavelengths ``nm`` with the laser at ``excitation_nm``:
+    1e7/excitation - 1e7/wavelength (anti-Stokes wavelengths give negative shifts).
+
+    Raises:
+        ReaderError: a non-positive excitation or wavelength.
+    """
+    if not excitation_nm > 0 or not np.isfinite(excitation_nm):
+        raise ReaderError(path, f"the excitation wavelength must be a positive number of nm, got {excitation_nm!r}")
+    if np.any(nm <= 0):
+        raise ReaderError(path, "non-positive wavelengths on the axis; expected nm")
+    return np.asarray(1e7 / float(excitation_nm) - 1e7 / nm, dtype=np.float64)
+
+
+def bounded_header(pairs: Sequence[tuple[str, str]], limit: int = 2000) -> dict[str, str]:
+    """Header ``(key, value)`` pairs as metadata: keys up to 80 characters, values up to 1,000, at most
+    ``limit`` entries (a header line is file content: never kept unbounded)."""
+    out: dict[str, str] = {}
+    for key, value in pairs[:limit]:
+        out[key.strip()[:80]] = value.strip()[:1000]
+    return out
 
 
 def decode_text(raw: bytes, path: str | Path, encoding: str | None = None) -> tuple[str, str]:
@@ -49,12 +208,12 @@ def decode_text(raw: bytes, path: str | Path, encoding: str | None = None) -> tu
         try:
             return raw.decode(encoding), encoding
         except (UnicodeDecodeError, LookupError) as exc:
-            raise ReaderError(path, f"cannot decode as {encoding}: {exc}") from None
+            raise ReaderError(path, f"cannot decode as {encoding}: {str(exc)[:200]}") from None
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return raw.decode("utf-16"), "utf-16"
         except UnicodeDecodeError as exc:
-            raise ReaderError(path, f"has a UTF-16 byte-order mark but is not valid UTF-16 ({exc})") from None
+            raise ReaderError(path, f"has a UTF-16 byte-order mark but is not valid UTF-16 ({str(exc)[:200]})") from None
     if b"\x00" in raw:
         i = raw.index(b"\x00")
         head = raw[:4000]
@@ -192,7 +351,7 @@ def classes_and_indices(
             lookup = {s: i for i, s in enumerate(names)}
             unknown = sorted(set(strs) - set(lookup))
             if unknown:
-                raise ReaderError(path, f"{what} {unknown[:5]} are not among the classes {names}")
+                raise ReaderError(path, f"{what} {quote_list(unknown)} are not among the classes {quote_list(names)}")
             return np.array([lookup[s] for s in strs], dtype=np.int64), tuple(names)
         if lab.dtype.kind == "b" or lab.dtype.kind not in "iuf":
             raise ReaderError(path, f"{what} must be class indices, got dtype {lab.dtype}")
@@ -263,7 +422,7 @@ def concat_datasets(
             for c in d.classes:
                 if c not in names:
                     if class_names is not None:
-                        raise ReaderError(d.provenance.get("source", source), f"class {c!r} is not in {names}")
+                        raise ReaderError(d.provenance.get("source", source), f"class {quote(c)} is not in {quote_list(names)}")
                     names.append(c)
         lookup = {c: i for i, c in enumerate(names)}
         y = np.concatenate(
@@ -272,6 +431,7 @@ def concat_datasets(
     groups = None
     if all(d.groups is not None for d in datasets):
         groups = np.concatenate([np.asarray(d.groups, dtype=str) for d in datasets])
+    meta = _concat_meta(datasets, source)
     provenance = {
         "source": source,
         "reader": "concat",
@@ -280,7 +440,30 @@ def concat_datasets(
             for d in datasets
         ],
     }
-    return make_dataset(source, X=X, axis=first.axis, y=y, classes=tuple(names), groups=groups, provenance=provenance)
+    return make_dataset(
+        source, X=X, axis=first.axis, y=y, classes=tuple(names), groups=groups, provenance=provenance, meta=meta
+    )
+
+
+def _concat_meta(datasets: Sequence[SpectralDataset], source: str) -> dict[str, NDArray[Any]]:
+    """Per-spectrum columns of stacked datasets: a column all parts have is stacked; one that only some parts
+    have is filled (NaN for numbers, "" for text) so that no part's values are lost."""
+    keys = list(dict.fromkeys(k for d in datasets for k in d.meta))
+    out: dict[str, NDArray[Any]] = {}
+    for key in keys:
+        cols = [d.meta.get(key) for d in datasets]
+        present = [c for c in cols if c is not None]
+        if len(present) == len(cols):
+            out[key] = np.concatenate(present)
+            continue
+        logger.debug("%s: meta column %r is missing in some parts; filled", source, key)
+        text = any(c.dtype.kind == "U" for c in present)
+        fill: Any = "" if text else np.nan
+        out[key] = np.concatenate([
+            (c.astype(str) if text else c.astype(np.float64)) if c is not None else np.full(d.n_spectra, fill)
+            for c, d in zip(cols, datasets, strict=True)
+        ])
+    return out
 
 
 def resample_dataset(ds: SpectralDataset, target: NDArray[np.float64], path: str | Path) -> SpectralDataset:
@@ -306,4 +489,6 @@ def resample_dataset(ds: SpectralDataset, target: NDArray[np.float64], path: str
         return ds
     X = CubicSpline(ds.axis, ds.X.astype(np.float64), axis=1, bc_type="not-a-knot")(np.clip(target, lo, hi))
     prov = {**ds.provenance, "resampled": {"from": [lo, hi, int(ds.axis.size)], "method": "cubic spline"}}
-    return make_dataset(path, X=X, axis=target, y=ds.y, classes=ds.classes, groups=ds.groups, provenance=prov)
+    return make_dataset(
+        path, X=X, axis=target, y=ds.y, classes=ds.classes, groups=ds.groups, provenance=prov, meta=ds.meta
+    )

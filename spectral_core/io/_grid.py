@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spectral_core.errors import ReaderError
+from spectral_core.io._common import quote
 
 __all__ = ["Grid", "parse_grid"]
 
@@ -163,7 +164,7 @@ class Grid:
                         try:
                             float(cell)
                         except ValueError:
-                            what = "an empty cell" if cell == "" else f"{cell[:40]!r} is not a number"
+                            what = "an empty cell" if cell == "" else f"{quote(cell)} is not a number"
                             raise ReaderError(
                                 self.path, f"line {self.lines[r]}, column {cols[j] + 1}: {what}"
                             ) from None
@@ -176,7 +177,7 @@ class Grid:
             cell = self.rows[r][cols[j]] if cells is None else cells[r][j]
             raise ReaderError(
                 self.path,
-                f"line {self.lines[r]}, column {cols[j] + 1}: non-finite value {cell!r} "
+                f"line {self.lines[r]}, column {cols[j] + 1}: non-finite value {quote(cell)} "
                 f"({int(bad.sum())} NaN/inf cell(s) in all)",
             )
         return arr
@@ -302,6 +303,60 @@ def _parse_plain(path: Path, text: str, delimiter: str | None) -> Grid | None:
     return Grid(path, header, None, None, delim, width=len(first), meta=meta, text=text, values=values)
 
 
+_CELL_BREAK = re.compile(r"[;\t,\s]+")
+_KEY_VALUE = re.compile(r"^\s*([^:=;\t,]*?)\s*[:=;\t,]\s*(.*?)\s*$")
+_AXIS_NAME = re.compile(r"^\W*(wn\b|x\b|wave|raman|shift|cm|1/cm|pixel|nm\b|lambda|frequency)", re.IGNORECASE)
+_MAX_PREAMBLE = 2000  # header lines kept as metadata (B&W Tek writes ~90); the rest are counted, not kept
+
+
+def _numeric_line(line: str) -> bool:
+    """Whether a line holds two or more numbers and nothing else, whatever the separator or decimal mark."""
+    cells = [c.strip("\"'") for c in _CELL_BREAK.split(line) if c]
+    return len(cells) >= 2 and all(_is_number(c) for c in cells)
+
+
+def _preamble_end(texts: list[str], forced: str | None) -> int:
+    """Index of the first header or data line after instrument header lines (``Laser (nm): 785``,
+    ``Integration;100``); 0 when the file starts with its header row or its data.
+
+    Only a file with two or more non-numeric lines before its first numeric line has a preamble, so that a
+    single header row keeps its own checks. The line just above the data is the column header when it splits
+    into as many cells as the data (with a real separator) and is not itself ``key: value``.
+    """
+    if len(texts) < 3 or _numeric_line(texts[0]) or _numeric_line(texts[1]):
+        return 0
+    k = next((i for i, t in enumerate(texts) if _numeric_line(t)), None)
+    if k is None:
+        return 0
+    data = texts[k : k + 50]
+    delim = forced if forced is not None else next((d for d in _DELIMITERS if all(d in ln for ln in data)), None)
+    cand = texts[k - 1]
+    cells = _split(cand, delim)
+    width = len(_split(texts[k], delim))
+    # Two cells are a column header only when the first names an axis ("Raman shift;Intensity"); otherwise
+    # "Sample;PS bead" is a key and its value. Mistaking one for the other changes metadata, never the data.
+    kv_like = (len(cells) == 2 and not _AXIS_NAME.match(cells[0])) or (
+        delim not in (":", "=") and bool(re.match(r"^[^:=]{1,80}[:=](\s|$)", cand))
+    )
+    header = not kv_like and (delim is None or (delim in cand and len(cells) in (width, width - 1, width + 1)))
+    return k - 1 if header else k
+
+
+def _preamble_meta(path: Path, texts: list[str], lines: list[int]) -> dict[str, str]:
+    """``key<sep>value`` header lines as metadata (keys as written, values bounded to 1,000 characters);
+    a line without a separator is kept under its own text."""
+    meta: dict[str, str] = {}
+    for line in texts[:_MAX_PREAMBLE]:
+        m = _KEY_VALUE.match(line)
+        key, value = (m.group(1), m.group(2)) if m and m.group(1) else (line, "")
+        meta[key[:80]] = value[:1000]
+    if len(texts) > _MAX_PREAMBLE:
+        logger.info("%s: %d header lines before line %d; the first %d kept as metadata", path, len(texts),
+                    lines[-1] + 1, _MAX_PREAMBLE)
+    logger.debug("%s: %d header line(s) before the data, kept as metadata", path, len(texts))
+    return meta
+
+
 def _parse_lines(path: Path, text: str, delimiter: str | None) -> Grid:
     """:func:`parse_grid` line by line: comments, metadata, blank lines, decimal commas, exact messages."""
     meta: dict[str, str] = {}
@@ -323,6 +378,10 @@ def _parse_lines(path: Path, text: str, delimiter: str | None) -> Grid:
             lines.append(no)
     if not texts:
         raise ReaderError(path, "no data lines (the file is empty or holds only comments)")
+    start = _preamble_end(texts, None if delimiter is None else _forced(delimiter))
+    if start:
+        meta.update(_preamble_meta(path, texts[:start], lines[:start]))
+        texts, lines = texts[start:], lines[start:]
     if delimiter is None:
         sample = texts[:50]
         delim: str | None = next((d for d in _DELIMITERS if all(d in ln for ln in sample)), None)

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spectral_core.errors import DataError, ReaderError
-from spectral_core.io._common import decode_text, read_bytes
+from spectral_core.io._common import decode_text, quote, read_bytes
 from spectral_core.spectrum import Spectrum
 
 __all__ = ["is_jcamp", "jcamp_spectrum", "parse_jcamp", "read_jcamp"]
@@ -91,9 +91,9 @@ def _number(ldrs: dict[str, str], key: str, path: Path, default: float | None = 
     try:
         v = float(ldrs[key])
     except ValueError:
-        raise ReaderError(path, f"##{key}={ldrs[key]!r} is not a number") from None
+        raise ReaderError(path, f"##{key}={quote(ldrs[key])} is not a number") from None
     if not np.isfinite(v):
-        raise ReaderError(path, f"##{key}={ldrs[key]!r} is not finite")
+        raise ReaderError(path, f"##{key}={quote(ldrs[key])} is not finite")
     return v
 
 

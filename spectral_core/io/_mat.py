@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spectral_core.errors import MissingExtraError, ReaderError
-from spectral_core.io._common import classes_and_indices, make_dataset, parse_axis_option
+from spectral_core.io._common import classes_and_indices, make_dataset, parse_axis_option, quote, quote_list
 from spectral_core.spectrum import SpectralDataset
 
 __all__ = ["is_mat", "read_mat"]
@@ -50,7 +50,7 @@ def _load_v73(path: Path) -> dict[str, NDArray[Any]]:
                     # Cell arrays, structs and strings are HDF5 references in v7.3: not decoded here.
                     out[name] = np.asarray(f"<MATLAB {obj.attrs.get('MATLAB_class', b'?')!r} variable>", dtype=object)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ReaderError(path, f"not a readable MATLAB v7.3 (HDF5) file ({exc})") from None
+        raise ReaderError(path, f"not a readable MATLAB v7.3 (HDF5) file ({str(exc)[:200]})") from None
     return out
 
 
@@ -63,9 +63,9 @@ def _load_v5(path: Path) -> dict[str, NDArray[Any]]:
     except NotImplementedError:
         return _load_v73(path)
     except (MatReadError, ValueError, OSError, TypeError) as exc:
-        raise ReaderError(path, f"not a readable MATLAB file ({exc})") from None
+        raise ReaderError(path, f"not a readable MATLAB file ({str(exc)[:200]})") from None
     except Exception as exc:  # scipy's parser meets corrupt bytes with assorted errors: wrap them all here
-        raise ReaderError(path, f"not a readable MATLAB file ({type(exc).__name__}: {exc})") from None
+        raise ReaderError(path, f"not a readable MATLAB file ({type(exc).__name__}: {str(exc)[:200]})") from None
     return {k: np.asarray(v) for k, v in raw.items() if not k.startswith("__")}
 
 
@@ -74,7 +74,7 @@ def _pick(
 ) -> tuple[str, NDArray[Any]] | None:
     if explicit is not None:
         if explicit not in found:
-            raise ReaderError(path, f"no variable {explicit!r} ({what}); the file holds {sorted(found)}")
+            raise ReaderError(path, f"no variable {quote(explicit)} ({what}); the file holds {quote_list(sorted(found))}")
         return explicit, found[explicit]
     for n in names:
         if n in found:
@@ -124,7 +124,7 @@ def read_mat(
     found = _load_v73(p) if v73 else _load_v5(p)
     xv = _pick(found, x_var, X_NAMES, "spectra", p)
     if xv is None:
-        raise ReaderError(p, f"no spectra variable (tried {list(X_NAMES)}; the file holds {sorted(found)}); use x_var=")
+        raise ReaderError(p, f"no spectra variable (tried {list(X_NAMES)}; the file holds {quote_list(sorted(found))}); use x_var=")
     x_name, X = xv[0], _numeric(xv[0], xv[1], p).astype(np.float64)
     provenance: dict[str, Any] = {"source": str(p), "reader": "mat", "format": "v7.3" if v73 else "v5", "x_var": x_name}
     if axis is not None:

@@ -38,9 +38,9 @@ def load_npy(path: Path, what: str = "array") -> NDArray[Any]:
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise ReaderError(path, f"{what} is a pickled object array; refusing to unpickle it") from None
-        raise ReaderError(path, f"not a readable .npy file ({exc})") from None
+        raise ReaderError(path, f"not a readable .npy file ({str(exc)[:200]})") from None
     except (OSError, EOFError) as exc:
-        raise ReaderError(path, f"not a readable .npy file ({exc})") from None
+        raise ReaderError(path, f"not a readable .npy file ({str(exc)[:200]})") from None
     if not isinstance(arr, np.ndarray):
         raise ReaderError(path, "not a .npy array (an .npz archive? use the .npz reader)")
     return arr

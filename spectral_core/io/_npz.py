@@ -11,13 +11,17 @@ from pathlib import Path
 import numpy as np
 
 from spectral_core.errors import DataError, ReaderError
+from spectral_core.io._common import quote_list
 from spectral_core.spectrum import SpectralDataset
 
-__all__ = ["read_npz", "write_npz"]
+__all__ = ["META_PREFIX", "read_npz", "write_npz"]
+
+META_PREFIX = "meta_"  # per-spectrum columns (SpectralDataset.meta) are stored as arrays meta_<key>
 
 
 def read_npz(path: str | Path) -> SpectralDataset:
-    """Read a dataset written by :func:`write_npz` (or any npz with X, axis and optional y/classes/groups).
+    """Read a dataset written by :func:`write_npz` (or any npz with X, axis and optional y/classes/groups, and
+    per-spectrum ``meta_<key>`` arrays).
 
     Labels may be integer indices with ``classes`` names, or strings (classes are then sorted names).
     """
@@ -33,10 +37,11 @@ def read_npz(path: str | Path) -> SpectralDataset:
             classes_raw = z["classes"] if "classes" in files else None
             groups = z["groups"] if "groups" in files else None
             prov_raw = z["provenance"] if "provenance" in files else None
+            meta = {name[len(META_PREFIX) :]: z[name] for name in sorted(files) if name.startswith(META_PREFIX)}
     except ReaderError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ReaderError(p, f"not a readable npz file ({exc})") from None
+        raise ReaderError(p, f"not a readable npz file ({str(exc)[:200]})") from None
     if axis is None:
         raise ReaderError(p, "npz has no 'axis' array (wavenumbers in cm^-1)")
     if X.dtype.kind not in "fiu":
@@ -51,7 +56,7 @@ def read_npz(path: str | Path) -> SpectralDataset:
             lookup = {n: i for i, n in enumerate(names)}
             unknown = sorted(set(y_raw.astype(str).tolist()) - set(lookup))
             if unknown:
-                raise ReaderError(p, f"labels {unknown} are not among classes {names}")
+                raise ReaderError(p, f"labels {quote_list(unknown)} are not among classes {quote_list(names)}")
             y = np.array([lookup[s] for s in y_raw.astype(str).tolist()], dtype=np.int64)
             classes = tuple(names)
         else:
@@ -70,7 +75,9 @@ def read_npz(path: str | Path) -> SpectralDataset:
         except ValueError:
             pass
     try:
-        return SpectralDataset(X=X, axis=axis, y=y, classes=classes, groups=groups, provenance=provenance)
+        return SpectralDataset(
+            X=X, axis=axis, y=y, classes=classes, groups=groups, provenance=provenance, meta=meta
+        )
     except DataError as exc:
         raise ReaderError(p, str(exc)) from None
 
@@ -86,6 +93,7 @@ def write_npz(ds: SpectralDataset, path: str | Path) -> Path:
     if ds.groups is not None:
         arrays["groups"] = np.asarray(ds.groups, dtype=str)
     arrays["provenance"] = np.asarray(json.dumps(ds.provenance, default=str))
+    arrays.update({META_PREFIX + key: column for key, column in ds.meta.items()})
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

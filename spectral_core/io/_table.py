@@ -27,6 +27,8 @@ from spectral_core.io._common import (
     parse_axis_option,
     parse_class_names,
     parse_labels_option,
+    quote,
+    quote_list,
     read_bytes,
 )
 from spectral_core.io._grid import Grid, parse_grid
@@ -53,7 +55,7 @@ def _column_index(grid: Grid, spec: int | str, what: str) -> int:
             raise ReaderError(grid.path, f"{what} {spec} is outside the {grid.n_columns} columns")
         return i
     if grid.header is None or spec not in grid.header:
-        raise ReaderError(grid.path, f"{what} {spec!r} is not a column name (header: {(grid.header or [])[:8]})")
+        raise ReaderError(grid.path, f"{what} {quote(str(spec))} is not a column name (header: {quote_list(grid.header or [])})")
     return grid.header.index(spec)
 
 
@@ -189,7 +191,7 @@ def _columns_layout(
         for name in names_in_file:
             m = rx.search(name)
             if m is None:
-                raise ReaderError(p, f"column {name!r} does not match label_from_column {label_from_column!r}")
+                raise ReaderError(p, f"column {quote(name)} does not match label_from_column {quote(label_from_column)}")
             found.append(m.group(1) if rx.groups else m.group(0))
         order = parse_class_names(class_names, p) if class_names is not None else list(dict.fromkeys(found))
         y, classes = classes_and_indices(np.array(found), n, p, order, what="column-name labels")

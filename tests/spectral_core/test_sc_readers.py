@@ -243,7 +243,7 @@ def test_jcamp_xydata_affn(tmp_path: Path) -> None:
     # YFACTOR=0.5 applies; "-4-6" are two values separated by their signs (AFFN).
     np.testing.assert_array_equal(s.intensities, [10, 11, 12, 13, 14, 15, -2, -3])
     assert s.metadata["title"] == "calcite test"
-    assert sniff_format(tmp_path / "c.jdx") == "delimited"
+    assert sniff_format(tmp_path / "c.jdx") == "jcamp"
     assert read_dataset(tmp_path / "c.jdx").provenance["reader"] == "jcamp"
 
 
