@@ -1308,7 +1308,7 @@ def _parse(
     except ReaderError as exc:
         if _MULTI.search(str(exc)) is None:
             raise
-        ds = read_dataset(path)
+        ds = read_dataset(path, data=data)  # the bytes in hand: the file is not read a second time
     else:
         if not np.all(np.isfinite(spec.intensities)):
             raise DataError(f"{path.name}: NaN/inf intensities")
@@ -1326,6 +1326,10 @@ def _parse(
     if ds.groups is not None:
         for k in range(n):
             metas[k]["group"] = str(ds.groups[k])
+    for key, column in (ds.meta or {}).items():  # each spectrum's own facts: map x/y, acquisition, time
+        for k, value in enumerate(np.asarray(column).tolist()):
+            if value is not None and value != "" and not (isinstance(value, float) and not math.isfinite(value)):
+                metas[k][str(key)] = value
     return np.asarray(ds.axis, dtype=np.float64), ds.X, metas
 
 

@@ -607,3 +607,16 @@ def test_the_daemon_records_every_hostile_entry_and_keeps_going(model: Path, tmp
     assert not os.listdir(drop / "processing")
     assert sorted(os.listdir(bdrop + b"/done")) == sorted([b"ok\xff.csv", b"good.csv", b"table.csv"])
     assert (drop / "quarantine" / "shadow.csv").is_symlink() and secret.read_text() == "TOPSECRET\n"
+
+
+def test_each_spectrum_of_a_map_keeps_its_own_coordinates(watch) -> None:
+    w = watch()
+    axis = np.linspace(400.0, 1800.0, 300)
+    lines = ["#Acq. time (s)=\t1", "\t\t" + "\t".join(f"{a:g}" for a in axis[::-1])]
+    coords = [(-5.0, 0.0), (0.0, 0.0), (-5.0, 2.5)]
+    for k, (x, y) in enumerate(coords):
+        lines.append(f"{x:g}\t{y:g}\t" + "\t".join(f"{100 + k + np.sin(a / 50):g}" for a in axis[::-1]))
+    (w.drop / "map.txt").write_text("\n".join(lines) + "\n")
+    got = w.wait(3)
+    assert [f.ref for f in got] == ["map.txt#0", "map.txt#1", "map.txt#2"]
+    assert [(f.metadata["x"], f.metadata["y"]) for f in got] == coords
