@@ -73,6 +73,18 @@ def test_edge_fill_is_recorded_and_beyond_the_tolerance_is_an_error(engine: Engi
     assert "axis tolerance" in msg and "ramanedge calibrate" in msg
 
 
+def test_the_tolerance_is_set_at_export_and_read_back_by_the_engine(tiny_run: Path, tmp_path: Path) -> None:
+    from export.onnx_export import ExportError, export_run
+
+    e = Engine(export_run(tiny_run, tmp_path / "t.onnx", axis_tolerance=0.25), provider="cpu")
+    assert e.contract.axis_tolerance_cm1 == 0.25 and e.axis_tolerance == 0.25
+    ax = e.contract.axis_array()
+    out = classify(e, ax + 0.2, np.ones((1, ax.size)) + np.arange(ax.size) % 5, "quarter")
+    assert out[0].ok and out[0].frame.metadata["axis_edge_fill_cm1"] == [0.2, 0.0]
+    with pytest.raises(ExportError, match="axis tolerance must be"):
+        export_run(tiny_run, tmp_path / "bad.onnx", axis_tolerance=-1.0)
+
+
 def test_a_stricter_tolerance_can_be_set_when_serving(tiny_onnx: Path) -> None:
     strict = Engine(tiny_onnx, provider="cpu", axis_tolerance=0.5)
     ax = strict.contract.axis_array()
