@@ -38,11 +38,13 @@ from spectral_core.spectrum import check_axis
 
 __all__ = [
     "CALIBRATION_FORMAT",
+    "CALIBRATION_KEY",
     "STANDARDS",
     "Calibration",
     "CalibrationError",
     "MatchedPeak",
     "Standard",
+    "apply_calibration",
     "calibrate",
     "find_peaks_cm1",
     "load_calibration",
@@ -52,6 +54,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CALIBRATION_FORMAT = "ramanedge-calibration"
+#: The metadata/provenance key that carries the hash of the calibration a spectrum's axis was corrected with.
+CALIBRATION_KEY = "calibration_sha256"
 CALIBRATION_VERSION = 1
 # A calibration file is a few kB; anything far larger is not one (bound the input before parsing it).
 MAX_FILE_BYTES = 1 << 20
@@ -372,6 +376,22 @@ class Calibration(BaseModel):
     def save(self, path: str | Path) -> Path:
         """Write the calibration JSON atomically; returns the path."""
         return write_text_atomic(path, self.to_json())
+
+
+def apply_calibration(
+    calibration: Calibration | None, axis: ArrayLike
+) -> tuple[NDArray[np.float64], dict[str, str]]:
+    """What a source does with each spectrum: ``(corrected axis, metadata to record)``.
+
+    With no calibration, the axis as it is and no metadata. The corrected axis is one shared read-only array
+    per source axis (see :meth:`Calibration.apply`), so the engine still batches a source's spectra together.
+
+    Raises:
+        CalibrationError: the correction cannot be applied to this axis (record it as that spectrum's error).
+    """
+    if calibration is None:
+        return np.asarray(axis, dtype=np.float64), {}
+    return calibration.apply(axis), {CALIBRATION_KEY: calibration.sha256}
 
 
 def load_calibration(path: str | Path) -> Calibration:

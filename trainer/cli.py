@@ -191,13 +191,14 @@ def load_data(args: argparse.Namespace) -> SpectralDataset:
 
 def apply_calibration(ds: SpectralDataset, path: str) -> SpectralDataset:
     """``ds`` on the axis corrected by the calibration file ``path`` (its hash goes to the provenance)."""
-    from spectral_core.calibration import load_calibration
+    from spectral_core.calibration import apply_calibration, load_calibration
     from spectral_core.spectrum import SpectralDataset
 
     cal = load_calibration(path)
+    axis, meta = apply_calibration(cal, ds.axis)
     return SpectralDataset(
-        X=ds.X, axis=cal.apply(ds.axis).copy(), y=ds.y, classes=ds.classes, groups=ds.groups,
-        provenance={**ds.provenance, "calibration_sha256": cal.sha256, "calibration_standard": cal.standard},
+        X=ds.X, axis=axis.copy(), y=ds.y, classes=ds.classes, groups=ds.groups,
+        provenance={**ds.provenance, **meta, "calibration_standard": cal.standard},
     )
 
 

@@ -13,8 +13,10 @@ import pytest
 from numpy.typing import NDArray
 
 from spectral_core.calibration import (
+    CALIBRATION_KEY,
     STANDARDS,
     CalibrationError,
+    apply_calibration,
     calibrate,
     find_peaks_cm1,
     load_calibration,
@@ -90,6 +92,12 @@ def test_round_trip_and_tamper_detection(tmp_path: Path) -> None:
     # the same axis gives the same (read-only) array object: the engine groups spectra by axis object
     assert back.apply(nominal) is back.apply(nominal.copy())
     assert not back.apply(nominal).flags.writeable
+    # what a source calls per spectrum: the corrected axis and the hash to record
+    axis, meta = apply_calibration(back, nominal)
+    assert axis is back.apply(nominal) and meta == {CALIBRATION_KEY: cal.sha256}
+    same, none = apply_calibration(None, nominal)
+    np.testing.assert_array_equal(same, nominal)
+    assert none == {}
     doc = json.loads(path.read_text())
     doc["coefficients"][0] += 1.0
     (tmp_path / "edited.json").write_text(json.dumps(doc))
