@@ -4,8 +4,6 @@ inputs and the wrong standard are refused with reasons; the JSON round-trips wit
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +20,6 @@ from spectral_core.calibration import (
     load_calibration,
     reference_positions,
 )
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def distorted_standard(
@@ -156,24 +152,19 @@ def test_every_standard_has_sorted_distinct_reference_peaks() -> None:
         assert std.source
 
 
-def test_calibrate_command_writes_json_and_plot(tmp_path: Path) -> None:
+def test_calibrate_command_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ramanedge.cli import main
+
     nominal, y, _ = distorted_standard("polystyrene")
     spec = tmp_path / "ps.csv"
     np.savetxt(spec, np.c_[nominal, y], delimiter=",")
     out = tmp_path / "instrument.json"
-    r = subprocess.run(
-        [sys.executable, "-m", "ramanedge", "calibrate", str(spec), "--standard", "polystyrene", "--out", str(out)],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
-    )
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
+    assert main(["calibrate", str(spec), "--standard", "polystyrene", "--out", str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
     cal = load_calibration(out)
     assert doc["sha256"] == cal.sha256 and cal.rms_cm1 <= 0.3 and cal.source_name == "ps.csv"
+    # the wrong standard: a clear error on stderr, exit status 2, no file
+    assert main(["calibrate", str(spec), "--standard", "silicon", "--out", str(tmp_path / "si.json")]) == 2
+    assert "silicon" in capsys.readouterr().err and not (tmp_path / "si.json").exists()
     pytest.importorskip("matplotlib")
     assert doc["plot"] == str(out.with_suffix(".png")) and out.with_suffix(".png").stat().st_size > 1000
-    r = subprocess.run(
-        [sys.executable, "-m", "ramanedge", "calibrate", str(spec), "--standard", "silicon", "--out",
-         str(tmp_path / "si.json")],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
-    )
-    assert r.returncode == 2 and "silicon" in r.stderr and not (tmp_path / "si.json").exists()
