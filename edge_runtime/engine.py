@@ -175,6 +175,8 @@ class Engine:
         require_validated: fail unless ``<model>.validation.json`` passed for this exact file.
         threads: ORT intra-op threads (1 suits small batches on a small edge box).
         max_batch: largest batch sent to the session at once (TensorRT profile upper bound too).
+        axis_tolerance: cm^-1 at each end a spectrum's range may fall short of the model axis (edge filled
+            from the nearest measured point, recorded as ``axis_edge_fill_cm1``); None: the contract's.
     """
 
     def __init__(
@@ -187,6 +189,7 @@ class Engine:
         threads: int = 1,
         max_batch: int = 64,
         self_test: bool = True,
+        axis_tolerance: float | None = None,
     ) -> None:
         t0 = time.monotonic()
         self.model_path = Path(model)
@@ -213,7 +216,12 @@ class Engine:
         self._check_io()
         self.classes: list[str] = list(self.contract.classes)
         self.preprocess_hash = self.contract.preprocess_hash
-        self.preprocessor = Preprocessor(self._serving_config(), skip=self.contract.in_graph_steps)
+        # Spectra whose range falls short of the model axis by at most this (cm^-1, each end) are classified,
+        # the edge filled from the nearest measured point; None: the contract's tolerance.
+        self.axis_tolerance = self.contract.axis_tolerance() if axis_tolerance is None else float(axis_tolerance)
+        self.preprocessor = Preprocessor(
+            self._serving_config(), skip=self.contract.in_graph_steps, axis_tolerance=self.axis_tolerance
+        )
         self._dtype = np.float16 if self.contract.input_dtype == "float16" else np.float32
         self._axis_ok: dict[bytes, str | None] = {}
         names = self.contract.output_names
@@ -469,6 +477,10 @@ class Engine:
             for i, f in zip(idx, frames, strict=True):
                 out[i] = Outcome.failed(f, "preprocess", reason)
             return
+        low, high = self.preprocessor.edge_fill(axis)
+        if low > 0 or high > 0:  # the record says how much of the model axis was filled, cm^-1
+            for f in frames:
+                f.metadata = {**f.metadata, "axis_edge_fill_cm1": [round(low, 4), round(high, 4)]}
         t0 = time.perf_counter()
         X = np.stack([np.asarray(f.intensities, dtype=np.float32) for f in frames])
         try:
@@ -525,6 +537,7 @@ class Engine:
             "requested_provider": self.requested_provider,
             "classes": self.classes,
             "points": self.contract.n_points,
+            "axis_tolerance_cm1": self.axis_tolerance,
             "open_set": self.contract.open_set is not None,
             "precision": self.contract.precision,
             "load_s": round(self.load_s, 4),

@@ -28,6 +28,11 @@ def configure_export(parser: argparse.ArgumentParser) -> None:
         help="spectra for int8-static calibration (and the embedded self-test spectra); any readable data set",
     )
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the pinned one, 18)")
+    parser.add_argument(
+        "--axis-tolerance", type=float, default=None, metavar="CM1",
+        help="how far a spectrum's range may fall short of the model axis at each end and still be classified, "
+        "its edge filled from the nearest point (default: the larger of 2 cm^-1 and one model-axis step)",
+    )
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -41,7 +46,7 @@ def run_export(args: argparse.Namespace) -> int:
     calibration = read_dataset(args.calibration) if args.calibration is not None else None
     out = export_run(
         args.run, args.out, precision=precision, calibration=calibration,
-        opset=args.opset if args.opset is not None else PINNED_OPSET,
+        opset=args.opset if args.opset is not None else PINNED_OPSET, axis_tolerance=args.axis_tolerance,
     )
     import onnx
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import tempfile
 import warnings
@@ -188,6 +189,7 @@ def export_run(
     calibration: SpectralDataset | None = None,
     opset: int = PINNED_OPSET,
     reference: SpectralDataset | None = None,
+    axis_tolerance: float | None = None,
 ) -> Path:
     """Export a run to one ONNX file with its contract in ``metadata_props``; written atomically.
 
@@ -199,6 +201,8 @@ def export_run(
             preprocessed with the run's host preprocessing. Also used for the reference spectra when given.
         opset: the ONNX opset, :data:`PINNED_OPSET` by default (one of :data:`SUPPORTED_OPSETS`).
         reference: spectra to embed as the runtime's self-test (default: ``calibration``, else synthetic).
+        axis_tolerance: the contract's ``axis_tolerance_cm1`` (cm^-1 at each end a spectrum's range may fall
+            short of the model axis); None: the default, the larger of 2 cm^-1 and one model-axis step.
 
     Returns:
         ``out_path``.
@@ -214,6 +218,8 @@ def export_run(
             f"opset {opset} is not supported: the exporter targets opsets {SUPPORTED_OPSETS[0]}-"
             f"{SUPPORTED_OPSETS[-1]} (pinned default {PINNED_OPSET})"
         )
+    if axis_tolerance is not None and not (math.isfinite(axis_tolerance) and axis_tolerance >= 0):
+        raise ExportError(f"axis tolerance must be a finite number >= 0 cm^-1, got {axis_tolerance}")
     if precision == "int8-static" and calibration is None:
         raise ExportError("int8-static needs calibration spectra (--calibration DATA)")
     out = Path(out_path)
@@ -223,6 +229,7 @@ def export_run(
     contract = ModelContract(
         classes=list(info.classes),
         axis=list(info.axis),
+        axis_tolerance_cm1=axis_tolerance,
         preprocess=info.preprocess,
         preprocess_hash=info.preprocess.hash(),
         in_graph_steps=list(IN_GRAPH_STEPS),

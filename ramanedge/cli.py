@@ -35,6 +35,8 @@ COMMANDS: dict[str, Command] = {
     "info": Command("spectral_core.cli", None, "summarise a data file or folder as JSON"),
     "synth": Command("spectral_core.cli", None, "write a synthetic, physically shaped Raman data set"),
     "convert": Command("spectral_core.cli", None, "read any data files or class folders and write one .npz"),
+    "calibrate": Command("spectral_core.calibration_cli", None,
+                         "fit an instrument's wavenumber-axis correction from a spectrum of a standard"),
     "train": Command("trainer.cli", "train", "train RamanNet on a data set", ("torch", "safetensors")),
     "evaluate": Command(
         "trainer.cli", "train", "cross-validate RamanNet and baselines on identical folds", ("torch", "sklearn")

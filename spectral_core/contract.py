@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from spectral_core.errors import ContractError
-from spectral_core.preprocess import STEPS, PreprocessConfig
+from spectral_core.preprocess import STEPS, PreprocessConfig, default_axis_tolerance
 from spectral_core.spectrum import check_axis
 
 __all__ = ["CONTRACT_VERSION", "METADATA_KEY", "ModelContract", "OpenSet", "ReferenceSpectra"]
@@ -65,6 +65,13 @@ class ModelContract(BaseModel):
     )
     preprocess: PreprocessConfig
     preprocess_hash: str
+    axis_tolerance_cm1: float | None = Field(
+        default=None,
+        ge=0,
+        description="how far (cm^-1, at each end) a spectrum's measured range may fall short of the model axis "
+        "and still be classified, its edge filled from the nearest measured point; None (and contracts written "
+        "before this field): the default, the larger of 2 cm^-1 and one model-axis step",
+    )
     in_graph_steps: list[str] = Field(
         default_factory=list, description="preprocessing steps the graph runs itself (skipped on the host)"
     )
@@ -104,6 +111,12 @@ class ModelContract(BaseModel):
 
     def axis_array(self) -> NDArray[np.float64]:
         return np.asarray(self.axis, dtype=np.float64)
+
+    def axis_tolerance(self) -> float:
+        """The axis tolerance in force, cm^-1: ``axis_tolerance_cm1``, or the default for the model axis."""
+        if self.axis_tolerance_cm1 is not None:
+            return float(self.axis_tolerance_cm1)
+        return default_axis_tolerance(self.axis)
 
     def to_metadata(self) -> dict[str, str]:
         """The ``metadata_props`` entries to embed in an ONNX model."""

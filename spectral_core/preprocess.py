@@ -33,6 +33,7 @@ from spectral_core.linop import BandedOperator
 from spectral_core.spectrum import SpectralDataset, check_axis
 
 __all__ = [
+    "AXIS_TOLERANCE_MIN_CM1",
     "NORMALISATIONS",
     "PREPROCESS_VERSION",
     "AxisSpec",
@@ -41,6 +42,7 @@ __all__ = [
     "PreprocessConfig",
     "Preprocessor",
     "SmoothConfig",
+    "default_axis_tolerance",
     "normalise",
 ]
 
@@ -55,6 +57,8 @@ FLAT_EPS = 1e-12
 # (~1e-7 relative) on its way through resampling, so "flat" is a spread below FLAT_RTOL of its magnitude,
 # not only an exact zero; dividing by that noise would turn a dark frame into a random full-scale spectrum.
 FLAT_RTOL = 1e-5
+#: The smallest default axis tolerance, cm^-1 (see :func:`default_axis_tolerance`).
+AXIS_TOLERANCE_MIN_CM1 = 2.0
 
 
 def _flat_rows(scale: NDArray[np.float32], magnitude: NDArray[np.float32] | None) -> NDArray[np.bool_]:
@@ -324,19 +328,57 @@ def _baseline(X: NDArray[np.float32], axis: NDArray[np.float64], cfg: BaselineCo
     return out
 
 
-class _Plan:
-    """What the pipeline does for one source axis: the fused linear operators and the output axis."""
+def default_axis_tolerance(axis: ArrayLike) -> float:
+    """The default axis tolerance of a model axis, cm^-1: the larger of :data:`AXIS_TOLERANCE_MIN_CM1` and
+    one step of the axis (its widest).
 
-    def __init__(self, cfg: PreprocessConfig, src: NDArray[np.float64]) -> None:
+    Two instruments never share an axis exactly: a shift of a wavenumber or a pixel more or less at an end
+    is normal, and filling that edge from the nearest measured point changes a spectrum far less than the
+    instrument-to-instrument differences a model must already tolerate.
+    """
+    a = np.asarray(axis, dtype=np.float64)
+    step = float(np.max(np.diff(a))) if a.size > 1 else 0.0
+    return max(AXIS_TOLERANCE_MIN_CM1, step)
+
+
+def _check_range(what: str, t0: float, t1: float, *, lo: float, hi: float, tolerance: float | None) -> None:
+    """Raise unless ``t0``-``t1`` lies inside the measured ``lo``-``hi`` (cm^-1) to within ``tolerance``."""
+    slack = 1e-9 * abs(hi - lo) if what == "crop range" else 1e-6 * (hi - lo)
+    tol = slack if tolerance is None else max(slack, tolerance)
+    if t0 >= lo - tol and t1 <= hi + tol:
+        return
+    short = [f"{lo - t0:g} cm^-1 at the low end"] if t0 < lo - tol else []
+    short += [f"{t1 - hi:g} cm^-1 at the high end"] if t1 > hi + tol else []
+    if tolerance is None:
+        raise PreprocessError(
+            f"{what} {t0:g}-{t1:g} cm^-1 lies outside the measured range {lo:g}-{hi:g} cm^-1 "
+            "(extrapolation would invent data)"
+        )
+    raise PreprocessError(
+        f"{what} {t0:g}-{t1:g} cm^-1 lies outside the measured range {lo:g}-{hi:g} cm^-1 by "
+        f"{' and '.join(short)}, beyond the axis tolerance of {tolerance:g} cm^-1: measure a range that covers "
+        f"{t0:g}-{t1:g} cm^-1, correct the instrument axis (`ramanedge calibrate`), or retrain on data of this "
+        "range"
+    )
+
+
+class _Plan:
+    """What the pipeline does for one source axis: the fused linear operators and the output axis.
+
+    Args:
+        tolerance: how far (cm^-1, at each end) the crop range and the resampling target may reach beyond
+            the measured range; those edge points take the value of the nearest measured point and
+            ``edge_fill`` says by how much. None: no tolerance beyond float rounding.
+    """
+
+    def __init__(self, cfg: PreprocessConfig, src: NDArray[np.float64], tolerance: float | None = None) -> None:
         axis = src
         lo, hi = float(src[0]), float(src[-1])
         keep = slice(None)
+        self.edge_fill = (0.0, 0.0)
         if cfg.crop is not None:
             c0, c1 = cfg.crop
-            if c0 < lo - 1e-9 * abs(hi - lo) or c1 > hi + 1e-9 * abs(hi - lo):
-                raise PreprocessError(
-                    f"crop range {c0:g}-{c1:g} cm^-1 lies outside the measured range {lo:g}-{hi:g} cm^-1"
-                )
+            _check_range("crop range", c0, c1, lo=lo, hi=hi, tolerance=tolerance)
             i0 = int(np.searchsorted(src, c0, side="left"))
             i1 = int(np.searchsorted(src, c1, side="right"))
             if i1 - i0 < 2:
@@ -348,13 +390,12 @@ class _Plan:
         if cfg.target_axis is not None:
             dst = cfg.target_axis.values()
             a0, a1 = float(axis[0]), float(axis[-1])
-            tol = 1e-6 * (a1 - a0)
-            if dst[0] < a0 - tol or dst[-1] > a1 + tol:
-                raise PreprocessError(
-                    f"resampling target {dst[0]:g}-{dst[-1]:g} cm^-1 lies outside the measured range "
-                    f"{a0:g}-{a1:g} cm^-1 (extrapolation would invent data)"
-                )
+            _check_range("resampling target", float(dst[0]), float(dst[-1]), lo=a0, hi=a1, tolerance=tolerance)
+            # Points within the tolerance outside the measured range take the nearest measured value (clip).
             pre = _resample_matrix(axis, np.clip(dst, a0, a1), cfg.interpolation)
+            eps = 1e-6 * (a1 - a0)  # float rounding of equal axes is no fill
+            low, high = a0 - float(dst[0]), float(dst[-1]) - a1
+            self.edge_fill = (low if low > eps else 0.0, high if high > eps else 0.0)
             axis = dst
         post: NDArray[np.float64] | None = None
         if cfg.smooth is not None:
@@ -375,10 +416,19 @@ class Preprocessor:
         config: the pipeline.
         skip: step names not to run here, because the model graph runs them (e.g. ``("normalise",)``
             for an exported model that normalises inside ONNX).
+        axis_tolerance: how far (cm^-1, at each end) the resampling target (and crop) may reach beyond a
+            spectrum's measured range; the missing edge is filled from the nearest measured point
+            (:meth:`edge_fill` says by how much). None (training, export): the target must lie inside.
     """
 
-    def __init__(self, config: PreprocessConfig, *, skip: Iterable[str] = (), cache_size: int = 16) -> None:
+    def __init__(
+        self, config: PreprocessConfig, *, skip: Iterable[str] = (), cache_size: int = 16,
+        axis_tolerance: float | None = None,
+    ) -> None:
+        if axis_tolerance is not None and not (np.isfinite(axis_tolerance) and axis_tolerance >= 0):
+            raise PreprocessError(f"axis tolerance must be a finite number >= 0 cm^-1, got {axis_tolerance}")
         self.config = config
+        self.axis_tolerance = axis_tolerance
         self.skip = frozenset(skip)
         unknown = self.skip - set(STEPS)
         if unknown:
@@ -412,7 +462,7 @@ class Preprocessor:
                 self._cache.move_to_end(key)
                 return plan
         try:
-            plan = _Plan(self.config, src)
+            plan = _Plan(self.config, src, self.axis_tolerance)
         except ValueError as exc:
             if isinstance(exc, PreprocessError):
                 raise
@@ -422,6 +472,11 @@ class Preprocessor:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return plan
+
+    def edge_fill(self, source_axis: ArrayLike) -> tuple[float, float]:
+        """How far (cm^-1) the resampling target reaches below and above ``source_axis``: the edges filled
+        from the nearest measured point, (0, 0) when the measured range covers the target."""
+        return self._plan(source_axis).edge_fill
 
     def output_axis(self, source_axis: ArrayLike) -> NDArray[np.float64]:
         """The axis (cm^-1) of the preprocessed spectra for spectra measured on ``source_axis``."""

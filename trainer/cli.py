@@ -20,6 +20,8 @@ __all__ = ["configure_evaluate", "configure_explain", "configure_train", "run_ev
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     add_data_option(p, help="training data")
     p.add_argument("--classes", help="keep only these classes, in this order: A,B (e.g. a binary task)")
+    p.add_argument("--calibration", metavar="FILE",
+                   help="an instrument calibration (`ramanedge calibrate`) to correct the data's axis with")
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
@@ -40,6 +42,9 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target-axis", metavar="START:STOP:POINTS",
                    help="resample every spectrum onto this uniform axis (cm^-1)")
     g.add_argument("--normalise", choices=["none", "minmax", "vector", "area", "snv"])
+    g.add_argument("--axis-tolerance", type=float, metavar="CM1",
+                   help="without --target-axis, the model axis lies this far inside the range all training spectra "
+                   "cover (default: the larger of 2 cm^-1 and one axis step; 0: the data's own axis)")
     _add_preprocess_options(p)
 
 
@@ -153,6 +158,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         "model.step": args.step,
         "model.paper_compat": args.paper_compat,
         "preprocess.normalise": args.normalise,
+        "axis_tolerance_cm1": args.axis_tolerance,
     }
     if args.target_axis:
         overrides["preprocess.target_axis"] = _parse_axis(args.target_axis)
@@ -173,11 +179,27 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def load_data(args: argparse.Namespace) -> SpectralDataset:
-    """Read every ``--data`` with the shared reader options (stacked) and keep ``--classes`` if given."""
+    """Read every ``--data`` with the shared reader options (stacked), correct the axis with
+    ``--calibration`` and keep ``--classes`` if given."""
     ds = read_data(args)
+    if getattr(args, "calibration", None):
+        ds = apply_calibration(ds, args.calibration)
     if getattr(args, "classes", None):
         ds = ds.select_classes([c.strip() for c in args.classes.split(",") if c.strip()])
     return ds
+
+
+def apply_calibration(ds: SpectralDataset, path: str) -> SpectralDataset:
+    """``ds`` on the axis corrected by the calibration file ``path`` (its hash goes to the provenance)."""
+    from spectral_core.calibration import apply_calibration, load_calibration
+    from spectral_core.spectrum import SpectralDataset
+
+    cal = load_calibration(path)
+    axis, meta = apply_calibration(cal, ds.axis)
+    return SpectralDataset(
+        X=ds.X, axis=axis.copy(), y=ds.y, classes=ds.classes, groups=ds.groups,
+        provenance={**ds.provenance, **meta, "calibration_standard": cal.standard},
+    )
 
 
 class _Progress:
@@ -230,6 +252,10 @@ def run_train(args: argparse.Namespace) -> int:
     finally:
         if prog is not None:
             prog.close()
+    if not args.quiet:
+        a = info.axis
+        print(f"model axis: {a[0]:g}-{a[-1]:g} cm^-1, {len(a)} points (the data cover {ds.axis[0]:g}-"
+              f"{ds.axis[-1]:g} cm^-1)", file=sys.stderr, flush=True)
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:

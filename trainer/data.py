@@ -13,9 +13,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spectral_core.errors import DataError
+from spectral_core.preprocess import AXIS_TOLERANCE_MIN_CM1, AxisSpec, PreprocessConfig
 from spectral_core.spectrum import SpectralDataset
 
-__all__ = ["MIN_PER_CLASS", "check_labelled", "holdout_splits", "kfold_splits", "validation_split"]
+__all__ = [
+    "MIN_PER_CLASS",
+    "check_labelled",
+    "choose_model_axis",
+    "holdout_splits",
+    "kfold_splits",
+    "validation_split",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +60,59 @@ def check_labelled(ds: SpectralDataset, *, min_per_class: int = MIN_PER_CLASS, w
             f"{what}: class(es) {small} have fewer than {min_per_class} spectra "
             f"(needed for a validation split and for triplet positives)"
         )
+
+
+def choose_model_axis(
+    preprocess: PreprocessConfig, axes: list[NDArray[np.float64]], tolerance: float | None = None
+) -> PreprocessConfig:
+    """The preprocessing with a model axis that every one of ``axes`` covers with ``tolerance`` to spare.
+
+    A model trained on exactly the measured range refuses the same spectra shifted by a wavenumber; one
+    trained on a range ``tolerance`` inside it accepts spectra of any instrument whose range covers that,
+    give or take the serving tolerance. The axis chosen is uniform; when the data's axis is uniform it is the
+    data's own points inside that range (so the training spectra are not interpolated at all), else as many
+    points as the data have there, evenly spaced. An explicit ``target_axis`` is kept as it is.
+
+    Args:
+        preprocess: the training preprocessing; its ``crop`` (if any) bounds the range too.
+        axes: the source axes (cm^-1) of all the training spectra (training, validation, test sets).
+        tolerance: cm^-1 left inside at each end; None: the larger of 2 cm^-1 and one data-axis step; 0:
+            no model axis is chosen (the data's own axis, as before this policy).
+
+    Raises:
+        DataError: the axes share no range wide enough for a model axis.
+    """
+    if preprocess.target_axis is not None or not axes or tolerance == 0:
+        return preprocess
+    lo = max(float(a[0]) for a in axes)
+    hi = min(float(a[-1]) for a in axes)
+    ref = min(axes, key=lambda a: a.size)
+    if tolerance is None:
+        inside = ref[(ref >= lo) & (ref <= hi)]
+        step = float(np.max(np.diff(inside))) if inside.size > 1 else 0.0
+        tolerance = max(AXIS_TOLERANCE_MIN_CM1, step)
+    if tolerance < 0:
+        raise DataError(f"axis tolerance must be >= 0 cm^-1, got {tolerance}")
+    eps = 1e-9 * max(abs(hi), abs(lo), 1.0)
+    a0, a1 = lo + tolerance - eps, hi - tolerance + eps
+    if preprocess.crop is not None:  # the crop bounds the model axis too (no margin needed inside it)
+        a0, a1 = max(a0, preprocess.crop[0] - eps), min(a1, preprocess.crop[1] + eps)
+    pts = ref[(ref >= a0) & (ref <= a1)]
+    if pts.size < 2:
+        raise DataError(
+            f"the training spectra share only {lo:g}-{hi:g} cm^-1: too narrow for a model axis with "
+            f"{tolerance:g} cm^-1 left inside at each end (set --target-axis or a smaller --axis-tolerance)"
+        )
+    same = all(a.shape == ref.shape and np.allclose(a, ref, rtol=0, atol=1e-6) for a in axes)
+    if same and np.allclose(np.linspace(pts[0], pts[-1], pts.size), pts, rtol=0, atol=1e-6):
+        spec = AxisSpec(start=float(pts[0]), stop=float(pts[-1]), points=int(pts.size))
+    else:
+        spec = AxisSpec(start=a0 + eps, stop=a1 - eps, points=int(pts.size))
+    logger.info(
+        "model axis %g-%g cm^-1, %d points: inside the %g-%g cm^-1 all training spectra cover, %g cm^-1 to "
+        "spare at each end", spec.start, spec.stop, spec.points, lo, hi, tolerance,
+    )
+    return preprocess.model_copy(update={"target_axis": spec})
 
 
 def validation_split(

@@ -38,7 +38,7 @@ from spectral_core.spectrum import SpectralDataset
 from trainer.baselines import BASELINES, fit_predict_baseline
 from trainer.data import MIN_PER_CLASS, check_labelled, holdout_splits, kfold_splits, validation_split
 from trainer.metrics import TOP_K, aggregate, classification_metrics
-from trainer.train import RunExistsError, TrainConfig
+from trainer.train import RunExistsError, TrainConfig, with_model_axis
 
 __all__ = ["MODELS", "PROTOCOLS", "evaluate", "make_splits", "open_set_evaluation", "results_table"]
 
@@ -197,6 +197,7 @@ def evaluate(
         val_fraction=cfg.val_fraction, seed=cfg.seed, finetune=finetune, test=test,
     )
     doc = _load_or_write_splits(out, doc, force)
+    cfg = with_model_axis(cfg, [ds, finetune, test])  # one model axis for every split and every model
     pre = Preprocessor(cfg.preprocess)
     X = pre.transform(ds.X, ds.axis)
     y = ds.y if ds.y is not None else np.zeros(0, np.int64)
@@ -345,6 +346,7 @@ def open_set_evaluation(
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:
         raise RunExistsError(f"{out} is not empty; choose another --out or pass --force")
+    cfg = with_model_axis(cfg, [ds])  # one model axis for every held-out class
     pre = Preprocessor(cfg.preprocess)
     rows: list[dict[str, Any]] = []
     for held in names:

@@ -39,7 +39,7 @@ from spectral_core.errors import DataError, RamanEdgeError
 from spectral_core.preprocess import PreprocessConfig, Preprocessor
 from spectral_core.spectrum import SpectralDataset
 from trainer.checkpoint import RUN_JSON, RunInfo, save_run, versions
-from trainer.data import MIN_PER_CLASS, check_labelled, validation_split
+from trainer.data import MIN_PER_CLASS, check_labelled, choose_model_axis, validation_split
 from trainer.losses import triplet_semihard_loss
 from trainer.model import RamanNet, RamanNetConfig, window_starts
 from trainer.openset import fit_open_set
@@ -51,6 +51,7 @@ __all__ = [
     "TrainConfig",
     "predict",
     "train",
+    "with_model_axis",
 ]
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,11 @@ class TrainConfig(BaseModel):
     val_fraction: float = Field(default=0.1, ge=0, lt=1, description="share of the data held out for validation")
     seed: int = Field(default=0, ge=0)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    axis_tolerance_cm1: float | None = Field(
+        default=None, ge=0,
+        description="without a target axis, the model axis lies this far (cm^-1) inside the range all training "
+        "spectra cover (None: the larger of 2 cm^-1 and one axis step; 0: the whole range)",
+    )
     model: dict[str, Any] = Field(
         default_factory=dict, description="RamanNetConfig overrides (window, step, n1, n2, paper_compat, ...)"
     )
@@ -164,6 +170,14 @@ class TrainConfig(BaseModel):
             return TrainConfig.model_validate(data)
         except ValidationError as exc:
             raise DataError(f"invalid training option: {exc}") from None
+
+
+def with_model_axis(cfg: TrainConfig, datasets: list[SpectralDataset | None]) -> TrainConfig:
+    """``cfg`` with its model axis chosen for ``datasets`` (see :func:`trainer.data.choose_model_axis`);
+    unchanged when it names a target axis. Evaluation resolves it once so every split trains on one axis."""
+    axes = [d.axis for d in datasets if d is not None]
+    pre = choose_model_axis(cfg.preprocess, axes, cfg.axis_tolerance_cm1)
+    return cfg if pre is cfg.preprocess else cfg.model_copy(update={"preprocess": pre})
 
 
 @dataclass(frozen=True)
@@ -340,16 +354,20 @@ def train(
             preprocessed or is too short for the model's window, all before any training.
         RunExistsError: ``out_dir`` holds something else and ``force`` is false.
     """
-    cfg = config or TrainConfig()
     out = Path(out_dir)
     rank, world = _dist()
     check_labelled(ds, min_per_class=MIN_PER_CLASS)
     if val is not None and (val.y is None or tuple(val.classes) != tuple(ds.classes)):
         raise DataError(f"validation classes {list(val.classes)} differ from the training classes {list(ds.classes)}")
+    # The model axis, unless the config names one: inside what every training spectrum covers, with the
+    # serving tolerance to spare, so the same spectra from another instrument still land on it. run.json keeps
+    # the config as given ("train") and the preprocessing as run, chosen axis included ("preprocess").
+    asked = config or TrainConfig()
+    cfg = with_model_axis(asked, [ds, val])
     if ds.y is None:  # for the type checker; check_labelled already refused it
         raise DataError("training data is unlabelled")
     data_sha = ds.fingerprint()
-    train_dump = cfg.model_dump(mode="json")
+    train_dump = asked.model_dump(mode="json")
     refusal: RunExistsError | None = None
     if rank == 0:
         try:
