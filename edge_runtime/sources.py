@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_TEMP_SUFFIXES",
     "EVENT_BACKENDS",
     "LINK_POLICIES",
+    "CalibratedSource",
     "DeviceSource",
     "Source",
     "WatchSource",
@@ -1376,9 +1377,103 @@ def watch_path(url: str) -> Path:
 
 
 def open_source(url: str, ledger: Ledger, **watch_options: Any) -> Source:
-    """The source for ``url``: ``watch://`` drop folders here, anything else through device_drivers."""
-    if url.startswith("watch:"):
-        return WatchSource(url, ledger, **watch_options)
+    """The source for ``url``: ``watch://`` drop folders here, anything else through device_drivers.
+
+    A ``calibration=instrument.json`` option (any source) corrects every spectrum's axis with that file
+    (``ramanedge calibrate``); the option is taken out of the URL the source itself sees, so the source's
+    identity in the ledger does not change when a calibration is added or renewed.
+    """
     if "://" not in url:
         raise SettingsError(f"source {url!r} is not a URL (e.g. serial:///dev/ttyUSB0, sim://, watch:///dir)")
-    return DeviceSource(url)
+    inner_url, cal_path = _split_calibration(url)
+    src: Source = WatchSource(inner_url, ledger, **watch_options) if inner_url.startswith("watch:") else (
+        DeviceSource(inner_url))
+    if cal_path is None:
+        return src
+    from spectral_core.calibration import CalibrationError, load_calibration
+
+    try:
+        calibration = load_calibration(cal_path)
+    except CalibrationError as exc:
+        raise SettingsError(f"{url}: {exc}") from None
+    return CalibratedSource(src, calibration)
+
+
+def _split_calibration(url: str) -> tuple[str, str | None]:
+    """(``url`` without its ``calibration=`` option, that option's path or None)."""
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url, None
+    # the other options stay exactly as written (no re-encoding): the source parses them itself
+    kept, paths = [], []
+    for item in query.split("&"):
+        key, _, value = item.partition("=")
+        if unquote(key) == "calibration":
+            paths.append(unquote(value))
+        else:
+            kept.append(item)
+    if not paths:
+        return url, None
+    if len(paths) > 1 or not paths[0]:
+        raise SettingsError(f"{url}: give calibration= once, with the path of a `ramanedge calibrate` file")
+    return base + ("?" + "&".join(kept) if kept else ""), paths[0]
+
+
+class CalibratedSource:
+    """A source whose spectra get their axis corrected by a wavenumber calibration before they are queued.
+
+    Every frame's axis passes :func:`spectral_core.calibration.apply_calibration` (one shared corrected array
+    per source axis, so batching is unchanged) and its record carries the calibration's SHA-256; a spectrum the
+    correction cannot be applied to becomes that spectrum's ``calibration`` error record.
+    """
+
+    def __init__(self, inner: Source, calibration: Any) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.calibration = calibration
+
+    @property
+    def axis(self) -> NDArray[np.float64] | None:
+        """The source's corrected axis, when the source knows it before its first spectrum."""
+        raw = getattr(self.inner, "axis", None)
+        if raw is None:
+            return None
+        from spectral_core.calibration import CalibrationError, apply_calibration
+
+        try:
+            return apply_calibration(self.calibration, raw)[0]
+        except CalibrationError as exc:
+            logger.error("%s: the calibration does not apply to the instrument's axis: %s", self.url, exc)
+            return None
+
+    @property
+    def finished(self) -> bool:
+        return bool(getattr(self.inner, "finished", False))
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def start(self, submit: Submit) -> None:
+        from spectral_core.calibration import CalibrationError, apply_calibration
+
+        cal = self.calibration
+
+        def calibrated(frame: Frame) -> None:
+            if frame.error is None and frame.axis is not None:
+                try:
+                    frame.axis, extra = apply_calibration(cal, frame.axis)
+                    frame.metadata = {**frame.metadata, **extra}
+                except CalibrationError as exc:
+                    frame.error = ("calibration", str(exc)[:MAX_DEVICE_REASON])
+            submit(frame)
+
+        self.inner.start(calibrated)
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+    def join(self, timeout_s: float) -> None:
+        self.inner.join(timeout_s)
+
+    def status(self) -> dict[str, Any]:
+        return {**self.inner.status(), "calibration": self.calibration.summary()}
