@@ -315,6 +315,17 @@ def _numeric_line(line: str) -> bool:
     return len(cells) >= 2 and all(_is_number(c) for c in cells)
 
 
+def _data_line(line: str) -> bool:
+    """Whether a line is a row of data: all numbers, or a table row with a text label or group cell or two
+    (``A,0.1,0.2,...``) among many numbers. Instrument header lines hold one number or two at most."""
+    if _numeric_line(line):
+        return True
+    cells = [c.strip("\"'") for c in _CELL_BREAK.split(line) if c]
+    text = sum(1 for c in cells if not _is_number(c))
+    numbers = len(cells) - text
+    return text <= 2 and numbers >= 3 and numbers >= 3 * text
+
+
 def _preamble_end(texts: list[str], forced: str | None) -> int:
     """Index of the first header or data line after instrument header lines (``Laser (nm): 785``,
     ``Integration;100``); 0 when the file starts with its header row or its data.
@@ -323,9 +334,9 @@ def _preamble_end(texts: list[str], forced: str | None) -> int:
     single header row keeps its own checks. The line just above the data is the column header when it splits
     into as many cells as the data (with a real separator) and is not itself ``key: value``.
     """
-    if len(texts) < 3 or _numeric_line(texts[0]) or _numeric_line(texts[1]):
+    if len(texts) < 3 or _data_line(texts[0]) or _data_line(texts[1]):
         return 0
-    k = next((i for i, t in enumerate(texts) if _numeric_line(t)), None)
+    k = next((i for i, t in enumerate(texts) if _data_line(t)), None)
     if k is None:
         return 0
     data = texts[k : k + 50]

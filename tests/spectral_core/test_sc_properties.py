@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from spectral_core.errors import ReaderError
@@ -56,6 +56,10 @@ names = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC_-0123456789 .()", min_si
 @st.composite
 def datasets(draw: st.DrawFn) -> SpectralDataset:
     axis = draw(axes(min_size=3))
+    # An axis of exactly 0, 1, ..., n-1 (or 1, ..., n) cm^-1 cannot be told from a header of column indices (the
+    # melanoma CSVs have one): the table reader refuses it and asks for axis=. That ambiguous case is left out.
+    index = np.arange(axis.size, dtype=np.float64)
+    assume(not (np.array_equal(axis, index) or np.array_equal(axis, index + 1)))
     n = draw(st.integers(1, 5))
     X = np.asarray(draw(st.lists(f32, min_size=n * axis.size, max_size=n * axis.size)), dtype=np.float32)
     classes = draw(st.lists(names, min_size=1, max_size=4, unique=True))

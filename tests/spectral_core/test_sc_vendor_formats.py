@@ -583,3 +583,14 @@ def test_binary_readers_per_spectrum_facts_are_meta_columns() -> None:
     assert sorted(ds.meta) == ["note", "x", "y"]
     np.testing.assert_array_equal(ds.meta["x"], [0.0, 2.0])
     assert ds.provenance["spectrum_metadata"] == per
+
+
+def test_a_table_whose_first_labels_are_text_keeps_every_row(tmp_path: Path) -> None:
+    """Rows labelled A and B before one labelled 0 are data, not instrument header lines (no row may vanish)."""
+    p = write(tmp_path / "t.csv", "label,400,500,600,700\nA,1,2,3,4\nB,2,3,4,5\n0,3,4,5,6\n")
+    for options in ({}, {"axis": "400:700:4"}):
+        ds = read_dataset(p, **options)
+        assert ds.n_spectra == 3 and sorted(ds.classes) == ["0", "A", "B"], options
+        assert ds.y is not None
+        assert [ds.classes[int(c)] for c in ds.y] == ["A", "B", "0"]
+        np.testing.assert_array_equal(ds.X[:, 0], [1, 2, 3])
