@@ -80,12 +80,16 @@ def _add_read_options(p: argparse.ArgumentParser, *, classes_alias: bool = False
                    help="refuse a .gz file larger than this once decompressed (default 256)")
     g.add_argument("--resample", metavar="START:STOP:POINTS",
                    help="put every file on this axis (cm^-1) by cubic spline, e.g. single spectra on different axes")
+    g.add_argument("--groups", metavar="file|folder|column:NAME|regex:PATTERN|none",
+                   help="which spectra belong together (never split between training and test): the file they "
+                        "came from (the default when files hold several spectra), its folder, a table column, a "
+                        "regex on the file path, or none")
     g.add_argument("--format", choices=FORMATS, help="force a reader instead of sniffing the content")
 
 
 _READ_OPTIONS = (
     "axis", "labels", "class_names", "pattern", "label_from_column", "label_column", "layout", "delimiter",
-    "encoding", "x_var", "y_var", "axis_var", "excitation_nm", "format", "resample", "intensity_column",
+    "encoding", "x_var", "y_var", "axis_var", "excitation_nm", "format", "resample", "groups", "intensity_column",
     "max_decompressed_mb",
 )
 

@@ -293,6 +293,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
+    from trainer.evaluate import grouping_of, grouping_text
+
+    print(f"evaluate: {ds.n_spectra} spectra; {grouping_text(grouping_of(ds))}", file=sys.stderr, flush=True)
     if args.protocol == "openset":
         unknown = [c.strip() for c in args.unknown.split(",")] if args.unknown else None
         doc = open_set_evaluation(ds, args.out, cfg, unknown_classes=unknown, test_fraction=args.test_fraction,

@@ -37,7 +37,7 @@ from spectral_core.preprocess import Preprocessor
 from spectral_core.spectrum import SpectralDataset
 from trainer.baselines import BASELINES, fit_predict_baseline
 from trainer.data import MIN_PER_CLASS, check_labelled, holdout_splits, kfold_splits, validation_split
-from trainer.metrics import TOP_K, aggregate, classification_metrics
+from trainer.metrics import TOP_K, aggregate, classification_metrics, group_accuracy
 from trainer.train import RunExistsError, TrainConfig, with_model_axis
 
 __all__ = ["MODELS", "PROTOCOLS", "evaluate", "make_splits", "open_set_evaluation", "results_table"]
@@ -114,7 +114,24 @@ def make_splits(
             )
     doc = {"params": params, "fingerprints": fingerprints, "classes": list(ds.classes), "splits": splits}
     doc["key"] = sha256_json({"params": params, "fingerprints": fingerprints})
+    doc["grouping"] = grouping_of(ds)
     return doc
+
+
+def grouping_of(ds: SpectralDataset) -> dict[str, Any]:
+    """How the splits treat repeat acquisitions: by group (how many, and where the groups came from) or not."""
+    if ds.groups is None:
+        return {"grouped": False, "groups": None, "from": None}
+    return {"grouped": True, "groups": int(np.unique(ds.groups).size),
+            "from": str(ds.provenance.get("groups_from", "the data's groups"))}
+
+
+def grouping_text(grouping: dict[str, Any] | None) -> str:
+    """One sentence for tables and logs: how the data were split."""
+    if not grouping or not grouping.get("grouped"):
+        return ("split spectrum by spectrum (no groups): repeat acquisitions of one sample may sit on both sides "
+                "of a split, so these numbers can be optimistic")
+    return f"split by group: {grouping['groups']} groups ({grouping['from']}), never divided between parts"
 
 
 def _load_or_write_splits(out: Path, doc: dict[str, Any], force: bool) -> dict[str, Any]:
@@ -233,6 +250,8 @@ def evaluate(
                     name, X_train=X_tr, y_train=y_tr, X_val=X_va, y_val=y_va, X_test=X_test, n_classes=len(classes)
                 )
             m = classification_metrics(y_test, scores, classes)
+            if ds.groups is not None and protocol != "fixed":
+                m["group_accuracy"], m["test_groups"] = group_accuracy(y_test, scores, ds.groups[_idx(s, "test")])
             m.update(split=s["name"], seconds=time.perf_counter() - t0, **extra)
             per_split.append(m)
             say(f"{name} {s['name']}: accuracy {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} "
@@ -251,7 +270,8 @@ def evaluate(
         merged["models"][name] = {"summary": summary}
         acc = summary["accuracy"]
         say(f"{name}: accuracy {acc['mean']:.4f} +- {acc['std']:.4f} over {len(per_split)} split(s)")
-    merged.update(params=doc["params"], fingerprints=doc["fingerprints"], classes=classes,
+    merged.update(params=doc["params"], grouping=doc.get("grouping", grouping_of(ds)), fingerprints=doc["fingerprints"],
+                  classes=classes,
                   splits_key=doc["key"], train_config=cfg.model_dump(mode="json"))
     merged["data"] = {"source": str(ds.provenance.get("source", "")), "spectra": ds.n_spectra,
                       "points": ds.n_points, "class_counts": ds.class_counts()}
@@ -283,19 +303,22 @@ def results_table(merged: dict[str, Any]) -> str:
     p = merged.get("params", {})
     n_classes = len(merged.get("classes", []))
     tops = [k for k in TOP_K if k > 1 and k < n_classes]
-    head = ["model", "accuracy %", "macro-F1 %", *[f"top-{k} %" for k in tops]]
+    grouped = any("group_accuracy" in r["summary"] for r in merged.get("models", {}).values())
+    head = ["model", "accuracy %", *(["group accuracy %"] if grouped else []), "macro-F1 %",
+            *[f"top-{k} %" for k in tops]]
     if n_classes == 2:
         head += [f"sens. {merged['classes'][1]} %", f"spec. {merged['classes'][1]} %"]
     lines = [
         f"protocol {p.get('protocol')} ({', '.join(f'{k}={v}' for k, v in p.items() if k != 'protocol')}), "
-        f"{merged.get('data', {}).get('spectra')} spectra, {n_classes} classes",
+        f"{merged.get('data', {}).get('spectra')} spectra, {n_classes} classes; {grouping_text(merged.get('grouping'))}",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]
     for name, r in merged.get("models", {}).items():
         s = r["summary"]
-        row = [name, _pm(s.get("accuracy")), _pm(s.get("macro_f1")), *[_pm(s.get(f"top{k}")) for k in tops]]
+        row = [name, _pm(s.get("accuracy")), *([_pm(s.get("group_accuracy"))] if grouped else []),
+               _pm(s.get("macro_f1")), *[_pm(s.get(f"top{k}")) for k in tops]]
         if n_classes == 2:
             pos = merged["classes"][1]
             row += [_pm(s["sensitivity"].get(pos)), _pm(s["specificity"].get(pos))]

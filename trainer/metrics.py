@@ -81,10 +81,32 @@ def _mean_std(values: list[float | None]) -> dict[str, float | None]:
 def aggregate(per_split: list[dict[str, Any]], classes: Sequence[str]) -> dict[str, Any]:
     """Mean and sample standard deviation across splits; per-class numbers too; the summed confusion matrix."""
     out: dict[str, Any] = {"splits": len(per_split)}
-    for key in ("accuracy", "macro_f1", *(f"top{k}" for k in TOP_K)):
+    for key in ("accuracy", "group_accuracy", "macro_f1", *(f"top{k}" for k in TOP_K)):
         if all(key in m for m in per_split):
             out[key] = _mean_std([m[key] for m in per_split])
     for key in ("sensitivity", "specificity"):
         out[key] = {c: _mean_std([m[key].get(c) for m in per_split]) for c in classes}
     out["confusion"] = np.sum([np.asarray(m["confusion"]) for m in per_split], axis=0).tolist()
     return out
+
+
+def group_accuracy(
+    y: NDArray[np.int64], scores: NDArray[np.floating], groups: NDArray[np.str_]
+) -> tuple[float, int]:
+    """Accuracy over groups (samples, patients): each group's prediction is the argmax of its spectra's mean
+    softmax of the scores, its label the label its spectra share (the most common one if they differ).
+
+    Returns:
+        (accuracy, number of groups).
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    s = s - np.max(np.where(np.isfinite(s), s, -np.inf), axis=1, keepdims=True)
+    p = np.where(np.isfinite(s), np.exp(s), 0.0)
+    p /= p.sum(axis=1, keepdims=True)
+    names, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    right = 0
+    for g in range(names.size):
+        rows = np.flatnonzero(inverse == g)
+        label = int(np.bincount(np.asarray(y)[rows]).argmax())
+        right += int(int(p[rows].mean(axis=0).argmax()) == label)
+    return right / max(1, names.size), int(names.size)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from spectral_core.errors import ReaderError
 from spectral_core.io._bwtek import is_bwtek, read_bwtek
@@ -55,6 +56,7 @@ from spectral_core.io._common import (
 )
 from spectral_core.io._folder import DATA_SUFFIXES, read_class_folders
 from spectral_core.io._grid import parse_grid
+from spectral_core.io._groups import FILE_META, parse_grouping, regroup
 from spectral_core.io._jcamp import is_jcamp, jcamp_spectrum, read_jcamp
 from spectral_core.io._labspec import is_labspec, read_labspec
 from spectral_core.io._mat import is_mat, read_mat
@@ -236,7 +238,8 @@ _BY_NAME = {r.name: r for r in READERS}
 _AUTO_TEXT = Reader("delimited", None, (), _read_delimited, _DELIMITED)
 FORMATS = (*_BY_NAME, "folder")
 _FOLDER_SUFFIXES = DATA_SUFFIXES | {s for r in READERS for s in r.suffixes}
-_ALL_OPTIONS = frozenset().union(*(r.options for r in READERS)) | {"pattern", "resample", "max_decompressed_mb"}
+_ALL_OPTIONS = frozenset().union(*(r.options for r in READERS)) | {
+    "pattern", "resample", "max_decompressed_mb", "groups"}
 
 
 def sniff_format(path: str | Path) -> str:
@@ -366,7 +369,16 @@ def read_dataset(path: str | Path, *, data: bytes | None = None, **options: Any)
         raise ReaderError(p, f"unknown reader option(s) {unknown}; known: {sorted(_ALL_OPTIONS | {'format'})}")
     opts = {k: v for k, v in options.items() if v is not None}
     target = None if "resample" not in opts else parse_axis_option(opts.pop("resample"), p)
+    grouping = None if "groups" not in opts else parse_grouping(opts.pop("groups"), p)
+    if grouping is not None and grouping[0] == "column":
+        opts["group_column"] = grouping[1]
+    ds = _read_path(p, data, target, opts)
+    return ds if grouping is None else regroup(ds, grouping[0], grouping[1], p)
 
+
+def _read_path(
+    p: Path, data: bytes | None, target: NDArray[np.float64] | None, opts: dict[str, Any]
+) -> SpectralDataset:
     def read_file(f: Path, file_data: bytes | None = None, **file_opts: Any) -> SpectralDataset:
         ds = _read_file(f, file_data, **file_opts)
         return ds if target is None else resample_dataset(ds, target, f)
@@ -394,7 +406,12 @@ def read_datasets(paths: Sequence[str | Path], **options: Any) -> SpectralDatase
     if not paths:
         raise ReaderError("(no paths)", "no files given")
     names = options.get("class_names")
-    parts = [read_dataset(p, **options) for p in paths]
+    grouping = options.get("groups")
+    kind, arg = parse_grouping(grouping, paths[0]) if grouping is not None else (None, None)
+    per_path = {k: v for k, v in options.items() if k != "groups"}
+    if kind == "column":  # each file's table reader takes it
+        per_path["group_column"] = arg
+    parts = [_with_file(read_dataset(p, **per_path), str(p)) for p in paths]
     if any(d.n_spectra > 1 for d in parts) and all(
         d.groups is not None or not Path(p).is_dir() for p, d in zip(paths, parts, strict=True)
     ):
@@ -402,7 +419,18 @@ def read_datasets(paths: Sequence[str | Path], **options: Any) -> SpectralDatase
         parts = [d if d.groups is not None else _grouped_by_file(d, str(p)) for p, d in zip(paths, parts, strict=True)]
         logger.info("files hold several spectra; each file without a group column is the group of its spectra")
     order = None if names is None else parse_class_names(names, paths[0])
-    return concat_datasets(parts, class_names=order, source=", ".join(str(p) for p in paths))
+    ds = concat_datasets(parts, class_names=order, source=", ".join(str(p) for p in paths))
+    if kind is None or kind == "column":
+        return ds
+    return regroup(ds, kind, arg, ds.provenance.get("source", paths[0]))
+
+
+def _with_file(ds: SpectralDataset, name: str) -> SpectralDataset:
+    """``ds`` with the per-spectrum ``file`` column, when its reader did not set one (a folder sets its own)."""
+    if FILE_META in ds.meta:
+        return ds
+    return make_dataset(name, X=ds.X, axis=ds.axis, y=ds.y, classes=ds.classes, groups=ds.groups,
+                        provenance=ds.provenance, meta={**ds.meta, FILE_META: np.full(ds.n_spectra, name)})
 
 
 def _grouped_by_file(ds: SpectralDataset, name: str) -> SpectralDataset:

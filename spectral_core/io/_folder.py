@@ -21,6 +21,7 @@ import numpy as np
 
 from spectral_core.errors import ReaderError
 from spectral_core.io._common import concat_datasets, make_dataset, parse_class_names
+from spectral_core.io._groups import FILE_META
 from spectral_core.spectrum import SpectralDataset
 
 __all__ = ["DATA_SUFFIXES", "read_class_folders"]
@@ -79,7 +80,8 @@ def read_class_folders(
         parts.append(
             make_dataset(
                 f, X=ds.X, axis=ds.axis, y=np.full(ds.n_spectra, cls_index, dtype=np.int64),
-                classes=tuple(names), groups=groups, provenance=ds.provenance, meta=ds.meta,
+                classes=tuple(names), groups=groups, provenance=ds.provenance,
+                meta={**ds.meta, FILE_META: np.full(ds.n_spectra, f.relative_to(root).as_posix())},
             )
         )
     ds = concat_datasets(parts, class_names=names, source=str(root))
