@@ -10,6 +10,7 @@ dense product for 1000-point spectra and keeps batch work in optimised BLAS.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -86,24 +87,38 @@ class BandedOperator:
         data = np.asarray(csr.data, dtype=np.float64)
         indptr = np.asarray(csr.indptr)
         indices = np.asarray(csr.indices)
-        rows = np.repeat(np.arange(m), np.diff(indptr))
-        rowmax = np.zeros(m)
-        np.maximum.at(rowmax, rows, np.abs(data))
+        counts = np.diff(indptr)
+        rows = np.repeat(np.arange(m), counts)
+        absd = np.abs(data)
+        rowmax = np.ones(m)
+        nonempty = counts > 0
+        if data.size:
+            rowmax[nonempty] = np.maximum.reduceat(absd, indptr[:-1][nonempty])
         rowmax[rowmax == 0] = 1.0
-        keep = np.abs(data) >= tol * rowmax[rows]
-        dropped = np.zeros(m)
-        np.add.at(dropped, rows[~keep], np.abs(data[~keep]))
+        keep = absd >= tol * rowmax[rows]
+        dropped = np.bincount(rows[~keep], weights=absd[~keep], minlength=m)
         self.max_truncated = float(dropped.max()) if m else 0.0
         rows, cols, vals = rows[keep], indices[keep], data[keep]
-        first = np.full(m, n, dtype=np.int64)
-        last = np.full(m, -1, dtype=np.int64)
-        np.minimum.at(first, rows, cols)
-        np.maximum.at(last, rows, cols)
+        kept = np.bincount(rows, minlength=m)
+        ends = np.cumsum(kept)
+        has = kept > 0
+        # column indices are sorted within each row (sum_duplicates sorts them): first and last are the ends
+        first_a = np.full(m, n, dtype=np.int64)
+        last_a = np.full(m, -1, dtype=np.int64)
+        first_a[has] = cols[(ends - kept)[has]]
+        last_a[has] = cols[ends[has] - 1]
+        first, last = first_a.tolist(), last_a.tolist()
         # A block grows to ``block`` rows unless its columns would span more than ``4 * block``: when
         # downsampling a long axis, consecutive rows sit far apart and one wide block would store mostly zeros.
         span_limit = 4 * block
         starts: list[int] = []
         o0 = 0
+        if bool(has.all()) and bool((np.diff(first_a) >= 0).all()) and bool((np.diff(last_a) >= 0).all()):
+            # rows move monotonically along the input (resampling, smoothing): one bisection a block
+            while o0 < m:
+                o1 = max(o0 + 1, bisect.bisect_right(last, first[o0] + span_limit - 1, o0 + 1, min(m, o0 + block)))
+                starts.append(o0)
+                o0 = o1
         while o0 < m:
             lo, hi, o1 = first[o0], last[o0], o0 + 1
             while o1 < m and o1 - o0 < block:
@@ -121,7 +136,7 @@ class BandedOperator:
             o0, o1 = starts[k], starts[k + 1]
             a, b = int(bounds[k]), int(bounds[k + 1])
             if b > a:
-                i0, i1 = int(cols[a:b].min()), int(cols[a:b].max()) + 1
+                i0, i1 = min(first[o0:o1]), max(last[o0:o1]) + 1
             else:
                 i0, i1 = 0, 1
             w = np.zeros((i1 - i0, o1 - o0), dtype=np.float32)
