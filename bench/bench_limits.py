@@ -61,7 +61,7 @@ def _measure(fn: Any, rounds: int) -> tuple[float, float]:
     return statistics.median(times), peak / 2**20
 
 
-def bench_operator(rounds: int) -> list[dict[str, Any]]:
+def bench_operator(rounds: int, dense_max: int) -> list[dict[str, Any]]:
     from spectral_core.linop import BandedOperator
     from spectral_core.preprocess import AxisSpec, PreprocessConfig, Preprocessor, SmoothConfig
 
@@ -72,11 +72,11 @@ def bench_operator(rounds: int) -> list[dict[str, Any]]:
         Preprocessor(cfg).preload()
         for n in (1024, 8192, 65536, 1_000_000):
             src = np.linspace(300.0, 1900.0, n)
-            new_s, new_mb = _measure(lambda: Preprocessor(cfg).output_axis(src), rounds)
+            new_s, new_mb = _measure(lambda c=cfg, a=src: Preprocessor(c).output_axis(a), rounds)
             row: dict[str, Any] = {"targets": targets, "points": n, "sparse_ms": new_s * 1e3, "sparse_peak_mib": new_mb}
-            if n <= 8192:
+            if n <= dense_max:
                 dst = cfg.target_axis.values()  # type: ignore[union-attr]
-                old_s, old_mb = _measure(lambda: BandedOperator(_dense_operator(src, dst)), max(1, rounds // 2))
+                old_s, old_mb = _measure(lambda a=src, d=dst: BandedOperator(_dense_operator(a, d)), max(1, rounds // 2))
                 row.update(dense_ms=old_s * 1e3, dense_peak_mib=old_mb)
             else:
                 row.update(dense_ms=None, dense_peak_mib=targets * n * 8 / 2**20)  # its matrix alone
@@ -171,9 +171,12 @@ def main() -> int:
     ap.add_argument("--model", type=Path, help="an exported ONNX model (default: build a full-size RamanNet)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=3.0, help="baseline period of the concurrency round")
+    ap.add_argument("--dense-max", type=int, default=8192, help="largest axis built the old dense way too")
     ap.add_argument("--skip-daemon", action="store_true")
+    ap.add_argument("--skip-operator", action="store_true")
     args = ap.parse_args()
-    bench_operator(args.rounds)
+    if not args.skip_operator:
+        bench_operator(args.rounds, args.dense_max)
     if not args.skip_daemon:
         model = args.model
         if model is None:

@@ -108,9 +108,11 @@ class BandedOperator:
         first_a[has] = cols[(ends - kept)[has]]
         last_a[has] = cols[ends[has] - 1]
         first, last = first_a.tolist(), last_a.tolist()
-        # A block grows to ``block`` rows unless its columns would span more than ``4 * block``: when
-        # downsampling a long axis, consecutive rows sit far apart and one wide block would store mostly zeros.
-        span_limit = 4 * block
+        # A block grows to ``block`` rows unless its columns would span more than ``4 * block`` (or twice the
+        # widest row): when downsampling a long axis, consecutive rows sit far apart and one wide block would
+        # store mostly zeros; a block of rows about as wide as the widest row stores at most twice the band.
+        widest = int((last_a[has] - first_a[has]).max()) + 1 if has.any() else 1
+        span_limit = max(4 * block, 2 * widest)
         starts: list[int] = []
         o0 = 0
         if bool(has.all()) and bool((np.diff(first_a) >= 0).all()) and bool((np.diff(last_a) >= 0).all()):

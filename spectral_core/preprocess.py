@@ -158,51 +158,112 @@ SPLINE_HALF_WINDOW = 14
 _TARGET_CHUNK = 256  # targets solved together (a (256, 30, 30) float64 system, ~2 MB)
 
 
-def _cubic_weights(
-    src: NDArray[np.float64], dst: NDArray[np.float64]
-) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-    """Local not-a-knot cubic-spline weights: for each target, (window start, weights on ``L`` knots).
+def _interior_weights(
+    x: NDArray[np.float64], jl: NDArray[np.intp], t: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Spline weights of targets whose window lies inside the axis (both ends cut), all at once.
+
+    A cut's boundary condition only reaches the target attenuated, so the natural one (M = 0 at both cut
+    knots) serves: the moment system is then symmetric tridiagonal and diagonally dominant, solved for every
+    target together by the Thomas algorithm (no pivoting needed), a few vector operations per knot.
+    """
+    B, L = x.shape
+    h = np.diff(x, axis=1)  # (B, L-1)
+    rows = np.arange(B)
+    hj = h[rows, jl]
+    a = (x[rows, jl + 1] - t) / hj
+    b = 1.0 - a
+    c = np.zeros((B, L))
+    c[rows, jl] = (a**3 - a) * hj**2 / 6.0
+    c[rows, jl + 1] = (b**3 - b) * hj**2 / 6.0
+    # unknowns M_1 .. M_L-2: diagonal 2 (h_k-1 + h_k), off-diagonal h_k
+    diag = 2.0 * (h[:, :-1] + h[:, 1:])  # index k-1 for knot k
+    off = h[:, 1:-1]  # between knots k and k+1, index k-1
+    K = L - 2
+    cp = np.empty((B, K))
+    dp = np.empty((B, K))
+    denom = diag[:, 0]
+    dp[:, 0] = c[:, 1] / denom
+    for k in range(1, K):
+        cp[:, k - 1] = off[:, k - 1] / denom
+        denom = diag[:, k] - off[:, k - 1] * cp[:, k - 1]
+        dp[:, k] = (c[:, k + 1] - off[:, k - 1] * dp[:, k - 1]) / denom
+    u = np.zeros((B, L))
+    u[:, K] = dp[:, K - 1]
+    for k in range(K - 2, -1, -1):
+        u[:, k + 1] = dp[:, k] - cp[:, k] * u[:, k + 2]
+    g = 6.0 / h
+    w = np.zeros((B, L))
+    w[:, :-1] += u[:, 1:] * g
+    w[:, 1:] += u[:, :-1] * g
+    w[:, 1:-1] -= u[:, 1:-1] * (g[:, :-1] + g[:, 1:])
+    w[rows, jl] += a
+    w[rows, jl + 1] += b
+    return w
+
+
+def _edge_weights(
+    x: NDArray[np.float64], jl: NDArray[np.intp], t: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Spline weights of targets whose window reaches an end of the axis: there the axis' own not-a-knot
+    condition holds, so the window's system is solved in full (few targets: those within the half window of
+    either end).
 
     Moments M (second derivatives) solve T M = R y; the spline on [x_j, x_j+1] at ``a = (x_j+1 - t) / h``,
     ``b = 1 - a`` is ``a y_j + b y_j+1 + h^2 / 6 ((a^3 - a) M_j + (b^3 - b) M_j+1)``, so the weights of one
     target are ``a e_j + b e_j+1 + h^2 / 6 (R^T T^-T ((a^3 - a) e_j + (b^3 - b) e_j+1))``: one small solve each.
     """
-    n, m = src.size, dst.size
-    L = min(n, 2 * SPLINE_HALF_WINDOW + 2)
-    j = np.clip(np.searchsorted(src, dst, side="right") - 1, 0, n - 2)
-    start = np.clip(j - SPLINE_HALF_WINDOW, 0, n - L)
-    weights = np.empty((m, L), dtype=np.float64)
+    B, L = x.shape
     k = np.arange(1, L - 1)
-    for c0 in range(0, m, _TARGET_CHUNK):
-        c1 = min(m, c0 + _TARGET_CHUNK)
-        B = c1 - c0
-        s0 = start[c0:c1]
-        x = src[s0[:, None] + np.arange(L)]  # (B, L) the local knots
-        h = np.diff(x, axis=1)  # (B, L-1)
-        T = np.zeros((B, L, L))
+    weights = np.empty((B, L), dtype=np.float64)
+    for c0 in range(0, B, _TARGET_CHUNK):
+        c1 = min(B, c0 + _TARGET_CHUNK)
+        n_ = c1 - c0
+        xs = x[c0:c1]
+        h = np.diff(xs, axis=1)
+        T = np.zeros((n_, L, L))
         T[:, k, k - 1] = h[:, :-1]
         T[:, k, k] = 2.0 * (h[:, :-1] + h[:, 1:])
         T[:, k, k + 1] = h[:, 1:]
         # not-a-knot: the third derivative is continuous at the second and the second-to-last knot
         T[:, 0, 0], T[:, 0, 1], T[:, 0, 2] = h[:, 1], -(h[:, 0] + h[:, 1]), h[:, 0]
         T[:, -1, -3], T[:, -1, -2], T[:, -1, -1] = h[:, -1], -(h[:, -2] + h[:, -1]), h[:, -2]
-        R = np.zeros((B, L, L))
+        R = np.zeros((n_, L, L))
         R[:, k, k - 1] = 6.0 / h[:, :-1]
         R[:, k, k] = -6.0 / h[:, :-1] - 6.0 / h[:, 1:]
         R[:, k, k + 1] = 6.0 / h[:, 1:]
-        jl = j[c0:c1] - s0
-        rows = np.arange(B)
-        hj = h[rows, jl]
-        a = (x[rows, jl + 1] - dst[c0:c1]) / hj
+        j = jl[c0:c1]
+        rows = np.arange(n_)
+        hj = h[rows, j]
+        a = (xs[rows, j + 1] - t[c0:c1]) / hj
         b = 1.0 - a
-        rhs = np.zeros((B, L))
-        rhs[rows, jl] = (a**3 - a) * hj**2 / 6.0
-        rhs[rows, jl + 1] = (b**3 - b) * hj**2 / 6.0
+        rhs = np.zeros((n_, L))
+        rhs[rows, j] = (a**3 - a) * hj**2 / 6.0
+        rhs[rows, j + 1] = (b**3 - b) * hj**2 / 6.0
         u = np.linalg.solve(np.transpose(T, (0, 2, 1)), rhs[:, :, None])[:, :, 0]
         w = np.einsum("bk,bkl->bl", u, R)
-        w[rows, jl] += a
-        w[rows, jl + 1] += b
+        w[rows, j] += a
+        w[rows, j + 1] += b
         weights[c0:c1] = w
+    return weights
+
+
+def _cubic_weights(
+    src: NDArray[np.float64], dst: NDArray[np.float64]
+) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """Local cubic-spline weights: for each target, (window start, weights on ``L`` consecutive knots)."""
+    n, m = src.size, dst.size
+    L = min(n, 2 * SPLINE_HALF_WINDOW + 2)
+    j = np.clip(np.searchsorted(src, dst, side="right") - 1, 0, n - 2)
+    start = np.clip(j - SPLINE_HALF_WINDOW, 0, n - L)
+    x = src[start[:, None] + np.arange(L)]  # (m, L) the local knots
+    jl = j - start
+    inner = (start > 0) & (start + L < n) & (jl >= 1) & (jl + 1 <= L - 2)
+    weights = np.empty((m, L), dtype=np.float64)
+    if inner.any():
+        weights[inner] = _interior_weights(x[inner], jl[inner], dst[inner])
+    if (~inner).any():
+        weights[~inner] = _edge_weights(x[~inner], jl[~inner], dst[~inner])
     return start, weights
 
 

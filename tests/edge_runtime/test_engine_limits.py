@@ -13,6 +13,7 @@ import pytest
 
 from edge_runtime.engine import MAX_ERROR_BYTES, OUTCOME_ERROR_BYTES, Engine, Frame, Outcome, bounded_text
 from edge_runtime.ledger import Ledger
+from edge_runtime.settings import load_settings
 from edge_runtime.sinks import JsonlSink
 from spectral_core.synth import instrument_axis, synth_dataset
 
@@ -96,3 +97,9 @@ def test_a_50_mb_error_line_is_2_kib_in_the_ledger_and_the_sinks(tmp_path: Path)
     assert len(records[0]["error"].encode()) <= MAX_ERROR_BYTES
     assert (tmp_path / "out.jsonl").stat().st_size < 4 * MAX_ERROR_BYTES
     assert json.loads((tmp_path / "out.jsonl").read_text())["error"] == stored
+
+
+def test_max_points_setting_defaults_to_65536(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings({"model": "m"}).max_points == 65_536
+    monkeypatch.setenv("RAMANEDGE_MAX_POINTS", "20000")
+    assert load_settings({"model": "m"}).max_points == 20_000

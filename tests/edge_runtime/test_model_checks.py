@@ -74,9 +74,11 @@ def test_task_changes_name_what_changed(standin_model: Path) -> None:
 def test_swap_to_another_task_refused_unless_allowed(model: Path, standin_model: Path, tmp_path: Path,
                                                      allow: bool) -> None:
     d = Daemon(load_settings({"model": str(model), "db": str(tmp_path / "r.sqlite"), "http": "off",
-                              "provider": "cpu", "model_poll_s": 0, "allow_task_change": allow}))
+                              "provider": "cpu", "model_poll_s": 0, "allow_task_change": allow,
+                              "max_points": 4096}))
     d.start()
     try:
+        assert d.engine is not None and d.engine.max_points == 4096  # the setting reaches the engine
         new = Engine(standin_model, provider="cpu")
         why = d._check_candidate(new)
         if allow:
