@@ -62,10 +62,9 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
 #: the longest spectrum classified by default, points (the ``max_points`` setting): work and memory per
 #: spectrum grow with its length, so a longer one is refused with a reason before anything is allocated
 MAX_POINTS = 65_536
-#: error text kept in a record (ledger, /results, JSON lines, MQTT), UTF-8 bytes; an outcome itself keeps at
-#: most OUTCOME_ERROR_BYTES (what a quarantine ``.error.json`` may show)
+#: error text kept in a record (ledger, /results, JSON lines, MQTT, the dashboard), UTF-8 bytes; the outcome
+#: keeps the whole reason until it is committed (the drop folder bounds its quarantine ``.error.json`` itself)
 MAX_ERROR_BYTES = 2048
-OUTCOME_ERROR_BYTES = 64 * 1024
 _CUT_NOTE = re.compile(r" \.\.\. \[cut ([\d,]+) bytes\]$")
 
 
@@ -148,7 +147,7 @@ class Outcome:
 
     @classmethod
     def failed(cls, frame: Frame, kind: str, reason: str) -> Outcome:
-        return cls(frame=frame, ok=False, error_kind=kind, error=bounded_text(str(reason), OUTCOME_ERROR_BYTES))
+        return cls(frame=frame, ok=False, error_kind=kind, error=reason)
 
 
 def task_changes(old: ModelContract, new: ModelContract) -> list[str]:
