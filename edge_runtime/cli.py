@@ -1,7 +1,7 @@
 """``ramanedge serve``: flags -> :class:`ServeSettings` -> :class:`Daemon`, with signal handling.
 
 Exit status: 0 after a clean stop (SIGTERM/SIGINT, --count, --duration, sources exhausted), 1 if the worker
-failed, 2 for a start-up error (bad settings, model refused, provider unavailable) via the root CLI.
+failed (e.g. the ledger could not commit) or frames read from a source were not recorded by the drain deadline, 2 for a start-up error (bad settings, model refused, provider unavailable) via the root CLI.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
       help="refuse a model without a passed <model>.validation.json for this exact file")
     a("--threads", type=int, help="onnxruntime intra-op threads (default 1)")
     a("--max-batch", type=int, help="largest micro-batch (default 64)")
+    a("--max-points", type=int, help="longest spectrum classified, points (default 65536); longer: error record")
+    a("--allow-task-change", action="store_const", const=True,
+      help="let a model update change classes, their order, the model axis or the preprocessing")
     a("--queue-size", type=int, help="bounded queue length (default 256)")
     a("--db", help="SQLite ledger (default results.sqlite)")
     a("--ledger-sync", choices=["normal", "full"], help="SQLite synchronous level (default normal)")
@@ -69,7 +72,8 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
     a("--mqtt-key-file", help="private key, PEM, of --mqtt-cert-file")
 
 
-_FIELDS = ("model", "sources", "provider", "require_gpu", "require_validated", "threads", "max_batch", "queue_size",
+_FIELDS = ("model", "sources", "provider", "require_gpu", "require_validated", "threads", "max_batch", "max_points",
+           "allow_task_change", "queue_size",
            "db", "ledger_sync", "jsonl", "http", "max_request_bytes", "count", "duration", "drain_timeout_s",
            "on_done", "settle_s", "poll_s", "watch_events", "watch_readers", "watch_links", "max_file_bytes",
            "max_spectra_per_file", "ready_marker", "model_poll_s", "mqtt",
@@ -116,6 +120,7 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.getLogger(__name__).info("exit %d (%s)", rc, daemon.stop_reason)
     import json
 
-    print(f"ramanedge serve: stopped ({daemon.stop_reason}); {daemon.processed} record(s) committed; "
+    lost = f"; {daemon.unrecorded} frame(s) read but NOT recorded" if daemon.unrecorded else ""
+    print(f"ramanedge serve: stopped ({daemon.stop_reason}); {daemon.processed} record(s) committed{lost}; "
           f"sources: {json.dumps([src.status() for src in daemon.sources])}", file=sys.stderr, flush=True)
     return rc

@@ -7,7 +7,11 @@ once and a burst is classified in a few large batches.
 Shutdown (SIGTERM/SIGINT, ``count``/``duration`` reached, every finite source exhausted): intake stops, the
 queue is drained and committed, then the ledger is closed, all within ``drain_timeout_s``. A dropped file not
 committed by then stays in ``processing/`` and is classified at the next start; any other frame left over is
-recorded as a ``shutdown`` error. Nothing is lost silently.
+recorded as a ``shutdown`` error. When the worker is stalled (or dead) at the deadline, the shutdown takes
+over: the frames in its hands, in the queue and still waiting to be queued are recorded as ``shutdown`` errors
+and whatever the worker finishes afterwards is discarded. Every frame taken in is counted; any that ends
+neither as a record nor as a file still in ``processing/`` is reported (``unrecorded``) and makes the exit
+status non-zero. Nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.engine import Engine, Frame, Outcome, ProviderName
+from edge_runtime.engine import Engine, Frame, Outcome, ProviderName, bounded_text, task_changes
 from edge_runtime.errors import SettingsError
 from edge_runtime.hotswap import ModelWatcher
 from edge_runtime.httpapi import HttpApi
@@ -87,9 +91,22 @@ class Daemon:
         self.started_at = time.monotonic()
         self.ready_s: float | None = None
         self.left_in_processing = 0
+        # Accounting of every frame taken in (files: frames with a content hash, which stay in processing/
+        # when not recorded; others: device and HTTP frames, which only a record accounts for).
+        self._count_lock = threading.Lock()
+        self._taken = {"file": 0, "other": 0}
+        self._recorded = {"file": 0, "other": 0}
+        #: frames taken in that ended neither as a record nor as a file left in processing/ (set by shutdown)
+        self.unrecorded = 0
+        self._commit_lock = threading.Lock()  # one commit at a time; the shutdown takes it to take over
+        self._taken_over = False
+        self._inflight: list[Frame] = []  # the batch the worker holds, until it is committed
+        self._stranded: list[Frame] = []  # frames a source could not queue before the drain deadline
         self.watcher: ModelWatcher | None = None
         self._next_engine: Engine | None = None
         self._swap_lock = threading.Lock()
+        #: (sha256, task changes) of the last candidate checked, for the swap record
+        self._candidate_changes: tuple[str, list[str]] | None = None
         self.model_updates: dict[str, Any] = {"accepted": 0, "rejected": 0, "last_accepted": None,
                                               "last_rejected": None, "pending": None}
         # What the dashboard shows, kept by the worker (the only writer) and read by HTTP threads.
@@ -108,7 +125,8 @@ class Daemon:
         # well under the latency budget at a negligible throughput cost.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         self.engine = Engine(s.model, provider=s.provider, require_gpu=s.require_gpu,
-                             require_validated=s.require_validated, threads=s.threads, max_batch=s.max_batch)
+                             require_validated=s.require_validated, threads=s.threads, max_batch=s.max_batch,
+                             max_points=s.max_points)
         e = self.engine
         try:
             self.ledger = Ledger(s.db, model_sha256=e.model_sha256, preprocess_hash=e.preprocess_hash,
@@ -203,7 +221,8 @@ class Daemon:
             if t_end is not None and time.monotonic() >= t_end:
                 self.stop(f"duration {s.duration:g} s reached")
             elif self._worker_error is not None:
-                self.stop("worker failed")
+                exc = self._worker_error
+                self.stop(bounded_text(f"worker failed: {type(exc).__name__}: {exc}", 512))
             elif self.sources and all(getattr(x, "finished", False) for x in self.sources) and self._q.empty():
                 self.stop("every source finished")
         return self.shutdown()
@@ -225,6 +244,8 @@ class Daemon:
         self._intake_closed.set()
         if self._worker is not None:
             self._worker.join(max(0.0, self._drain_deadline - time.monotonic()) + 1.0)
+            if self._worker.is_alive() or self._worker_error is not None or not self._q.empty() or self._stranded:
+                self._take_over()
         if self.http is not None:
             self.http.stop()
         if self.sink is not None:
@@ -236,30 +257,103 @@ class Daemon:
             self.sink.close()
         if self.ledger is not None:
             self.ledger.close()
+        with self._count_lock:
+            self.unrecorded = self._taken["other"] - self._recorded["other"]
+            self.left_in_processing = self._taken["file"] - self._recorded["file"]
         logger.info("stopped after %.3f s; %d record(s) this run", time.monotonic() - t0, self.processed)
-        return 1 if self._worker_error is not None else 0
+        if self.unrecorded:
+            logger.critical("%d frame(s) read from the sources were NOT recorded (drain deadline %g s passed)",
+                            self.unrecorded, self.settings.drain_timeout_s)
+        if self.left_in_processing:
+            logger.warning("%d dropped file(s) not recorded stay in processing/ for the next start",
+                           self.left_in_processing)
+        return 1 if self._worker_error is not None or self.unrecorded else 0
+
+    def _take_over(self) -> None:
+        """The worker missed the drain deadline (stalled) or died: record what it and the queue still hold.
+
+        Holding the commit lock, the frames in the worker's hands, in the queue and stranded at the sources are
+        recorded as ``shutdown`` errors (dropped files stay in processing/ for the next start); a batch the
+        worker finishes afterwards is discarded, since its frames already have their records.
+        """
+        budget = max(0.5, (self._drain_deadline or 0.0) - time.monotonic())
+        if not self._commit_lock.acquire(timeout=budget):  # the worker is stuck inside a commit (the ledger)
+            logger.critical("the worker holds the ledger past the drain deadline; its frames cannot be recorded")
+            return
+        try:
+            self._taken_over = True
+            left = list(self._inflight)
+            self._inflight = []
+            while True:
+                try:
+                    left.append(self._q.get_nowait())
+                except queue.Empty:
+                    break
+            with self._count_lock:
+                left.extend(self._stranded)
+                self._stranded.clear()
+            keep = [f for f in left if f.content_sha256 is None]
+            if self._worker is not None and self._worker.is_alive():
+                why = f"the worker is stalled past the drain deadline ({self.settings.drain_timeout_s:g} s)"
+            else:
+                why = "the worker failed"
+            reason = f"daemon stopped before classification: {why}"
+            if keep:
+                try:
+                    self._commit_locked([Outcome.failed(f, "shutdown", reason) for f in keep])
+                except (sqlite3.Error, OSError) as exc:
+                    logger.critical("recording %d frame(s) as shutdown errors failed: %s", len(keep), exc)
+                    return
+            logger.warning("%s: %d frame(s) recorded as shutdown errors, %d file(s) left in processing/",
+                           why, len(keep), len(left) - len(keep))
+        finally:
+            self._commit_lock.release()
 
     # -- intake --------------------------------------------------------------------------------------
 
+    def _count_in(self, frame: Frame) -> None:
+        with self._count_lock:
+            self._taken["file" if frame.content_sha256 is not None else "other"] += 1
+
+    def _prepare(self, frame: Frame) -> None:
+        """In the source's (or HTTP request's) own thread: build the operator for a new axis before queueing,
+        so a long spectrum on an unseen axis never holds up the worker and every other source behind it."""
+        engine = self.engine
+        if engine is None or frame.error is not None or frame.axis is None:
+            return
+        try:
+            engine.prepare_frame(frame)
+        except Exception as exc:  # only a head start: the worker meets the same problem and records it
+            logger.debug("preparing %s from %s: %s", frame.ref, frame.source, exc)
+
     def _submit(self, frame: Frame) -> None:
         """For sources: queue a frame, waiting while the queue is full (back-pressure)."""
+        self._count_in(frame)
+        self._prepare(frame)
         while True:
             try:
                 self._q.put(frame, timeout=0.2)
                 return
             except queue.Full:
-                if self._worker is None or not self._worker.is_alive():
-                    logger.error("worker is gone; frame %s from %s cannot be queued", frame.ref, frame.source)
+                late = self._drain_deadline is not None and time.monotonic() > self._drain_deadline
+                if late or self._worker is None or not self._worker.is_alive():
+                    # recorded as a shutdown error (or counted as unrecorded) when the daemon stops
+                    logger.error("frame %s from %s cannot be queued (worker %s)", frame.ref, frame.source,
+                                 "past the drain deadline" if late else "gone")
+                    with self._count_lock:
+                        self._stranded.append(frame)
                     return
 
     def offer(self, frame: Frame, timeout_s: float) -> bool:
         """For HTTP: queue a frame unless intake is closed or the queue stays full for ``timeout_s``."""
         if not self._intake_open or self._stop.is_set():
             return False
+        self._prepare(frame)
         try:
             self._q.put(frame, timeout=timeout_s)
         except queue.Full:
             return False
+        self._count_in(frame)
         return True
 
     # -- the worker ----------------------------------------------------------------------------------
@@ -281,6 +375,9 @@ class Daemon:
                         batch.append(self._q.get_nowait())
                     except queue.Empty:
                         break
+                self._inflight = batch
+                if self._taken_over:
+                    return
                 if self._drain_deadline is not None and time.monotonic() > self._drain_deadline:
                     self._abandon(batch)
                     return
@@ -298,6 +395,15 @@ class Daemon:
         self._commit(outcomes)
 
     def _commit(self, outcomes: list[Outcome]) -> None:
+        """The worker's commit of a batch (discarded when the shutdown took over: those frames are recorded)."""
+        with self._commit_lock:
+            if self._taken_over:
+                logger.warning("a batch of %d the stalled worker finished after the drain deadline is discarded "
+                               "(recorded as shutdown errors)", len(outcomes))
+                return
+            self._commit_locked(outcomes)
+
+    def _commit_locked(self, outcomes: list[Outcome]) -> None:
         ledger = self.ledger
         if ledger is None:
             raise RuntimeError("daemon not started")
@@ -307,9 +413,14 @@ class Daemon:
                 break
             except sqlite3.OperationalError as exc:
                 if attempt == _COMMIT_RETRIES - 1:
+                    logger.critical("ledger commit failed %d times, giving up: %s", _COMMIT_RETRIES, exc)
                     raise
                 logger.error("ledger commit failed (%s); retrying", exc)
                 time.sleep(0.2 * (attempt + 1))
+        self._inflight = []
+        with self._count_lock:
+            for o in outcomes:
+                self._recorded["file" if o.frame.content_sha256 is not None else "other"] += 1
         if self.sink is not None:
             self.sink.write(records)
         if self.metrics is not None:
@@ -359,12 +470,17 @@ class Daemon:
             provider = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda",
                         "CPUExecutionProvider": "cpu"}.get(e.provider, s.provider)  # type: ignore[assignment]
         return Engine(path, provider=provider, require_gpu=s.require_gpu, require_validated=s.require_validated,
-                      threads=s.threads, max_batch=s.max_batch)
+                      threads=s.threads, max_batch=s.max_batch, max_points=s.max_points)
 
     def _check_candidate(self, new: Engine) -> str | None:
         """None when ``new`` can classify what the configured sources deliver, else the reason it cannot."""
         if self.engine is not None and new.provider != self.engine.provider:
             return f"runs on {new.provider}, the model in service on {self.engine.provider}"
+        changes = [] if self.engine is None else task_changes(self.engine.contract, new.contract)
+        with self._swap_lock:
+            self._candidate_changes = (new.model_sha256, changes)
+        if changes and not self.settings.allow_task_change:
+            return "changes the task (refused without --allow-task-change): " + "; ".join(changes)
         for src in self.sources:
             axis = getattr(src, "axis", None)
             if axis is not None:
@@ -383,7 +499,10 @@ class Daemon:
     def _reject_engine(self, sha: str | None, reason: str) -> None:
         with self._swap_lock:
             self.model_updates["rejected"] += 1
-            self.model_updates["last_rejected"] = {"sha256": sha, "reason": reason, "at": time.time()}
+            cand = self._candidate_changes
+            changes = cand[1] if cand is not None and cand[0] == sha else None
+            self.model_updates["last_rejected"] = {"sha256": sha, "reason": bounded_text(reason, 2048),
+                                                   "changes": changes, "at": time.time()}
         if self.metrics is not None:
             self.metrics.model_update(False, reason)
 
@@ -403,13 +522,15 @@ class Daemon:
             self.metrics.set_info({"model": new.model_path.name, "model_sha256": new.model_sha256,
                                    "provider": new.provider, "preprocess_hash": new.preprocess_hash})
             self.metrics.model_update(True, "")
+        changes = [] if old is None else task_changes(old.contract, new.contract)
         with self._swap_lock:
             self.model_updates["accepted"] += 1
             self.model_updates["last_accepted"] = {"sha256": new.model_sha256, "at": time.time(),
-                                                   "previous": old.model_sha256 if old else None}
-        logger.warning("model swapped: sha256 %s -> %s (%s, %d classes)",
+                                                   "previous": old.model_sha256 if old else None,
+                                                   "changes": changes}
+        logger.warning("model swapped: sha256 %s -> %s (%s, %d classes)%s",
                        old.model_sha256[:12] if old else "-", new.model_sha256[:12], new.model_path.name,
-                       len(new.classes))
+                       len(new.classes), "; TASK CHANGED: " + "; ".join(changes) if changes else "")
 
     def _abandon(self, first: list[Frame]) -> None:
         """Drain deadline passed: leave dropped files for the next start, record the rest as errors."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from numpy.typing import NDArray
 from edge_runtime.errors import ModelRefusedError, ProviderError, SelfTestError
 from spectral_core.contract import ModelContract
 from spectral_core.errors import ContractError, PreprocessError, RamanEdgeError
-from spectral_core.hashing import sha256_file
+from spectral_core.hashing import sha256_arrays, sha256_file
 from spectral_core.openset import cosine_distances, flag_unknown
 from spectral_core.preprocess import AxisSpec, PreprocessConfig, Preprocessor
 
@@ -33,12 +34,16 @@ if TYPE_CHECKING:
     from edge_runtime.ledger import LedgerEntry
 
 __all__ = [
+    "MAX_ERROR_BYTES",
+    "MAX_POINTS",
     "PROVIDERS",
     "Engine",
     "Frame",
     "Outcome",
     "ProviderName",
+    "bounded_text",
     "find_validation_report",
+    "task_changes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,6 +59,35 @@ GPU_PROVIDERS = frozenset({"TensorrtExecutionProvider", "CUDAExecutionProvider"}
 # shape at start-up and on every new batch size, seconds each, for no gain on a model this small.
 AUTO_ORDER = ("cuda", "cpu")
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
+#: the longest spectrum classified by default, points (the ``max_points`` setting): work and memory per
+#: spectrum grow with its length, so a longer one is refused with a reason before anything is allocated
+MAX_POINTS = 65_536
+#: error text kept in a record (ledger, /results, JSON lines, MQTT, the dashboard), UTF-8 bytes; the outcome
+#: keeps the whole reason until it is committed (the drop folder bounds its quarantine ``.error.json`` itself)
+MAX_ERROR_BYTES = 2048
+_CUT_NOTE = re.compile(r" \.\.\. \[cut ([\d,]+) bytes\]$")
+
+
+def bounded_text(text: str, limit: int = MAX_ERROR_BYTES) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, saying how much was cut (``... [cut 1,234 bytes]``).
+
+    A reason built from hostile input (a 50 MB line quoted in a parser error) must not travel whole into the
+    ledger, the sinks and every dashboard poll.
+    """
+    if len(text) * 4 <= limit:  # at most 4 bytes a character: certainly short enough
+        return text
+    raw = text.encode("utf-8", errors="surrogateescape")
+    if len(raw) <= limit:
+        return text
+    earlier = 0
+    m = _CUT_NOTE.search(text[-64:])
+    if m is not None:  # cut again (an outcome's 64 KiB, then a record's 2 KiB): the note counts both cuts
+        earlier = int(m.group(1).replace(",", ""))
+        raw = raw[: len(raw) - len(m.group(0).encode())]
+    keep = limit - 40  # room for the note
+    head = raw[:keep].decode("utf-8", errors="ignore")  # a character split by the cut is dropped whole
+    cut = len(raw) - len(head.encode("utf-8", errors="surrogateescape")) + earlier
+    return f"{head} ... [cut {cut:,} bytes]"
 
 
 @dataclass
@@ -114,6 +148,24 @@ class Outcome:
     @classmethod
     def failed(cls, frame: Frame, kind: str, reason: str) -> Outcome:
         return cls(frame=frame, ok=False, error_kind=kind, error=reason)
+
+
+def task_changes(old: ModelContract, new: ModelContract) -> list[str]:
+    """What a model swap would change in the task served (empty: the same task), in words."""
+    out: list[str] = []
+    if list(old.classes) != list(new.classes):
+        if sorted(old.classes) == sorted(new.classes):
+            out.append(f"class order {old.classes} -> {new.classes}")
+        else:
+            added = [c for c in new.classes if c not in old.classes]
+            removed = [c for c in old.classes if c not in new.classes]
+            out.append(f"classes {old.classes} -> {new.classes} (added {added}, removed {removed})")
+    a, b = old.axis_array(), new.axis_array()
+    if a.shape != b.shape or not np.allclose(a, b, rtol=0, atol=1e-6):
+        out.append(f"model axis {a.size} points {a[0]:g}-{a[-1]:g} cm^-1 -> {b.size} points {b[0]:g}-{b[-1]:g} cm^-1")
+    if old.preprocess_hash != new.preprocess_hash:
+        out.append(f"preprocessing {old.preprocess_hash[:12]} -> {new.preprocess_hash[:12]}")
+    return out
 
 
 def find_validation_report(model: Path) -> Path | None:
@@ -177,6 +229,8 @@ class Engine:
         max_batch: largest batch sent to the session at once (TensorRT profile upper bound too).
         axis_tolerance: cm^-1 at each end a spectrum's range may fall short of the model axis (edge filled
             from the nearest measured point, recorded as ``axis_edge_fill_cm1``); None: the contract's.
+        max_points: longest spectrum accepted, points; a longer one is an error record, refused before any
+            work or allocation that grows with its length.
     """
 
     def __init__(
@@ -190,6 +244,7 @@ class Engine:
         max_batch: int = 64,
         self_test: bool = True,
         axis_tolerance: float | None = None,
+        max_points: int = MAX_POINTS,
     ) -> None:
         t0 = time.monotonic()
         self.model_path = Path(model)
@@ -198,6 +253,7 @@ class Engine:
         if provider not in ("auto", *PROVIDERS):
             raise ProviderError(f"unknown provider {provider!r}; choose auto, cpu, cuda or tensorrt")
         self.max_batch = max(1, int(max_batch))
+        self.max_points = max(2, int(max_points))
         self.model_sha256 = sha256_file(self.model_path)
         self.validation_report: Path | None = None
         if require_validated:
@@ -223,7 +279,7 @@ class Engine:
             self._serving_config(), skip=self.contract.in_graph_steps, axis_tolerance=self.axis_tolerance
         )
         self._dtype = np.float16 if self.contract.input_dtype == "float16" else np.float32
-        self._axis_ok: dict[bytes, str | None] = {}
+        self._axis_ok: dict[str, str | None] = {}
         names = self.contract.output_names
         self._outputs = [names["probabilities"]]
         self._emb_name = names.get("embedding") if self.contract.open_set is not None else None
@@ -338,7 +394,16 @@ class Engine:
             raise ContractError(
                 f"model input {inp.name!r} has shape {shape}; the contract needs [batch, {c.n_points}]"
             )
-        outputs = {o.name for o in self.session.get_outputs()}
+        out_meta = {o.name: o for o in self.session.get_outputs()}
+        outputs = set(out_meta)
+        prob = out_meta.get(c.output_names["probabilities"])
+        if prob is not None:
+            pshape = list(prob.shape)
+            if len(pshape) != 2 or (isinstance(pshape[1], int) and pshape[1] != len(c.classes)):
+                raise ContractError(
+                    f"model output {prob.name!r} has shape {pshape}; the contract lists {len(c.classes)} classes "
+                    f"({c.classes}), so it must be [batch, {len(c.classes)}]"
+                )
         need = {c.output_names["probabilities"]}
         if c.open_set is not None:
             need.add(c.output_names.get("embedding", "embedding"))
@@ -375,10 +440,14 @@ class Engine:
     def self_test(self) -> None:
         """Check the model reproduces the exporter's probabilities on the contract's reference spectra."""
         ref = self.contract.reference
+        k = len(self.classes)
         if ref is None:
             logger.warning("the contract carries no reference spectra: self-test skipped")
             x = np.zeros((1, self.contract.n_points), dtype=self._dtype)
-            self.infer(x)  # still load kernels now rather than on the first real spectrum
+            p0, _ = self.infer(x)  # still load kernels now rather than on the first real spectrum
+            if p0.shape[1] != k:
+                raise SelfTestError(f"self-test: the model gives {p0.shape[1]} probabilities, the contract lists "
+                                    f"{k} classes")
             return
         x = np.asarray(ref.inputs, dtype=self._dtype)
         want = np.asarray(ref.probabilities, dtype=np.float64)
@@ -386,6 +455,9 @@ class Engine:
             got, _ = self.infer(x)
         except (RamanEdgeError, RuntimeError, ValueError) as exc:
             raise SelfTestError(f"self-test: the model failed on its reference spectra: {exc}") from None
+        if got.ndim != 2 or got.shape[1] != k:
+            raise SelfTestError(f"self-test: the model gives {got.shape[-1]} probabilities per spectrum, the "
+                                f"contract lists {k} classes")
         if got.shape != want.shape:
             raise SelfTestError(f"self-test: probabilities of shape {got.shape}, reference {want.shape}")
         err = float(np.max(np.abs(got - want)))
@@ -394,10 +466,40 @@ class Engine:
                 f"self-test: max |p - p_ref| = {err:.3g} exceeds {ref.atol:g} on {self.provider} "
                 f"({x.shape[0]} reference spectra)"
             )
+        self._check_reference_names(got, want)
         if x.shape[0] < self.max_batch:
             # warm both the single-spectrum and the batched paths before the first real spectrum
             self.infer(np.repeat(x[:1], min(self.max_batch, 8), axis=0))
         logger.info("self-test passed on %d reference spectra (max abs error %.2g)", x.shape[0], err)
+
+    def _check_reference_names(self, got: NDArray[np.float32], want: NDArray[np.float64]) -> None:
+        """The predicted class NAMES of the reference spectra must be those the exporter recorded.
+
+        Probabilities alone cannot catch a contract whose class list was reordered: the same columns then
+        carry other names. Only clear winners are compared (top two more than ``atol`` apart), so a near-tie
+        that flips between providers is no failure.
+        """
+        ref = self.contract.reference
+        if ref is None or ref.predicted_classes is None:
+            return
+        names = ref.predicted_classes
+        if len(names) != got.shape[0]:
+            raise SelfTestError(f"self-test: {len(names)} expected class names for {got.shape[0]} reference spectra")
+        top2 = np.sort(want, axis=1)[:, -2:] if want.shape[1] > 1 else np.zeros((want.shape[0], 2))
+        clear = (top2[:, 1] - top2[:, 0]) > ref.atol
+        pred = [self.classes[int(i)] for i in np.argmax(got, axis=1)]
+        wrong = [(i, pred[i], names[i]) for i in range(len(names)) if clear[i] and pred[i] != names[i]]
+        if wrong:
+            i, p, w = wrong[0]
+            raise SelfTestError(
+                f"self-test: {len(wrong)} reference spectrum/spectra predicted as the wrong class name "
+                f"(spectrum {i}: {p!r}, expected {w!r}): the contract's class list does not match the model"
+            )
+
+    def _size_error(self, n: int) -> str | None:
+        if n > self.max_points:
+            return f"spectrum of {n:,} points exceeds the limit of {self.max_points:,} points (max_points)"
+        return None
 
     def prepare(self, axis: NDArray[np.float64]) -> str | None:
         """Build (and cache) the preprocessing operator for a source axis ahead of its first spectrum.
@@ -405,15 +507,26 @@ class Engine:
         Returns:
             None when spectra on ``axis`` can be classified, else the reason they cannot.
         """
+        too_long = self._size_error(int(np.size(axis)))
+        if too_long is not None:
+            return too_long
         a = np.asarray(axis, dtype=np.float64)
         reason = self._axis_error(a)
         if reason is None:
             self.preprocessor.transform_rows(np.ones((1, a.size), dtype=np.float32) + np.arange(a.size) % 3, a)
         return reason
 
+    def prepare_frame(self, frame: Frame) -> None:
+        """Build the operator for a frame's axis in the caller's thread (sources, HTTP requests), so the worker
+        only applies cached operators. Frames the engine will refuse anyway (too long, malformed) are left
+        alone: the worker records why."""
+        if frame.error is not None or self._frame_problem(frame) is not None:
+            return
+        self.prepare(np.asarray(frame.axis, dtype=np.float64))
+
     def _axis_error(self, axis: NDArray[np.float64]) -> str | None:
         """None when spectra on ``axis`` preprocess onto the model axis, else the reason (cached)."""
-        key = axis.tobytes()
+        key = sha256_arrays(axis)  # not the bytes themselves: a 65,536-point axis is a 512 KiB key
         if key in self._axis_ok:
             return self._axis_ok[key]
         reason: str | None
@@ -449,13 +562,23 @@ class Engine:
             groups.setdefault(key, []).append(i)
             axes.setdefault(key, ax)
         for key, idx in groups.items():
-            self._classify_group([frames[i] for i in idx], axes[key], idx, out)
+            group = [frames[i] for i in idx]
+            try:
+                self._classify_group(group, axes[key], idx, out)
+            except Exception as exc:  # MemoryError included: one group's failure is its frames' error records
+                logger.error("classifying %d spectrum/spectra failed: %s", len(group), exc, exc_info=True)
+                reason = bounded_text(f"internal error: {type(exc).__name__}: {exc}", 512)
+                for i, f in zip(idx, group, strict=True):
+                    out[i] = Outcome.failed(f, "internal", reason)
         return [out[i] for i in range(len(frames))]
 
-    @staticmethod
-    def _frame_problem(f: Frame) -> str | None:
+    def _frame_problem(self, f: Frame) -> str | None:
         if f.axis is None or f.intensities is None:
             return "no spectrum in the input"
+        # the size first, from the shapes alone: nothing that grows with the length is allocated before it
+        too_long = self._size_error(max(int(np.size(f.axis)), int(np.size(f.intensities))))
+        if too_long is not None:
+            return too_long
         try:
             a = np.asarray(f.axis, dtype=np.float64)
             x = np.asarray(f.intensities, dtype=np.float64)
@@ -505,6 +628,11 @@ class Engine:
                     out[idx[k]] = Outcome.failed(frames[k], "inference", str(exc))
                 continue
             t_inf = time.perf_counter() - t1
+            if probs.ndim != 2 or probs.shape[1] != len(self.classes):
+                why = f"the model gave {probs.shape[-1]} probabilities for {len(self.classes)} classes"
+                for k in chunk:
+                    out[idx[k]] = Outcome.failed(frames[k], "inference", why)
+                continue
             pred = np.argmax(probs, axis=1).astype(np.int64)
             unknown: NDArray[np.bool_] | None = None
             dist: NDArray[np.float64] | None = None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from edge_runtime.engine import Outcome
+from edge_runtime.engine import Outcome, bounded_text
 
 __all__ = ["SCHEMA_VERSION", "Ledger", "LedgerEntry"]
 
@@ -198,7 +198,7 @@ class Ledger:
             None if o.unknown is None else int(o.unknown),
             o.open_set_distance,
             o.error_kind,
-            o.error,
+            None if o.error is None else bounded_text(o.error),
             f.acquired_at,
             now_wall - total,
             now_wall,
@@ -252,7 +252,7 @@ class Ledger:
                     o.completed_at = now_wall
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
         records = []
         for o, row in zip(outcomes, rows, strict=True):
@@ -299,7 +299,7 @@ class Ledger:
                 con.executemany("DELETE FROM outbox WHERE id = ?", [(int(i),) for i in ids])
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
 
     def count(self) -> int:
@@ -321,6 +321,21 @@ class Ledger:
         con = getattr(self._local, "con", None)
         if con is not None:
             con.close()
+
+
+def _rollback(con: sqlite3.Connection) -> None:
+    """Roll back after a failed statement without hiding why it failed.
+
+    SQLite ends the transaction itself on some errors (SQLITE_FULL on a full disk, SQLITE_IOERR): a ROLLBACK
+    then raises "cannot rollback - no transaction is active", which replaced the real error in the log.
+    The caller re-raises the original error; a failure of the rollback itself is only logged.
+    """
+    if not con.in_transaction:
+        return
+    try:
+        con.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        logger.error("ledger rollback after a failed transaction: %s", exc)
 
 
 def _as_record(

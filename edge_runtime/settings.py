@@ -50,6 +50,14 @@ class ServeSettings(BaseSettings):
     require_validated: bool = False
     threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads")
     max_batch: int = Field(default=64, ge=1, le=4096, description="largest micro-batch, spectra")
+    max_points: int = Field(
+        default=65_536, ge=2, le=16_777_216,
+        description="longest spectrum classified, points; a longer one from any source is an error record",
+    )
+    allow_task_change: bool = Field(
+        default=False,
+        description="let a hot swap change the task (class names or order, model axis, preprocessing)",
+    )
     queue_size: int = Field(default=256, ge=1, description="bounded queue between sources and the engine")
     db: Path = Field(default=Path("results.sqlite"), description="the SQLite ledger")
     ledger_sync: Literal["normal", "full"] = "normal"

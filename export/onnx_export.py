@@ -312,7 +312,7 @@ def export_run(
             update={
                 "reference": ReferenceSpectra(
                     inputs=ref_x.astype(np.float64).tolist(), probabilities=ref_prob.astype(np.float64).tolist(),
-                    atol=atol,
+                    atol=atol, predicted_classes=[contract.classes[int(i)] for i in np.argmax(got[0], axis=1)],
                 ),
                 "package_version": _package_version(),
                 # the run's own time, not the export's: the same run exported twice gives the same bytes

@@ -46,6 +46,10 @@ class ReferenceSpectra(BaseModel):
     inputs: list[list[float]]
     probabilities: list[list[float]]
     atol: float = 1e-3
+    #: the class name the exported model predicts for each reference spectrum (absent in older contracts):
+    #: the runtime checks its predictions by name, so a contract whose class list was reordered or edited
+    #: fails the self-test even though the probabilities still match
+    predicted_classes: list[str] | None = None
 
 
 class ModelContract(BaseModel):

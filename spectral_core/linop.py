@@ -10,10 +10,15 @@ dense product for 1000-point spectra and keeps batch work in optimised BLAS.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
 
 __all__ = ["BandedOperator"]
 
@@ -63,6 +68,85 @@ class BandedOperator:
             blocks.append(_Block(o0, o1, i0, i1, np.ascontiguousarray(w)))
         self._blocks = tuple(blocks)
         self.nnz_band = int(sum(b.weights_t.size for b in blocks))
+
+    @classmethod
+    def from_sparse(
+        cls, matrix: csr_matrix, *, tol: float = 1e-9, block: int = 32, row_chunk: int = 256
+    ) -> BandedOperator:
+        """Build from a sparse (CSR) operator without ever forming it densely.
+
+        Memory is the stored band: for each block of ``block`` output rows, the span of input columns its
+        rows touch. Same truncation rule as the dense constructor.
+        """
+        csr = matrix.tocsr()
+        csr.sum_duplicates()
+        m, n = (int(v) for v in csr.shape)
+        self = cls.__new__(cls)
+        self.shape = (m, n)
+        self.row_chunk = max(1, int(row_chunk))
+        data = np.asarray(csr.data, dtype=np.float64)
+        indptr = np.asarray(csr.indptr)
+        indices = np.asarray(csr.indices)
+        counts = np.diff(indptr)
+        rows = np.repeat(np.arange(m), counts)
+        absd = np.abs(data)
+        rowmax = np.ones(m)
+        nonempty = counts > 0
+        if data.size:
+            rowmax[nonempty] = np.maximum.reduceat(absd, indptr[:-1][nonempty])
+        rowmax[rowmax == 0] = 1.0
+        keep = absd >= tol * rowmax[rows]
+        dropped = np.bincount(rows[~keep], weights=absd[~keep], minlength=m)
+        self.max_truncated = float(dropped.max()) if m else 0.0
+        rows, cols, vals = rows[keep], indices[keep], data[keep]
+        kept = np.bincount(rows, minlength=m)
+        ends = np.cumsum(kept)
+        has = kept > 0
+        # column indices are sorted within each row (sum_duplicates sorts them): first and last are the ends
+        first_a = np.full(m, n, dtype=np.int64)
+        last_a = np.full(m, -1, dtype=np.int64)
+        first_a[has] = cols[(ends - kept)[has]]
+        last_a[has] = cols[ends[has] - 1]
+        first, last = first_a.tolist(), last_a.tolist()
+        # A block grows to ``block`` rows unless its columns would span more than ``4 * block`` (or twice the
+        # widest row): when downsampling a long axis, consecutive rows sit far apart and one wide block would
+        # store mostly zeros; a block of rows about as wide as the widest row stores at most twice the band.
+        widest = int((last_a[has] - first_a[has]).max()) + 1 if has.any() else 1
+        span_limit = max(4 * block, 2 * widest)
+        starts: list[int] = []
+        o0 = 0
+        if bool(has.all()) and bool((np.diff(first_a) >= 0).all()) and bool((np.diff(last_a) >= 0).all()):
+            # rows move monotonically along the input (resampling, smoothing): one bisection a block
+            while o0 < m:
+                o1 = max(o0 + 1, bisect.bisect_right(last, first[o0] + span_limit - 1, o0 + 1, min(m, o0 + block)))
+                starts.append(o0)
+                o0 = o1
+        while o0 < m:
+            lo, hi, o1 = first[o0], last[o0], o0 + 1
+            while o1 < m and o1 - o0 < block:
+                lo2, hi2 = min(lo, first[o1]), max(hi, last[o1])
+                if hi2 - lo2 + 1 > span_limit and hi >= lo:
+                    break
+                lo, hi, o1 = lo2, hi2, o1 + 1
+            starts.append(o0)
+            o0 = o1
+        starts.append(m)
+        # entries are ordered by row (CSR), so each block of rows is one contiguous slice
+        bounds = np.searchsorted(rows, starts)
+        blocks: list[_Block] = []
+        for k in range(len(starts) - 1):
+            o0, o1 = starts[k], starts[k + 1]
+            a, b = int(bounds[k]), int(bounds[k + 1])
+            if b > a:
+                i0, i1 = min(first[o0:o1]), max(last[o0:o1]) + 1
+            else:
+                i0, i1 = 0, 1
+            w = np.zeros((i1 - i0, o1 - o0), dtype=np.float32)
+            w[cols[a:b] - i0, rows[a:b] - o0] = vals[a:b]
+            blocks.append(_Block(o0, o1, i0, i1, w))
+        self._blocks = tuple(blocks)
+        self.nnz_band = int(sum(b.weights_t.size for b in blocks))
+        return self
 
     def apply(self, X: NDArray[np.floating]) -> NDArray[np.float32]:
         """Apply to a batch ``X`` of shape (batch, n); returns float32 (batch, m)."""

@@ -86,7 +86,8 @@ def build_model(path: Path, *, n_classes: int = N_CLASSES, seed: int = 1) -> Pat
         preprocess=cfg,
         preprocess_hash=cfg.hash(),
         open_set=OpenSet(centroids=centroids.tolist(), thresholds=thresholds),
-        reference=ReferenceSpectra(inputs=ref_x.tolist(), probabilities=p.tolist(), atol=1e-3),
+        reference=ReferenceSpectra(inputs=ref_x.tolist(), probabilities=p.tolist(), atol=1e-3,
+                                   predicted_classes=[ds.classes[int(i)] for i in np.argmax(p, axis=1)]),
         opset=17,
     )
     for k, v in contract.to_metadata().items():

@@ -100,7 +100,7 @@ def test_good_model_swapped_mid_stream_bad_ones_rejected(model: Path, standin_mo
         "probabilities": [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]], "atol": 1e-3}})
     db = tmp_path / "r.sqlite"
     d = serve(["--model", str(served), "--db", str(db), "--http", "127.0.0.1:0", "--provider", "cpu",
-               "--model-poll", "0.2", "--settle", "0.2"]).wait_ready()
+               "--model-poll", "0.2", "--settle", "0.2", "--allow-task-change"]).wait_ready()
     assert d.url is not None
     poster = Poster(d.url)
     poster.start()
@@ -128,6 +128,7 @@ def test_good_model_swapped_mid_stream_bad_ones_rejected(model: Path, standin_mo
     assert status == 200 and ready["model"]["model_sha256"] == new_sha, "the good model keeps serving"
     upd = ready["model_updates"]
     assert upd["accepted"] == 1 and upd["last_accepted"]["previous"] == old_sha
+    assert any(c.startswith("model axis 300 points") for c in upd["last_accepted"]["changes"]), upd
     assert "self-test" in upd["last_rejected"]["reason"]
     assert 'ramanedge_model_updates_total{result="rejected"} 2' in metrics
     assert 'ramanedge_model_updates_total{result="accepted"} 1' in metrics
