@@ -31,6 +31,8 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
     a("--threads", type=int, help="onnxruntime intra-op threads (default 1)")
     a("--max-batch", type=int, help="largest micro-batch (default 64)")
     a("--max-points", type=int, help="longest spectrum classified, points (default 65536); longer: error record")
+    a("--axis-tolerance", dest="axis_tolerance_cm1", type=float,
+      help="cm^-1 a spectrum's range may fall short of the model axis at each end (default: the model's)")
     a("--allow-task-change", action="store_const", const=True,
       help="let a model update change classes, their order, the model axis or the preprocessing")
     a("--queue-size", type=int, help="bounded queue length (default 256)")
@@ -73,7 +75,7 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
 
 
 _FIELDS = ("model", "sources", "provider", "require_gpu", "require_validated", "threads", "max_batch", "max_points",
-           "allow_task_change", "queue_size",
+           "axis_tolerance_cm1", "allow_task_change", "queue_size",
            "db", "ledger_sync", "jsonl", "http", "max_request_bytes", "count", "duration", "drain_timeout_s",
            "on_done", "settle_s", "poll_s", "watch_events", "watch_readers", "watch_links", "max_file_bytes",
            "max_spectra_per_file", "ready_marker", "model_poll_s", "mqtt",

@@ -124,9 +124,7 @@ class Daemon:
         # switch interval each hand-over can wait that long behind a busy thread. 0.5 ms keeps the hand-overs
         # well under the latency budget at a negligible throughput cost.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
-        self.engine = Engine(s.model, provider=s.provider, require_gpu=s.require_gpu,
-                             require_validated=s.require_validated, threads=s.threads, max_batch=s.max_batch,
-                             max_points=s.max_points)
+        self.engine = Engine(s.model, provider=s.provider, **self._engine_options())
         e = self.engine
         try:
             self.ledger = Ledger(s.db, model_sha256=e.model_sha256, preprocess_hash=e.preprocess_hash,
@@ -469,8 +467,13 @@ class Daemon:
         if e is not None:
             provider = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda",
                         "CPUExecutionProvider": "cpu"}.get(e.provider, s.provider)  # type: ignore[assignment]
-        return Engine(path, provider=provider, require_gpu=s.require_gpu, require_validated=s.require_validated,
-                      threads=s.threads, max_batch=s.max_batch, max_points=s.max_points)
+        return Engine(path, provider=provider, **self._engine_options())
+
+    def _engine_options(self) -> dict[str, Any]:
+        """What every engine of this daemon is built with (at start-up and for each model update)."""
+        s = self.settings
+        return {"require_gpu": s.require_gpu, "require_validated": s.require_validated, "threads": s.threads,
+                "max_batch": s.max_batch, "max_points": s.max_points, "axis_tolerance": s.axis_tolerance_cm1}
 
     def _check_candidate(self, new: Engine) -> str | None:
         """None when ``new`` can classify what the configured sources deliver, else the reason it cannot."""

@@ -54,6 +54,11 @@ class ServeSettings(BaseSettings):
         default=65_536, ge=2, le=16_777_216,
         description="longest spectrum classified, points; a longer one from any source is an error record",
     )
+    axis_tolerance_cm1: float | None = Field(
+        default=None, ge=0,
+        description="how far a spectrum's range may fall short of the model axis at each end, cm^-1 (edge filled "
+                    "from the nearest measured point); default: the model contract's",
+    )
     allow_task_change: bool = Field(
         default=False,
         description="let a hot swap change the task (class names or order, model axis, preprocessing)",
