@@ -46,7 +46,7 @@ from numpy.typing import NDArray
 
 from edge_runtime._inotify import Inotify
 from edge_runtime._inotify import available as inotify_available
-from edge_runtime.engine import Frame, Outcome
+from edge_runtime.engine import Frame, Outcome, bounded_text
 from edge_runtime.errors import SettingsError
 from edge_runtime.ledger import Ledger, LedgerEntry
 from spectral_core.errors import DataError, DriverError, RamanEdgeError
@@ -172,8 +172,7 @@ class DeviceSource:
 
     def _error(self, submit: Submit, reason: str, ref: str = "link") -> None:
         self.errors += 1
-        if len(reason) > MAX_DEVICE_REASON:  # a driver's message may quote what the device sent
-            reason = f"{reason[:MAX_DEVICE_REASON]}... ({len(reason)} characters, cut)"
+        reason = bounded_text(reason, MAX_DEVICE_REASON)  # a driver's message may quote what the device sent
         submit(Frame(source=self.url, ref=ref, axis=None, intensities=None, error=("device", reason)))
 
     def _run(self, submit: Submit) -> None:
@@ -1124,13 +1123,13 @@ class _Claim:
         k0, rid, kind, reason = failed[0]
         info: dict[str, Any] = {"file": self.ref, "source": url, "record_id": rid, "kind": kind}
         if self.n == 1:
-            info["reason"] = _bounded(reason or "", ERROR_JSON_REASON_BYTES)
+            info["reason"] = bounded_text(reason or "", ERROR_JSON_REASON_BYTES)
         else:
-            info["reason"] = _bounded(f"{len(failed)} of {self.n} spectra failed; first #{k0}: {reason}",
+            info["reason"] = bounded_text(f"{len(failed)} of {self.n} spectra failed; first #{k0}: {reason}",
                                       ERROR_JSON_REASON_BYTES)
             info["spectra"] = self.n
             info["failed_count"] = len(failed)
-            info["failed"] = [{"k": k, "record_id": r, "kind": kd, "reason": _bounded(why or "", 512)}
+            info["failed"] = [{"k": k, "record_id": r, "kind": kd, "reason": bounded_text(why or "", 512)}
                               for k, r, kd, why in failed[:ERROR_JSON_MAX_FAILED]]
         info["sha256"] = self.sha
         info["quarantined_at"] = time.time()
@@ -1198,15 +1197,6 @@ def _file_kind(mode: int) -> str:
         if test(mode):
             return what
     return f"mode {mode:o}"
-
-
-def _bounded(text: str, limit: int) -> str:
-    """``text`` cut to at most ``limit`` bytes of UTF-8, saying how long it was."""
-    raw = text.encode("utf-8", "backslashreplace")
-    if len(raw) <= limit:
-        return text
-    note = f" ... [cut: {len(raw)} bytes in all, {limit} kept]"
-    return raw[: max(0, limit - len(note))].decode("utf-8", "ignore") + note
 
 
 def _move_exclusive(
@@ -1464,7 +1454,7 @@ class CalibratedSource:
                     frame.axis, extra = apply_calibration(cal, frame.axis)
                     frame.metadata = {**frame.metadata, **extra}
                 except CalibrationError as exc:
-                    frame.error = ("calibration", str(exc)[:MAX_DEVICE_REASON])
+                    frame.error = ("calibration", bounded_text(str(exc), MAX_DEVICE_REASON))
             submit(frame)
 
         self.inner.start(calibrated)

@@ -121,6 +121,19 @@ function render(s) {
     ul.appendChild(li);
   }
 
+  const su = $("sources");
+  su.replaceChildren();
+  for (const src of s.sources || []) {
+    const li = document.createElement("li");
+    const state = src.state || (src.folder_missing ? "folder missing" : (src.events_via ? "watching" : ""));
+    const c = src.calibration;
+    li.textContent = `${src.url} ${state ? "(" + state + ")" : ""}: ` + (c
+      ? `calibrated with ${c.standard}, RMS ${fmt(c.rms_cm1, 2)} cm⁻¹, ${c.matched} peaks, sha256 ${String(c.sha256).slice(0, 12)}…`
+      : "no wavenumber calibration");
+    li.dataset.calibration = c ? String(c.sha256) : "";
+    su.appendChild(li);
+  }
+
   const tb = $("results");
   tb.replaceChildren();
   for (const r of s.recent || []) {

@@ -66,8 +66,14 @@ def _text(drv: Any, css: str) -> str:
 def test_dashboard_shows_a_posted_spectrum_with_its_class(model: Path, tmp_path: Path, serve, browser) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from test_source_calibration import _silicon_calibration
+
+    cal_sha = _silicon_calibration(tmp_path / "si.json")
+    (tmp_path / "drop").mkdir()
     d = serve(["--model", str(model), "--db", str(tmp_path / "r.sqlite"), "--http", "127.0.0.1:0",
-               "--provider", "cpu", "--model-poll", "0"], env={"RAMANEDGE_HTTP_TOKEN": TOKEN}).wait_ready()
+               "--provider", "cpu", "--model-poll", "0",
+               "--source", f"watch://{tmp_path / 'drop'}?calibration={tmp_path / 'si.json'}"],
+              env={"RAMANEDGE_HTTP_TOKEN": TOKEN}).wait_ready()
     assert d.url is not None
     wait = WebDriverWait(browser, 30, poll_frequency=0.1)
     # without the token the page asks for it; the form signs in (an HttpOnly cookie) and opens the dashboard
@@ -86,6 +92,8 @@ def test_dashboard_shows_a_posted_spectrum_with_its_class(model: Path, tmp_path:
     assert _text(browser, "#provider") == "CPUExecutionProvider"
     assert _text(browser, "#model-validated") == "yes"  # tiny.validation.json is beside the model
     assert "compound_A" in _text(browser, "#model-classes")
+    sources = _text(browser, "#sources")
+    assert "calibrated with silicon" in sources and cal_sha[:12] in sources, sources
 
     axis = instrument_axis(1024)
     y = 100 + 1500 * SyntheticCatalog(4, 0).clean(2, axis) + np.random.default_rng(3).normal(0, 10, axis.size)
