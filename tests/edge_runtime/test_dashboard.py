@@ -65,7 +65,6 @@ def _text(drv: Any, css: str) -> str:
 
 def test_dashboard_shows_a_posted_spectrum_with_its_class(model: Path, tmp_path: Path, serve, browser) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
-
     from test_source_calibration import _silicon_calibration
 
     cal_sha = _silicon_calibration(tmp_path / "si.json")
