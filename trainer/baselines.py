@@ -8,13 +8,14 @@ preprocessed spectra (THE preprocessing); the pipelines add their own standardis
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["BASELINES", "fit_predict_baseline"]
+__all__ = ["BASELINES", "baseline_split", "fit_predict_baseline"]
 
 logger = logging.getLogger(__name__)
 
@@ -167,3 +168,27 @@ def _fit_predict(
                 best_val, best_p, best_model = acc, p, m
     logger.debug("%s: %s=%s (validation accuracy %.4f)", name, pname, best_p, best_val)
     return _scores(best_model, X_test, n_classes), {pname: best_p, "val_accuracy": best_val}
+
+
+def baseline_split(
+    name: str, i: int, split: str, *, X_tr: NDArray[np.float32], y_tr: NDArray[np.int64], X_va: NDArray[np.float32],
+    y_va: NDArray[np.int64], X_test: NDArray[np.float32], y_test: NDArray[np.int64], classes: list[str],
+    groups_test: NDArray[Any] | None = None,
+) -> tuple[str, int, dict[str, Any]]:
+    """One baseline on one split, scored: (name, i, metrics with ``split`` and ``seconds``; with the test
+    spectra's groups, also ``group_accuracy`` and ``test_groups``).
+
+    A joblib task of trainer.evaluate. It lives here, not there, because a worker process imports the module of
+    the function it runs, and trainer.evaluate imports torch (seconds per worker); this module does not.
+    """
+    from trainer.metrics import classification_metrics, group_accuracy
+
+    t0 = time.perf_counter()
+    scores, extra = fit_predict_baseline(
+        name, X_train=X_tr, y_train=y_tr, X_val=X_va, y_val=y_va, X_test=X_test, n_classes=len(classes)
+    )
+    m = classification_metrics(y_test, scores, classes)
+    if groups_test is not None:
+        m["group_accuracy"], m["test_groups"] = group_accuracy(y_test, scores, groups_test)
+    m.update(split=split, seconds=time.perf_counter() - t0, **extra)
+    return name, i, m

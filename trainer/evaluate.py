@@ -15,6 +15,9 @@ the seed and written to ``DIR/splits.json``; a later run into the same DIR (e.g.
 them, so every model of a comparison table saw exactly the same spectra. Preprocessing is THE preprocessing
 (``TrainConfig.preprocess``) for every model.
 
+The baselines' (model, split) fits run side by side in joblib processes (``jobs``, by default the cores not
+busy now), one BLAS thread each; RamanNet's splits train afterwards in this process, one at a time.
+
 DIR holds ``splits.json``, ``<model>/results.json`` and ``<model>/confusion.png`` (plus each RamanNet split's
 run), and ``results.json`` / ``results.md`` with every model evaluated into it so far.
 """
@@ -37,7 +40,7 @@ from spectral_core.errors import DataError
 from spectral_core.hashing import sha256_json
 from spectral_core.preprocess import Preprocessor
 from spectral_core.spectrum import SpectralDataset
-from trainer.baselines import BASELINES, fit_predict_baseline
+from trainer.baselines import BASELINES, baseline_split
 from trainer.data import MIN_PER_CLASS, check_labelled, holdout_splits, kfold_splits, validation_split
 from trainer.metrics import TOP_K, aggregate, classification_metrics, group_accuracy
 from trainer.train import RunExistsError, TrainConfig, with_model_axis
@@ -198,23 +201,6 @@ def free_cores() -> int:
     return max(1, min(n, round(n - busy)))
 
 
-def _baseline_split(
-    name: str, i: int, split: str, *, X_tr: NDArray[np.float32], y_tr: NDArray[np.int64], X_va: NDArray[np.float32],
-    y_va: NDArray[np.int64], X_test: NDArray[np.float32], y_test: NDArray[np.int64], classes: list[str],
-    groups_test: NDArray[Any] | None = None,
-) -> tuple[str, int, dict[str, Any]]:
-    """One baseline on one split (a joblib task: module level, so it pickles); its metrics."""
-    t0 = time.perf_counter()
-    scores, extra = fit_predict_baseline(
-        name, X_train=X_tr, y_train=y_tr, X_val=X_va, y_val=y_va, X_test=X_test, n_classes=len(classes)
-    )
-    m = classification_metrics(y_test, scores, classes)
-    if groups_test is not None:
-        m["group_accuracy"], m["test_groups"] = group_accuracy(y_test, scores, groups_test)
-    m.update(split=split, seconds=time.perf_counter() - t0, **extra)
-    return name, i, m
-
-
 def _write_model(out: Path, name: str, per_split: list[dict[str, Any]], *, classes: list[str], protocol: str,
                  say: LogFn) -> dict[str, Any]:
     """DIR/<model>/results.json, confusion.json and confusion.png once every split of the model is done."""
@@ -300,8 +286,8 @@ def evaluate(
             X_va, y_va = X_ft[fv], finetune.y[fv]
         X_test, y_test = test_part(s)
         groups_test = ds.groups[_idx(s, "test")] if ds.groups is not None and protocol != "fixed" else None
-        return delayed(_baseline_split)(name, i, s["name"], X_tr=X_tr, y_tr=y_tr, X_va=X_va, y_va=y_va,
-                                         X_test=X_test, y_test=y_test, classes=classes, groups_test=groups_test)
+        return delayed(baseline_split)(name, i, s["name"], X_tr=X_tr, y_tr=y_tr, X_va=X_va, y_va=y_va,
+                                        X_test=X_test, y_test=y_test, classes=classes, groups_test=groups_test)
 
     total = len(models) * len(splits)
     results: dict[str, list[dict[str, Any] | None]] = {name: [None] * len(splits) for name in models}
@@ -325,10 +311,13 @@ def evaluate(
 
     # The baselines of every split run side by side (joblib processes, one BLAS thread each); RamanNet trains
     # in this process afterwards, one split at a time, with the torch threads its configuration asks for.
-    tasks = [baseline_task(name, i) for name in models if name != "ramannet" for i in range(len(splits))]
-    n_jobs = max(1, min(jobs if jobs is not None else free_cores(), len(tasks) or 1))
-    if tasks:
-        logger.info("%d baseline fits on %d process(es)", len(tasks), n_jobs)
+    pairs = [(name, i) for name in models if name != "ramannet" for i in range(len(splits))]
+    n_jobs = max(1, min(jobs if jobs is not None else free_cores(), len(pairs) or 1))
+    if pairs:
+        logger.info("%d baseline fits on %d process(es)", len(pairs), n_jobs)
+        # A generator: joblib slices each split's arrays only when it dispatches the task (a few ahead of the
+        # workers), so 50 hold-out repeats of a large set never sit in memory at once.
+        tasks = (baseline_task(name, i) for name, i in pairs)
         for name, i, m in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
             record(name, i, m)
     if "ramannet" in models:
