@@ -303,14 +303,16 @@ class _EvalProgress:
 
     def __call__(self, done: int, total: int, line: str) -> None:
         if not self.tty:
-            print(f"[{done}/{total}] {line}", file=sys.stderr, flush=True)
+            if done:
+                print(f"[{done}/{total}] {line}", file=sys.stderr, flush=True)
             return
         if self.bar is None:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="fit", file=sys.stderr, dynamic_ncols=True)
-        self.bar.set_postfix_str(line, refresh=False)
-        self.bar.update(done - self.bar.n)
+        if done:
+            self.bar.set_postfix_str(line, refresh=False)
+            self.bar.update(done - self.bar.n)
 
     def say(self, msg: str) -> None:
         if self.bar is not None:

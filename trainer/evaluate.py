@@ -240,8 +240,8 @@ def evaluate(
     """Evaluate ``models`` under one protocol; returns the merged results document (also DIR/results.json).
 
     The baselines' (model, split) fits run in ``jobs`` processes (default: :func:`free_cores`); their results
-    are those of a serial run. ``progress(done, total, line)`` is called after each (model, split), with a line
-    that describes it (without ``progress``, that line goes to ``log``); ``log`` also gets each model's summary.
+    are those of a serial run. ``progress(done, total, line)`` is called once with ``done == 0`` before the first
+    fit, then after each (model, split), with a line that describes it (without ``progress``, that line goes to ``log``); ``log`` also gets each model's summary.
 
     Raises:
         DataError: unknown model, unusable data or splits (before any training).
@@ -311,6 +311,8 @@ def evaluate(
 
     # The baselines of every split run side by side (joblib processes, one BLAS thread each); RamanNet trains
     # in this process afterwards, one split at a time, with the torch threads its configuration asks for.
+    if progress is not None:
+        progress(0, total, f"{len(models)} model(s) x {len(splits)} split(s)")  # a bar shows from the start
     pairs = [(name, i) for name in models if name != "ramannet" for i in range(len(splits))]
     n_jobs = max(1, min(jobs if jobs is not None else free_cores(), len(pairs) or 1))
     if pairs:

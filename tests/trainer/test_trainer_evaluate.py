@@ -211,9 +211,9 @@ def test_parallel_baselines_give_the_serial_results_in_split_order(ds: SpectralD
         b = json.loads((tmp_path / "two" / m / "results.json").read_text())
         assert _without_seconds(a) == _without_seconds(b), m
         assert [s["split"] for s in b["per_split"]] == names, m
-    # one progress call per (model, split), counted up to the total
-    assert [(d, t) for d, t, _ in seen] == [(i, 12) for i in range(1, 13)]
-    assert sorted(line.split(":")[0] for _, _, line in seen) == sorted(f"{m} {n}" for m in models for n in names)
+    # one progress call before the first fit, then one per (model, split), counted up to the total
+    assert [(d, t) for d, t, _ in seen] == [(i, 12) for i in range(13)]
+    assert sorted(line.split(":")[0] for _, _, line in seen[1:]) == sorted(f"{m} {n}" for m in models for n in names)
 
 
 def test_cli_evaluate_progress_lines_jobs_and_quiet(ds: SpectralDataset, tmp_path: Path,
