@@ -275,10 +275,54 @@ def configure_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test", help="fixed protocol: the test data file")
     p.add_argument("--unknown", help="openset protocol: the classes to hold out in turn (default: all)")
     p.add_argument("--model", default="ramannet",
-                   help="comma-separated: ramannet, svm, logreg, pca-svm, knn (the same splits for all)")
+                   help="comma-separated: ramannet, svm, logreg, pca-svm, knn, anova-svm, library (the same splits for all)")
     p.add_argument("--force", action="store_true", help="overwrite an evaluation directory")
+    p.add_argument("--jobs", type=_positive_int, default=None,
+                   help="processes for the baselines' folds and models (default: the cores not busy now)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _add_config_options(p)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not at least 1")
+    return n
+
+
+class _EvalProgress:
+    """Evaluation progress on stderr: a tqdm bar over (model, split) fits on a terminal, otherwise one line
+    each, numbered ``[done/total]``."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int, line: str) -> None:
+        if not self.tty:
+            if done:
+                print(f"[{done}/{total}] {line}", file=sys.stderr, flush=True)
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="fit", file=sys.stderr, dynamic_ncols=True)
+        if done:
+            self.bar.set_postfix_str(line, refresh=False)
+            self.bar.update(done - self.bar.n)
+
+    def say(self, msg: str) -> None:
+        if self.bar is not None:
+            self.bar.write(msg, file=sys.stderr)
+        else:
+            print(msg, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -309,10 +353,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         finetune = load_data(argparse.Namespace(**{**vars(args), "data": args.finetune}))
         test = load_data(argparse.Namespace(**{**vars(args), "data": args.test}))
     models = [m.strip() for m in args.model.split(",") if m.strip()]
-    merged = evaluate(
-        ds, args.out, cfg, protocol=args.protocol, models=models, folds=args.folds, repeats=args.repeats,
-        test_fraction=args.test_fraction, finetune=finetune, test=test, force=args.force, log=say,
-    )
+    prog = None if args.quiet else _EvalProgress()
+    try:
+        merged = evaluate(
+            ds, args.out, cfg, protocol=args.protocol, models=models, folds=args.folds, repeats=args.repeats,
+            test_fraction=args.test_fraction, finetune=finetune, test=test, force=args.force,
+            log=prog.say if prog is not None else None, progress=prog, jobs=args.jobs,
+        )
+    finally:
+        if prog is not None:
+            prog.close()
     sys.stdout.write(results_table(merged))
     return 0
 

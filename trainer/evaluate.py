@@ -15,6 +15,9 @@ the seed and written to ``DIR/splits.json``; a later run into the same DIR (e.g.
 them, so every model of a comparison table saw exactly the same spectra. Preprocessing is THE preprocessing
 (``TrainConfig.preprocess``) for every model.
 
+The baselines' (model, split) fits run side by side in joblib processes (``jobs``, by default the cores not
+busy now), one BLAS thread each; RamanNet's splits train afterwards in this process, one at a time.
+
 DIR holds ``splits.json``, ``<model>/results.json`` and ``<model>/confusion.png`` (plus each RamanNet split's
 run), and ``results.json`` / ``results.md`` with every model evaluated into it so far.
 """
@@ -23,24 +26,26 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed
 from numpy.typing import NDArray
 
 from spectral_core.errors import DataError
 from spectral_core.hashing import sha256_json
 from spectral_core.preprocess import Preprocessor
 from spectral_core.spectrum import SpectralDataset
-from trainer.baselines import BASELINES, fit_predict_baseline
+from trainer.baselines import BASELINES, baseline_split
 from trainer.data import MIN_PER_CLASS, check_labelled, holdout_splits, kfold_splits, validation_split
 from trainer.metrics import TOP_K, aggregate, classification_metrics, group_accuracy
 from trainer.train import RunExistsError, TrainConfig, with_model_axis
 
-__all__ = ["MODELS", "PROTOCOLS", "evaluate", "make_splits", "open_set_evaluation", "results_table"]
+__all__ = ["MODELS", "PROTOCOLS", "evaluate", "free_cores", "make_splits", "open_set_evaluation", "results_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +56,7 @@ RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 
 LogFn = Callable[[str], None]
+ProgressFn = Callable[[int, int, str], None]
 
 
 def make_splits(
@@ -182,6 +188,38 @@ def _ramannet_split(
     return logits, {"best_epoch": info["best_epoch"], "val_accuracy": info["val_accuracy"]}
 
 
+def free_cores() -> int:
+    """The CPUs this process may use minus the 1-minute load average (rounded), at least 1."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(n, round(n - busy)))
+
+
+def _write_model(out: Path, name: str, per_split: list[dict[str, Any]], *, classes: list[str], protocol: str,
+                 say: LogFn) -> dict[str, Any]:
+    """DIR/<model>/results.json, confusion.json and confusion.png once every split of the model is done."""
+    summary = aggregate(per_split, classes)
+    summary["seconds"] = float(sum(m["seconds"] for m in per_split))
+    result = {"model": name, "summary": summary, "per_split": per_split}
+    mdir = out / name
+    mdir.mkdir(parents=True, exist_ok=True)
+    (mdir / RESULTS_JSON).write_text(json.dumps(result, indent=1) + "\n")
+    (mdir / "confusion.json").write_text(json.dumps({"classes": classes, "confusion": summary["confusion"]}) + "\n")
+    from trainer.plots import plot_confusion
+
+    plot_confusion(np.asarray(summary["confusion"]), classes, mdir / "confusion.png",
+                   title=f"{name}, {protocol}, summed over {len(per_split)} split(s)")
+    acc = summary["accuracy"]
+    say(f"{name}: accuracy {acc['mean']:.4f} +- {acc['std']:.4f} over {len(per_split)} split(s)")
+    return summary
+
+
 def evaluate(
     ds: SpectralDataset,
     out_dir: str | Path,
@@ -196,8 +234,14 @@ def evaluate(
     test: SpectralDataset | None = None,
     force: bool = False,
     log: LogFn | None = None,
+    progress: ProgressFn | None = None,
+    jobs: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``models`` under one protocol; returns the merged results document (also DIR/results.json).
+
+    The baselines' (model, split) fits run in ``jobs`` processes (default: :func:`free_cores`); their results
+    are those of a serial run. ``progress(done, total, line)`` is called once with ``done == 0`` before the first
+    fit, then after each (model, split), with a line that describes it (without ``progress``, that line goes to ``log``); ``log`` also gets each model's summary.
 
     Raises:
         DataError: unknown model, unusable data or splits (before any training).
@@ -205,6 +249,7 @@ def evaluate(
     """
     cfg = config or TrainConfig()
     say = log or (lambda _msg: None)
+    models = list(dict.fromkeys(models))  # a model named twice is evaluated once
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise DataError(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
@@ -222,54 +267,76 @@ def evaluate(
     X_te = pre.transform(test.X, test.axis) if test is not None else None
     classes = list(ds.classes)
     merged = _read_results(out)
-    for name in models:
-        per_split: list[dict[str, Any]] = []
-        t_model = time.perf_counter()
-        for s in doc["splits"]:
+    splits = doc["splits"]
+    if protocol == "fixed" and (X_te is None or test is None or test.y is None or X_ft is None or finetune is None):
+        raise DataError("the fixed protocol needs fine-tuning and test data")
+
+    def test_part(s: dict[str, Any]) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        if protocol == "fixed" and X_te is not None and test is not None and test.y is not None:
+            return X_te, test.y
+        return X[_idx(s, "test")], y[_idx(s, "test")]
+
+    def baseline_task(name: str, i: int) -> Any:
+        s = splits[i]
+        tr, va = _idx(s, "train"), _idx(s, "val")
+        X_tr, y_tr, X_va, y_va = X[tr], y[tr], X[va], y[va]
+        if protocol == "fixed" and X_ft is not None and finetune is not None and finetune.y is not None:
+            ft, fv = _idx(s, "finetune"), _idx(s, "finetune_val")
+            X_tr, y_tr = np.concatenate([X_tr, X_ft[ft]]), np.concatenate([y_tr, finetune.y[ft]])
+            X_va, y_va = X_ft[fv], finetune.y[fv]
+        X_test, y_test = test_part(s)
+        groups_test = ds.groups[_idx(s, "test")] if ds.groups is not None and protocol != "fixed" else None
+        return delayed(baseline_split)(name, i, s["name"], X_tr=X_tr, y_tr=y_tr, X_va=X_va, y_va=y_va,
+                                        X_test=X_test, y_test=y_test, classes=classes, groups_test=groups_test)
+
+    total = len(models) * len(splits)
+    results: dict[str, list[dict[str, Any] | None]] = {name: [None] * len(splits) for name in models}
+    summaries: dict[str, dict[str, Any]] = {}
+    done = 0
+
+    def record(name: str, i: int, m: dict[str, Any]) -> None:
+        nonlocal done
+        done += 1
+        results[name][i] = m
+        line = (f"{name} {m['split']}: accuracy {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} "
+                f"({m['seconds']:.1f} s)")
+        if progress is not None:
+            progress(done, total, line)
+        else:
+            say(line)
+        per_split = results[name]
+        if all(r is not None for r in per_split):
+            summaries[name] = _write_model(out, name, [r for r in per_split if r is not None], classes=classes,
+                                           protocol=protocol, say=say)
+
+    # The baselines of every split run side by side (joblib processes, one BLAS thread each); RamanNet trains
+    # in this process afterwards, one split at a time, with the torch threads its configuration asks for.
+    if progress is not None:
+        progress(0, total, f"{len(models)} model(s) x {len(splits)} split(s)")  # a bar shows from the start
+    pairs = [(name, i) for name in models if name != "ramannet" for i in range(len(splits))]
+    n_jobs = max(1, min(jobs if jobs is not None else free_cores(), len(pairs) or 1))
+    if pairs:
+        logger.info("%d baseline fits on %d process(es)", len(pairs), n_jobs)
+        # A generator: joblib slices each split's arrays only when it dispatches the task (a few ahead of the
+        # workers), so 50 hold-out repeats of a large set never sit in memory at once.
+        tasks = (baseline_task(name, i) for name, i in pairs)
+        for name, i, m in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
+            record(name, i, m)
+    if "ramannet" in models:
+        for i, s in enumerate(splits):
             t0 = time.perf_counter()
-            if protocol == "fixed":
-                if X_te is None or test is None or test.y is None or X_ft is None or finetune is None:
-                    raise DataError("the fixed protocol needs fine-tuning and test data")
-                X_test, y_test = X_te, test.y
-            else:
-                X_test, y_test = X[_idx(s, "test")], y[_idx(s, "test")]
-            scores: NDArray[np.floating]
-            if name == "ramannet":
-                scores, extra = _ramannet_split(
-                    ds, X_test, s, out / name / s["name"], cfg,
-                    finetune=finetune if protocol == "fixed" else None,
-                )
-            else:
-                tr, va = _idx(s, "train"), _idx(s, "val")
-                X_tr, y_tr, X_va, y_va = X[tr], y[tr], X[va], y[va]
-                if protocol == "fixed" and X_ft is not None and finetune is not None and finetune.y is not None:
-                    ft, fv = _idx(s, "finetune"), _idx(s, "finetune_val")
-                    X_tr, y_tr = np.concatenate([X_tr, X_ft[ft]]), np.concatenate([y_tr, finetune.y[ft]])
-                    X_va, y_va = X_ft[fv], finetune.y[fv]
-                scores, extra = fit_predict_baseline(
-                    name, X_train=X_tr, y_train=y_tr, X_val=X_va, y_val=y_va, X_test=X_test, n_classes=len(classes)
-                )
+            X_test, y_test = test_part(s)
+            scores, extra = _ramannet_split(
+                ds, X_test, s, out / "ramannet" / s["name"], cfg,
+                finetune=finetune if protocol == "fixed" else None,
+            )
             m = classification_metrics(y_test, scores, classes)
             if ds.groups is not None and protocol != "fixed":
                 m["group_accuracy"], m["test_groups"] = group_accuracy(y_test, scores, ds.groups[_idx(s, "test")])
             m.update(split=s["name"], seconds=time.perf_counter() - t0, **extra)
-            per_split.append(m)
-            say(f"{name} {s['name']}: accuracy {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} "
-                f"({m['seconds']:.1f} s)")
-        summary = aggregate(per_split, classes)
-        summary["seconds"] = time.perf_counter() - t_model
-        result = {"model": name, "summary": summary, "per_split": per_split}
-        mdir = out / name
-        mdir.mkdir(parents=True, exist_ok=True)
-        (mdir / RESULTS_JSON).write_text(json.dumps(result, indent=1) + "\n")
-        (mdir / "confusion.json").write_text(json.dumps({"classes": classes, "confusion": summary["confusion"]}) + "\n")
-        from trainer.plots import plot_confusion
-
-        plot_confusion(np.asarray(summary["confusion"]), classes, mdir / "confusion.png",
-                       title=f"{name}, {protocol}, summed over {len(per_split)} split(s)")
-        merged["models"][name] = {"summary": summary}
-        acc = summary["accuracy"]
-        say(f"{name}: accuracy {acc['mean']:.4f} +- {acc['std']:.4f} over {len(per_split)} split(s)")
+            record("ramannet", i, m)
+    for name in models:
+        merged["models"][name] = {"summary": summaries[name]}
     merged.update(params=doc["params"], grouping=doc.get("grouping", grouping_of(ds)), fingerprints=doc["fingerprints"],
                   classes=classes,
                   splits_key=doc["key"], train_config=cfg.model_dump(mode="json"))

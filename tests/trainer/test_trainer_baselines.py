@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,53 @@ def test_unknown_baseline_still_refused(name: str) -> None:
         fit_predict_baseline(name + "-x", X_train=np.zeros((2, 2), np.float32), y_train=np.array([0, 1]),
                              X_val=np.zeros((0, 2), np.float32), y_val=np.zeros(0, np.int64),
                              X_test=np.zeros((1, 2), np.float32), n_classes=2)
+
+
+def test_logreg_on_row_space_coordinates_is_the_logistic_regression_on_all_points() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    # n << d, three classes: the rotation into the spectra's row space must not change the L2 optimum
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    X = rng.normal(size=(90, 600)) + 0.4 * rng.normal(size=(3, 600))[y]
+    X_test = rng.normal(size=(40, 600)) + 0.4 * rng.normal(size=(3, 600))[np.arange(40) % 3]
+    for c in (0.1, 10.0):
+        shipped = BASELINES["logreg"][0](c).fit(X, y)
+        assert shipped.named_steps["pca"].n_components_ == 90  # every component: a rotation, not a reduction
+        plain = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000, tol=1e-10)).fit(X, y)
+        b = plain.decision_function(X_test)
+        assert np.array_equal(shipped.decision_function(X_test).argmax(1), b.argmax(1)), c
+        # both converged tightly: the same optimum, score for score
+        tight = BASELINES["logreg"][0](c).set_params(logisticregression__tol=1e-10, logisticregression__max_iter=5000)
+        a = tight.fit(X, y).decision_function(X_test)
+        assert np.abs(a - b).max() < 1e-4 * np.abs(b).max(), c
+
+
+def test_every_fit_runs_on_one_blas_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threads: list[int] = []
+
+    class Probe:
+        classes_ = np.array([0, 1])
+
+        def fit(self, X: np.ndarray, y: np.ndarray) -> Probe:
+            threads.extend(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+            return self
+
+        def decision_function(self, X: np.ndarray) -> np.ndarray:
+            return np.zeros(X.shape[0])
+
+    monkeypatch.setitem(BASELINES, "probe", (lambda _p: Probe(), (1.0,), "p"))
+    X, y = _bands_in_noise(20, 10, [1], seed=0)
+    with threadpool_limits(limits=2):  # the caller's setting must not reach the fit, even on a 1-CPU runner
+        fit_predict_baseline("probe", X_train=X, y_train=y, X_val=X[:0], y_val=y[:0], X_test=X, n_classes=2)
+    assert threads and set(threads) == {1}
+
+
+def test_free_cores_is_between_one_and_the_cpus() -> None:
+    from trainer.evaluate import free_cores
+
+    assert 1 <= free_cores() <= (os.cpu_count() or 1)

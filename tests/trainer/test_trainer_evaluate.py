@@ -189,3 +189,45 @@ def test_cli_evaluate_holdout_with_baselines(ds: SpectralDataset, tmp_path: Path
     assert len(doc["splits"]) == 3 and doc["classes"] == ["compound_A", "compound_B"]
     rc = main(["evaluate", "--data", str(data), "--out", str(tmp_path / "ev2"), "--folds", "20", "--model", "svm"])
     assert rc == 2 and "fewer members" in capsys.readouterr().err
+
+
+def _without_seconds(r: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in m.items() if k != "seconds"} for m in r["per_split"]]
+
+
+def test_parallel_baselines_give_the_serial_results_in_split_order(ds: SpectralDataset, tmp_path: Path) -> None:
+    models = ["svm", "logreg", "knn", "library"]
+    seen: list[tuple[int, int, str]] = []
+    serial = evaluate(ds, tmp_path / "one", protocol="kfold", folds=3, models=models, jobs=1)
+    par = evaluate(ds, tmp_path / "two", protocol="kfold", folds=3, models=models, jobs=2,
+                   progress=lambda d, t, line: seen.append((d, t, line)))
+    assert list(par["models"]) == models
+    for m in models:
+        a, b = serial["models"][m]["summary"], par["models"][m]["summary"]
+        assert a.pop("seconds") > 0 and b.pop("seconds") > 0 and a == b, m
+    names = [s["name"] for s in json.loads((tmp_path / "two" / "splits.json").read_text())["splits"]]
+    for m in models:
+        a = json.loads((tmp_path / "one" / m / "results.json").read_text())
+        b = json.loads((tmp_path / "two" / m / "results.json").read_text())
+        assert _without_seconds(a) == _without_seconds(b), m
+        assert [s["split"] for s in b["per_split"]] == names, m
+    # one progress call before the first fit, then one per (model, split), counted up to the total
+    assert [(d, t) for d, t, _ in seen] == [(i, 12) for i in range(13)]
+    assert sorted(line.split(":")[0] for _, _, line in seen[1:]) == sorted(f"{m} {n}" for m in models for n in names)
+
+
+def test_cli_evaluate_progress_lines_jobs_and_quiet(ds: SpectralDataset, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_npz(ds, tmp_path / "d.npz")
+    base = ["evaluate", "--data", str(data), "--protocol", "kfold", "--folds", "3", "--model", "svm,knn"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--jobs", "2"]) == 0
+    err = capsys.readouterr().err
+    fits = [line for line in err.splitlines() if line.startswith("[")]
+    assert len(fits) == 6 and fits[-1].startswith("[6/6] ") and "accuracy" in fits[-1]
+    assert sum(line.startswith(("svm: accuracy", "knn: accuracy")) for line in err.splitlines()) == 2
+    assert main([*base, "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "accuracy" not in captured.err and "[" not in captured.err and "| svm |" in captured.out
+    with pytest.raises(SystemExit):
+        main([*base, "--out", str(tmp_path / "c"), "--jobs", "0"])
+    assert "--jobs" in capsys.readouterr().err
