@@ -5,11 +5,12 @@ box where another process keeps one core busy (a daemon, a CI job), the two thre
 core and every spin is time stolen from the other thread: a small model trained 8x slower with 2 threads than
 with 1 in that case. The policy:
 
-* intra-op threads: the cores that are free now (cores minus the 1-minute load average, rounded, at least 1),
-  unless the user asks for a number (``--threads``, ``num_threads``);
+* intra-op threads: the cores that are free now (cores minus those other work keeps busy, sampled from
+  /proc/stat, rounded, at least 1), unless the user asks for a number (``--threads``, ``num_threads``);
 * inter-op threads: 1 (RamanNet has no independent branches worth a second pool);
-* waiting OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``), set before torch is loaded
-  unless the user set it; it costs nothing measurable when the cores are free.
+* when another process keeps a core busy, waiting OpenMP threads sleep instead of spinning
+  (``OMP_WAIT_POLICY=PASSIVE``, set before torch is loaded unless the user set it); on a quiet machine the
+  spinning default stays, being faster there.
 
 Nothing here imports torch at module level.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 __all__ = ["ThreadChoice", "apply_threads", "choose_threads", "prefer_passive_waiting"]
@@ -40,32 +42,62 @@ def _cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def busy_cores(sample_s: float = 0.25) -> float:
+    """How many cores other work keeps busy now: from two reads of /proc/stat ``sample_s`` apart (Linux), else
+    the 1-minute load average (which lags by a minute), else 0.
+
+    This process sleeps while it samples, so its own work is not counted.
+    """
+    def times() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    a = times()
+    if a is not None:
+        time.sleep(sample_s)
+        b = times()
+        if b is not None and b[0] > a[0]:
+            return (1.0 - (b[1] - a[1]) / (b[0] - a[0])) * (os.cpu_count() or 1)
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):  # Windows has no load average
+        return 0.0
+
+
 def choose_threads(requested: int | None, *, cores: int | None = None, load: float | None = None) -> ThreadChoice:
     """``requested`` threads, or (None) the cores that are free now.
 
     Args:
         requested: a thread count the user asked for; used as it is.
         cores: usable cores (default: this process's CPU affinity).
-        load: the 1-minute load average (default: the system's; 0 where the platform has none).
+        load: cores busy with other work (default: :func:`busy_cores`).
     """
     n = _cores() if cores is None else max(1, cores)
     if requested is not None:
         return ThreadChoice(int(requested), f"{requested} thread(s) as asked")
     if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except (OSError, AttributeError):  # Windows has no load average
-            load = 0.0
+        load = busy_cores()
     free = max(1, min(n, round(n - load)))
-    return ThreadChoice(free, f"{free} of {n} core(s) free (load average {load:.1f})")
+    return ThreadChoice(free, f"{free} of {n} core(s) free ({load:.1f} busy with other work)")
 
 
-def prefer_passive_waiting() -> None:
-    """Make idle OpenMP threads sleep rather than spin, unless the user chose otherwise.
+def prefer_passive_waiting() -> bool:
+    """Make idle OpenMP threads sleep rather than spin when other work keeps a core busy (unless the user chose
+    a wait policy); returns whether it did.
 
-    Must run before torch is imported: OpenMP reads the variable once, when it starts.
+    Spinning waiters are faster when every core is ours (measured: docs/benchmarks.md, "Training threads") and
+    ruinous when another process needs one of them. Must run before torch is imported: OpenMP reads the variable
+    once, when it starts.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "OMP_WAIT_POLICY" in os.environ or busy_cores() < 0.5:
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
 
 
 def apply_threads(choice: ThreadChoice) -> int:

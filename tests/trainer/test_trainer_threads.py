@@ -1,14 +1,12 @@
-"""The thread policy: free cores by default, the user's number when given, passive OpenMP waiting."""
+"""The thread policy: free cores by default, the user's number when given, sleeping OpenMP waiters only when
+another process needs a core."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from trainer.threads import choose_threads
+import trainer.threads as threads
+from trainer.threads import choose_threads, prefer_passive_waiting
 
 
 @pytest.mark.parametrize(("cores", "load", "want"), [(2, 0.0, 2), (2, 1.0, 1), (2, 3.7, 1), (8, 2.4, 6), (1, 0.0, 1)])
@@ -21,15 +19,31 @@ def test_a_requested_count_is_used_as_it_is() -> None:
     assert choose_threads(3, cores=2, load=5.0).threads == 3
 
 
-def test_train_sets_passive_waiting_before_torch_starts_unless_the_user_chose(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    code = ("import os, sys\nfrom ramanedge.cli import main\n"
-            "rc = main(['train', '--data', 'missing.npz', '--out', 'r'])\n"
-            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)\n")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
-                         timeout=300, check=True).stdout.split()
-    assert out == ["PASSIVE", "True"]  # set, and torch was imported after it (the data error comes later)
-    env["OMP_WAIT_POLICY"] = "ACTIVE"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
-                         timeout=300, check=True).stdout.split()
-    assert out[0] == "ACTIVE"
+def test_busy_cores_sees_a_spinning_process() -> None:
+    import subprocess
+    import sys
+
+    quiet = threads.busy_cores(0.3)
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = max(threads.busy_cores(0.3) for _ in range(3))
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy >= 0.6 and busy > quiet - 0.5, (quiet, busy)
+
+
+@pytest.mark.parametrize(("busy", "preset", "want"), [(1.0, None, "PASSIVE"), (0.1, None, None),
+                                                      (1.0, "ACTIVE", "ACTIVE")])
+def test_passive_waiting_only_when_a_core_is_busy_and_never_over_the_users_choice(
+    monkeypatch: pytest.MonkeyPatch, busy: float, preset: str | None, want: str | None
+) -> None:
+    monkeypatch.setattr(threads, "busy_cores", lambda sample_s=0.25: busy)
+    if preset is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+    assert prefer_passive_waiting() == (want == "PASSIVE")
+    import os
+
+    assert os.environ.get("OMP_WAIT_POLICY") == want
