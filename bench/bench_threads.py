@@ -36,8 +36,8 @@ import numpy as np
 threads, epochs = sys.argv[1], int(sys.argv[2])
 sys.path.insert(0, sys.argv[3])
 if threads == "auto":
-    from trainer.threads import prefer_passive_waiting
-    prefer_passive_waiting()
+    from trainer.threads import set_wait_policy
+    set_wait_policy()
 import torch
 from spectral_core.synth import synth_dataset
 ds = synth_dataset(classes=12, per_class=53, points=2090, seed=0)

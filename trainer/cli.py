@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from spectral_core.cli import add_data_option, read_data
-from trainer.threads import prefer_passive_waiting
+from trainer.threads import set_wait_policy
 
 if TYPE_CHECKING:
     from spectral_core.spectrum import SpectralDataset
@@ -241,7 +241,7 @@ def configure_train(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    prefer_passive_waiting()  # before torch is imported (trainer.threads)
+    set_wait_policy()  # before torch is imported (trainer.threads)
     from trainer.train import train
 
     cfg = build_config(args)
@@ -326,7 +326,7 @@ class _EvalProgress:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    prefer_passive_waiting()  # before torch is imported (trainer.threads)
+    set_wait_policy()  # before torch is imported (trainer.threads)
     from spectral_core.errors import DataError
     from trainer.evaluate import evaluate, open_set_evaluation, results_table
 

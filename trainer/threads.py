@@ -8,9 +8,9 @@ with 1 in that case. The policy:
 * intra-op threads: the cores that are free now (cores minus those other work keeps busy, sampled from
   /proc/stat, rounded, at least 1), unless the user asks for a number (``--threads``, ``num_threads``);
 * inter-op threads: 1 (RamanNet has no independent branches worth a second pool);
-* when another process keeps a core busy, waiting OpenMP threads sleep instead of spinning
-  (``OMP_WAIT_POLICY=PASSIVE``, set before torch is loaded unless the user set it); on a quiet machine the
-  spinning default stays, being faster there.
+* waiting OpenMP threads spin (``OMP_WAIT_POLICY=ACTIVE``) when every core is free, the fastest setting there,
+  and sleep (``PASSIVE``) when another process keeps a core busy; set before torch is loaded, unless the user
+  set it.
 
 Nothing here imports torch at module level.
 """
@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import dataclass
 
-__all__ = ["ThreadChoice", "apply_threads", "choose_threads", "prefer_passive_waiting"]
+__all__ = ["ThreadChoice", "apply_threads", "busy_cores", "choose_threads", "set_wait_policy"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,18 +86,20 @@ def choose_threads(requested: int | None, *, cores: int | None = None, load: flo
     return ThreadChoice(free, f"{free} of {n} core(s) free ({load:.1f} busy with other work)")
 
 
-def prefer_passive_waiting() -> bool:
-    """Make idle OpenMP threads sleep rather than spin when other work keeps a core busy (unless the user chose
-    a wait policy); returns whether it did.
+def set_wait_policy() -> str | None:
+    """Choose how idle OpenMP threads wait, unless the user chose (``OMP_WAIT_POLICY``): spinning (``ACTIVE``)
+    when every core is free, sleeping (``PASSIVE``) when another process keeps a core busy; returns the policy
+    set (None: the user's stays).
 
-    Spinning waiters are faster when every core is ours (measured: docs/benchmarks.md, "Training threads") and
-    ruinous when another process needs one of them. Must run before torch is imported: OpenMP reads the variable
-    once, when it starts.
+    Measured (docs/benchmarks.md, "Training threads"): on a quiet 2-core machine two spinning threads were the
+    fastest setting, 25% ahead of sleeping ones; with one core busy, spinning threads took 1.8x as long as
+    sleeping ones. Must run before torch is imported: OpenMP reads the variable once, when it starts.
     """
-    if "OMP_WAIT_POLICY" in os.environ or busy_cores() < 0.5:
-        return False
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    return True
+    if "OMP_WAIT_POLICY" in os.environ:
+        return None
+    policy = "PASSIVE" if busy_cores() >= 0.5 else "ACTIVE"
+    os.environ["OMP_WAIT_POLICY"] = policy
+    return policy
 
 
 def apply_threads(choice: ThreadChoice) -> int:
