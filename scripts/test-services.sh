@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs what the service tests need (Debian/Ubuntu): a Mosquitto broker for the MQTT sink test, and
-# chromium + chromium-driver for the dashboard test. Idempotent and quiet: exits 0 at once when everything is
+# chromium + chromium-driver for the dashboard test, openssl for the MQTT TLS test's certificates. Idempotent and quiet: exits 0 at once when everything is
 # present. Without root it prints a note and exits 0, so `make test` still runs and those tests skip with a
 # visible reason (under CI=true a missing service is a test failure instead).
 set -eu
@@ -13,6 +13,7 @@ missing=""
 have mosquitto || missing="$missing mosquitto"
 have chromium || missing="$missing chromium"
 have chromedriver || missing="$missing chromium-driver"
+have openssl || missing="$missing openssl"  # the MQTT TLS test makes its CA and certificates with it
 
 if [ -z "$missing" ]; then
     exit 0

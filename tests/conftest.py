@@ -40,7 +40,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("data") is not None and "data_dir" not in getattr(item, "fixturenames", ()):
             item.fixturenames.append("data_dir")  # type: ignore[attr-defined]
-        if item.get_closest_marker("gpu") is not None and not config.getoption("-m"):
+        if item.get_closest_marker("gpu") is not None and "gpu" not in (config.getoption("-m") or ""):
             item.add_marker(pytest.mark.skip(reason="GPU test: opt in with `pytest -m gpu` on a machine with a GPU"))
 
 

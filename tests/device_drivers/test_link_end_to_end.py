@@ -173,13 +173,18 @@ def test_random_faults_every_lost_frame_is_counted(start_sim: StartSim, seed: in
         gen = dev.stream()
         got = [next(gen).metadata for _ in range(40)]
         gen.close()
-        stats = dev.stats
+        stats = dict(dev.stats)
+        sent = list(sim.truth)  # after the counters: everything the driver can have seen by then
     last = got[-1]["seq"]
-    emitted = [r for r in sim.truth if r.seq <= last]
+    emitted = [r for r in sent if r.seq <= last]
     assert [m["seq"] for m in got] == [r.seq for r in emitted if r.delivered]
     lossy = [r for r in emitted if not r.delivered]
     assert lossy, "the seed injects at least one lossy fault"
-    assert stats["lost"] == len(lossy)
-    assert stats["crc_errors"] == sum(r.status == "corrupted" for r in lossy)
-    assert stats["truncated"] == sum(r.status == "truncated" for r in lossy)
+    # Every lossy frame up to the last one handed out is counted; the driver may also have read (and counted)
+    # damaged frames after it in the same read, but never more than the simulator really damaged.
+    later = [r for r in sent if r.seq > last and not r.delivered]
+    for key, lost in (("lost", lossy), ("crc_errors", [r for r in lossy if r.status == "corrupted"]),
+                      ("truncated", [r for r in lossy if r.status == "truncated"])):
+        extra = [r for r in later if key == "lost" or r.status == {"crc_errors": "corrupted"}.get(key, "truncated")]
+        assert len(lost) <= stats[key] <= len(lost) + len(extra), (key, stats[key], len(lost), len(extra))
     assert [m["seq"] for m in got if m["saturated"]] == [r.seq for r in emitted if r.saturated and r.delivered]
