@@ -345,12 +345,20 @@ class Engine:
             if ep not in available:
                 failures.append(f"{name}: not in this onnxruntime build (it offers {available})")
                 continue
+            # auto probes a GPU provider that may not load (a CPU-only machine with onnxruntime-gpu): onnxruntime
+            # would print its own red library error first; the fallback is reported below, in one clean line.
+            quiet = provider == "auto" and ep in GPU_PROVIDERS
+            if quiet:
+                ort.set_default_logger_severity(4)
             try:
                 sess = self._session(ep, threads)
             except (RuntimeError, ValueError, OSError) as exc:
                 # onnxruntime raises its own Fail/RuntimeException types, all RuntimeError subclasses.
                 failures.append(f"{name}: {exc}")
                 continue
+            finally:
+                if quiet:
+                    ort.set_default_logger_severity(2)  # onnxruntime's default: warnings and above
             active = sess.get_providers()
             if active and active[0] == ep:
                 if failures:

@@ -179,3 +179,19 @@ def test_cuda_session_really_runs_on_the_gpu_and_agrees_with_cpu(model: Path) ->
     cpu = Engine(model, provider="cpu")
     x = np.random.default_rng(1).random((16, cpu.contract.n_points)).astype(np.float32)
     assert np.allclose(gpu.infer(x)[0], cpu.infer(x)[0], atol=1e-4)
+
+
+def test_auto_provider_probe_prints_no_onnxruntime_library_error(model: Path) -> None:
+    """On a machine whose CUDA libraries do not load, `--provider auto` reports the fallback in its own words."""
+    import subprocess
+    import sys
+
+    code = ("import logging, sys; logging.basicConfig(stream=sys.stderr, level=logging.WARNING)\n"
+            "from edge_runtime.engine import Engine\n"
+            f"e = Engine({str(model)!r}, provider='auto'); print(e.provider)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert proc.stdout.strip() in ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert "provider_bridge" not in proc.stderr and "Failed to create CUDAExecutionProvider" not in proc.stderr, (
+        proc.stderr)
+    if proc.stdout.strip() == "CPUExecutionProvider" and "CUDAExecutionProvider" in ort.get_available_providers():
+        assert "skipped cuda" in proc.stderr  # the fallback is still said, once, by the engine
