@@ -362,7 +362,8 @@ def test_a_move_that_meets_descriptor_exhaustion_is_retried(watch, monkeypatch: 
     (f,) = w.wait(1)
     w.commit(f)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not (w.drop / "done" / "a.csv").exists():
+    # a move is a link into done/, then the unlink from processing/: wait for both
+    while time.monotonic() < deadline and not ((w.drop / "done" / "a.csv").exists() and w.processing_empty()):
         time.sleep(0.02)
     assert (w.drop / "done" / "a.csv").exists() and w.processing_empty() and calls["n"] == 3
 
