@@ -104,7 +104,7 @@ def run_serve(args: argparse.Namespace) -> int:
     daemon = Daemon(settings)
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        daemon.stop(signal.Signals(signum).name)
+        daemon.stop_from_signal(signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)

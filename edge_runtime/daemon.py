@@ -81,6 +81,7 @@ class Daemon:
         self.sources: list[Source] = []
         self._q: queue.Queue[Frame] = queue.Queue(maxsize=settings.queue_size)
         self._stop = threading.Event()
+        self._signal_reason: str | None = None
         self._intake_open = False
         self._intake_closed = threading.Event()
         self._worker: threading.Thread | None = None
@@ -206,17 +207,29 @@ class Daemon:
             logger.warning("preloading preprocessing libraries failed: %s", exc)
 
     def stop(self, reason: str) -> None:
-        """Ask the daemon to stop (safe from signal handlers and any thread)."""
+        """Ask the daemon to stop (from any thread; from a signal handler use :meth:`stop_from_signal`)."""
         if not self._stop.is_set():
             self.stop_reason = reason
             self._stop.set()
+
+    def stop_from_signal(self, reason: str) -> None:
+        """Ask the daemon to stop, from a signal handler: only a plain attribute is set, and ``run`` calls
+        :meth:`stop` within 50 ms.
+
+        A handler runs in the main thread between two bytecodes, possibly while that thread holds the lock of
+        ``_stop`` (a plain, non-reentrant Lock) inside ``Event.wait``: ``Event.set`` there would wait for itself
+        forever, and SIGTERM would hang the daemon.
+        """
+        self._signal_reason = reason
 
     def run(self) -> int:
         """Serve until stopped; returns the exit status (0 after a clean drain)."""
         s = self.settings
         t_end = None if s.duration is None else time.monotonic() + s.duration
         while not self._stop.wait(0.05):
-            if t_end is not None and time.monotonic() >= t_end:
+            if self._signal_reason is not None:
+                self.stop(self._signal_reason)
+            elif t_end is not None and time.monotonic() >= t_end:
                 self.stop(f"duration {s.duration:g} s reached")
             elif self._worker_error is not None:
                 exc = self._worker_error

@@ -92,3 +92,27 @@ def test_bad_settings_name_the_field(flags: dict, words: str) -> None:
 
     with pytest.raises(SettingsError, match=words):
         load_settings(flags)
+
+
+def test_a_signal_never_takes_the_stop_events_lock(model: Path) -> None:
+    """SIGTERM's handler runs in the main thread, maybe while it holds the stop Event's non-reentrant lock inside
+    Event.wait: the handler must not take that lock (it would wait for itself: the daemon hung at SIGTERM)."""
+    import threading
+    import time
+
+    from edge_runtime.daemon import Daemon
+    from edge_runtime.settings import load_settings
+
+    d = Daemon(load_settings({"model": str(model), "http": "off"}))
+    done = threading.Event()
+    with d._stop._cond:  # held, as by the main thread inside Event.wait when the signal lands
+        t = threading.Thread(target=lambda: (d.stop_from_signal("SIGTERM"), done.set()), daemon=True)
+        t.start()
+        assert done.wait(5), "the signal path waited for the stop Event's lock"
+    assert not d._stop.is_set()
+    t0 = time.monotonic()
+    assert d._signal_reason == "SIGTERM"
+    while not d._stop.wait(0.05) and time.monotonic() - t0 < 5:  # what run() does each turn
+        if d._signal_reason is not None:
+            d.stop(d._signal_reason)
+    assert d._stop.is_set() and d.stop_reason == "SIGTERM"
