@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spectral_core.errors import DataError
-from trainer.explain import load_for_run, require_train_extra
+from trainer.rundata import load_for_run, require_train_extra
 
 if TYPE_CHECKING:
     from trainer.model import RamanNet
@@ -98,50 +98,6 @@ def embedding_quality(
     return out
 
 
-def _plot(
-    path: Path,
-    P_emb: NDArray[Any],
-    P_pca: NDArray[Any],
-    *,
-    y: Int,
-    classes: list[str],
-    metrics: dict[str, dict[str, float | None]],
-    projection: str,
-) -> None:
-    """Both 2-D projections side by side, coloured by class, with their full-space numbers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from trainer.explain import _class_colors
-
-    colors = _class_colors(len(classes))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
-    panels = (
-        (axes[0], P_emb, "RamanNet embedding", "embedding"),
-        (axes[1], P_pca, "PCA of the preprocessed spectra", "pca"),
-    )
-    for ax, P, title, key in panels:
-        for c in sorted(set(y.tolist())):
-            m = y == c
-            ax.scatter(P[m, 0], P[m, 1], s=10, color=colors[c], label=classes[c], alpha=0.8, lw=0)
-        mt = metrics[key]
-        sil = mt["silhouette"]
-        ax.set_title(
-            f"{title} ({projection} 2-D)\n{key}: k-NN acc {mt['knn_accuracy']:.3f}, silhouette "
-            + (f"{sil:.3f}" if sil is not None else "n/a"),
-            fontsize=9,
-        )
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if len(classes) <= 12:
-        axes[1].legend(fontsize=7, frameon=False, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
 def configure_embed(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``ramanedge embed``."""
     parser.add_argument("run", metavar="RUN", help="run directory written by `ramanedge train`")
@@ -209,13 +165,27 @@ def run_embed(args: argparse.Namespace) -> int:
         P_pca = TSNE(2, perplexity=perp, random_state=args.seed, init="pca").fit_transform(
             spaces_test["pca"][:, : min(50, n_comp)]
         )
+        labels: list[tuple[str, str]] = [("t-SNE 1", "t-SNE 2")] * 2
     else:
         P_emb, P_pca = spaces_test["embedding_2d"], spaces_test["pca_2d"]
+        labels = [
+            (f"PC 1 ({100 * ratios[0]:.0f}% of the {what} variance)",
+             f"PC 2 ({100 * ratios[1]:.0f}% of the {what} variance)")
+            for what, ratios in (("embedding", p_emb.explained_variance_ratio_),
+                                 ("spectra", pca.explained_variance_ratio_))
+        ]
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _plot(out / "embedding.png", P_emb, P_pca, y=test.y, classes=info.classes, metrics=metrics,
-          projection=args.projection)
+    titles = []
+    for key, title in (("embedding", "RamanNet embedding"), ("pca", "PCA of the preprocessed spectra")):
+        sil = metrics[key]["silhouette"]
+        titles.append(f"{title} ({args.projection} 2-D)\n{key}: k-NN acc {metrics[key]['knn_accuracy']:.3f}, "
+                      f"silhouette " + (f"{sil:.3f}" if sil is not None else "n/a"))
+    from trainer.plots import plot_embedding
+
+    plot_embedding(out / "embedding.png", list(zip((P_emb, P_pca), titles, labels, strict=True)),
+                   y=test.y, classes=info.classes)
     report = {
         "run": str(args.run),
         "data": test.source,

@@ -14,18 +14,11 @@ from known_bands import BAND_FWHM, KNOWN_BANDS
 from spectral_core.errors import ContractError, DataError, MissingExtraError, PreprocessError
 from spectral_core.io import read_dataset, write_npz
 from spectral_core.spectrum import SpectralDataset
+from trainer.attribution import cross_check, explain_spectra, permutation_windows
 from trainer.checkpoint import load_run
-from trainer.explain import (
-    configure_explain,
-    cross_check,
-    draw_background,
-    explain_spectra,
-    load_for_run,
-    permutation_windows,
-    region_bounds,
-    region_importance,
-    run_explain,
-)
+from trainer.explain import configure_explain, run_explain
+from trainer.regions import region_bounds, region_importance
+from trainer.rundata import draw_background, load_for_run
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -161,6 +154,30 @@ def test_cli_explains_one_unlabelled_spectrum(band_files, tmp_path):
                           "--background", "20", "--spectrum", str(few), "--index", "3"))
 
 
+def test_single_spectrum_plot_names_the_true_class_beside_the_prediction(band_files, tmp_path, monkeypatch):
+    import trainer.explain as explain_mod
+
+    titles: list[str] = []
+    real = explain_mod.plot_spectrum
+
+    def keep(*a, **k):
+        titles.append(k["title"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(explain_mod, "plot_spectrum", keep)
+    ds = read_dataset(band_files["test"])
+    labelled = write_npz(SpectralDataset(X=ds.X[:3], axis=ds.axis, y=ds.y[:3], classes=ds.classes),
+                         tmp_path / "labelled.npz")
+    unlabelled = write_npz(SpectralDataset(X=ds.X[:3], axis=ds.axis), tmp_path / "unlabelled.npz")
+    for f in (labelled, unlabelled):
+        assert run_explain(_args(str(band_files["run"]), "--data", str(band_files["train"]), "--out",
+                                 str(tmp_path / f.stem), "--background", "10", "--spectrum", str(f),
+                                 "--index", "1")) == 0
+    true_name = ds.classes[int(ds.y[1])]
+    assert f"true class {true_name} (correct)" in titles[0]
+    assert "true class" not in titles[1]  # unlabelled: nothing invented
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 
 
@@ -243,7 +260,7 @@ def test_cli_modules_import_nothing_heavy():
     import subprocess
 
     code = (
-        "import sys, trainer.explain, trainer.embed; "
+        "import sys, trainer.explain, trainer.embed, trainer.plots; "
         "print(sorted(m for m in ('torch', 'shap', 'matplotlib', 'sklearn') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
