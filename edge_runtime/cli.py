@@ -14,6 +14,8 @@ import time
 from types import FrameType
 from typing import Any
 
+from spectral_core.providers import PROVIDER_CHOICES
+
 __all__ = ["configure_serve", "run_serve"]
 
 
@@ -24,7 +26,7 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
     a("--source", "-s", dest="sources", action="append", metavar="URL",
       help="device URL (serial://, tcp://, sim://, replay://, seabreeze://) or watch:///dropdir; repeatable")
     a("--config", help="TOML or JSON settings file ([serve] table); env RAMANEDGE_CONFIG")
-    a("--provider", choices=["auto", "cpu", "cuda", "tensorrt"], help="execution provider (default auto)")
+    a("--provider", choices=PROVIDER_CHOICES, help="execution provider (default auto)")
     a("--require-gpu", action="store_const", const=True, help="fail at start-up unless a GPU provider is active")
     a("--require-validated", action="store_const", const=True,
       help="refuse a model without a passed <model>.validation.json for this exact file")

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from edge_runtime.mqtt import MqttTls
 from edge_runtime.settings import ServeSettings, parse_host_port
 from edge_runtime.sinks import Sink, open_sink
 from edge_runtime.sources import Source, open_source
+from spectral_core.providers import short_name
 
 __all__ = ["Daemon"]
 
@@ -478,8 +479,7 @@ class Daemon:
         s, e = self.settings, self.engine
         provider: ProviderName = s.provider
         if e is not None:
-            provider = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda",
-                        "CPUExecutionProvider": "cpu"}.get(e.provider, s.provider)  # type: ignore[assignment]
+            provider = cast("ProviderName", short_name(e.provider) or s.provider)
         return Engine(path, provider=provider, **self._engine_options())
 
     def _engine_options(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
@@ -25,10 +25,11 @@ from numpy.typing import NDArray
 
 from edge_runtime.errors import ModelRefusedError, ProviderError, SelfTestError
 from spectral_core.contract import ModelContract
-from spectral_core.errors import ContractError, PreprocessError, RamanEdgeError
+from spectral_core.errors import ContractError, ModelFileError, PreprocessError, RamanEdgeError
 from spectral_core.hashing import sha256_arrays, sha256_file
 from spectral_core.openset import cosine_distances, flag_unknown
 from spectral_core.preprocess import AxisSpec, PreprocessConfig, Preprocessor
+from spectral_core.providers import GPU_PROVIDERS, PROVIDER_CHOICES, PROVIDERS, ProviderName
 
 if TYPE_CHECKING:
     from edge_runtime.ledger import LedgerEntry
@@ -48,13 +49,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ProviderName = Literal["auto", "cpu", "cuda", "tensorrt"]
-PROVIDERS: dict[str, str] = {
-    "tensorrt": "TensorrtExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "cpu": "CPUExecutionProvider",
-}
-GPU_PROVIDERS = frozenset({"TensorrtExecutionProvider", "CUDAExecutionProvider"})
 # ``auto`` tries these in order. TensorRT is left to an explicit request: it builds an engine per input
 # shape at start-up and on every new batch size, seconds each, for no gain on a model this small.
 AUTO_ORDER = ("cuda", "cpu")
@@ -249,9 +243,9 @@ class Engine:
         t0 = time.monotonic()
         self.model_path = Path(model)
         if not self.model_path.is_file():
-            raise ContractError(f"model file {self.model_path} does not exist")
-        if provider not in ("auto", *PROVIDERS):
-            raise ProviderError(f"unknown provider {provider!r}; choose auto, cpu, cuda or tensorrt")
+            raise ModelFileError(f"model file {self.model_path} does not exist")
+        if provider not in PROVIDER_CHOICES:
+            raise ProviderError(f"unknown provider {provider!r}; choose {', '.join(PROVIDER_CHOICES)}")
         self.max_batch = max(1, int(max_batch))
         self.max_points = max(2, int(max_points))
         self.model_sha256 = sha256_file(self.model_path)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from spectral_core.errors import ContractError, RamanEdgeError
+from spectral_core.errors import ContractError, ProviderError, RamanEdgeError
 
 __all__ = ["ModelRefusedError", "ProviderError", "SelfTestError", "SettingsError"]
-
-
-class ProviderError(RamanEdgeError, RuntimeError):
-    """The requested onnxruntime execution provider did not load (never answered with a silent fallback)."""
 
 
 class SelfTestError(RamanEdgeError, RuntimeError):

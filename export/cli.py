@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from spectral_core.cli import add_data_option, read_data, read_options
+from spectral_core.providers import PROVIDERS
 
 __all__ = ["configure_export", "configure_validate", "run_export", "run_validate"]
 
@@ -59,7 +60,7 @@ def configure_validate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="the exported .onnx file")
     parser.add_argument("--run", type=Path, required=True, help="the run it was exported from")
     add_data_option(parser, help="labelled spectra with the model's classes")
-    parser.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu",
+    parser.add_argument("--provider", choices=tuple(PROVIDERS), default="cpu",
                         help="onnxruntime execution provider; it must really be used (no silent fallback)")
     parser.add_argument("--atol", action="append", default=[], metavar="OUTPUT=VALUE",
                         help="element-wise absolute tolerance of an output (repeatable), e.g. logits=1e-4")

@@ -49,11 +49,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from export._host import host_preprocess
 from spectral_core.atomic import write_json_atomic
 from spectral_core.contract import ModelContract
-from spectral_core.errors import ContractError, DataError
+from spectral_core.errors import ContractError, DataError, ModelFileError, ProviderError
 from spectral_core.hashing import sha256_arrays, sha256_file
 from spectral_core.io import read_dataset
 from spectral_core.openset import flag_unknown
 from spectral_core.preprocess import Preprocessor, normalise
+from spectral_core.providers import PROVIDERS
 from spectral_core.spectrum import SpectralDataset
 
 __all__ = [
@@ -73,11 +74,6 @@ logger = logging.getLogger(__name__)
 REPORT_FORMAT = "ramanedge-validation"
 REPORT_VERSION = 1
 OUTPUTS = ("probabilities", "logits", "embedding")
-PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
 
 
 class OutputTolerance(BaseModel):
@@ -234,11 +230,11 @@ def _session(model_path: Path, provider: str) -> Any:
     import onnxruntime as ort
 
     if provider not in PROVIDERS:
-        raise ContractError(f"unknown provider {provider!r}; choose from {', '.join(PROVIDERS)}")
+        raise ProviderError(f"unknown provider {provider!r}; choose from {', '.join(PROVIDERS)}")
     want = PROVIDERS[provider]
     available = ort.get_available_providers()
     if want not in available:
-        raise ContractError(f"execution provider {want} is not available here (available: {', '.join(available)})")
+        raise ProviderError(f"execution provider {want} is not available here (available: {', '.join(available)})")
     so = ort.SessionOptions()
     so.log_severity_level = 3
     try:
@@ -247,7 +243,7 @@ def _session(model_path: Path, provider: str) -> Any:
         raise ContractError(f"{model_path}: onnxruntime cannot load the model: {exc}") from exc
     used = sess.get_providers()
     if not used or used[0] != want:
-        raise ContractError(f"onnxruntime fell back from {want} to {used}: refusing a silent fallback")
+        raise ProviderError(f"onnxruntime fell back from {want} to {used}: refusing a silent fallback")
     return sess
 
 
@@ -333,7 +329,7 @@ def validate_model(
 
     mpath = Path(model_path)
     if not mpath.is_file():
-        raise ContractError(f"{mpath}: no such model file")
+        raise ModelFileError(f"{mpath}: no such model file")
     sess = _session(mpath, provider)
     contract = ModelContract.from_metadata(sess.get_modelmeta().custom_metadata_map)
     model, info = load_run(run_dir)

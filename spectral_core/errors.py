@@ -17,7 +17,9 @@ __all__ = [
     "DeviceTimeoutError",
     "DriverError",
     "MissingExtraError",
+    "ModelFileError",
     "PreprocessError",
+    "ProviderError",
     "RamanEdgeError",
     "ReaderError",
 ]
@@ -50,6 +52,15 @@ class PreprocessError(DataError):
 
 class ContractError(RamanEdgeError, ValueError):
     """A model contract that is missing, malformed, of another version, or does not match the data."""
+
+
+class ProviderError(RamanEdgeError, RuntimeError):
+    """The requested onnxruntime execution provider is unknown, not available or did not load (never answered
+    with a silent fallback)."""
+
+
+class ModelFileError(RamanEdgeError, FileNotFoundError):
+    """A model file that does not exist or is not a regular file."""
 
 
 class MissingExtraError(RamanEdgeError, ImportError):

@@ -69,6 +69,30 @@ def test_unknown_provider_is_refused(model: Path) -> None:
         Engine(model, provider="openvino")  # type: ignore[arg-type]
 
 
+def test_missing_model_file_is_its_own_error_not_a_contract_error(tmp_path: Path) -> None:
+    from spectral_core.errors import ContractError, ModelFileError
+
+    with pytest.raises(ModelFileError, match="does not exist") as info:
+        Engine(tmp_path / "gone.onnx", provider="cpu")
+    assert not isinstance(info.value, ContractError)
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_every_provider_has_one_short_name_and_the_cli_offers_them_all() -> None:
+    import argparse
+
+    from edge_runtime.cli import configure_serve
+    from spectral_core.providers import GPU_PROVIDERS, PROVIDER_CHOICES, PROVIDERS, short_name
+
+    assert {short_name(ep) for ep in PROVIDERS.values()} == set(PROVIDERS)
+    assert short_name("OpenVINOExecutionProvider") is None
+    assert {PROVIDERS["cuda"], PROVIDERS["tensorrt"]} == GPU_PROVIDERS
+    p = argparse.ArgumentParser()
+    configure_serve(p)
+    (action,) = [a for a in p._actions if a.dest == "provider"]
+    assert tuple(action.choices or ()) == PROVIDER_CHOICES
+
+
 def test_classifies_instrument_spectra_resampled_onto_the_model_axis(engine: Engine) -> None:
     ds = synth_dataset(classes=4, per_class=25, seed=11, axis=instrument_axis(1024))
     out = engine.classify([Frame("t", str(i), ds.axis, ds.X[i]) for i in range(ds.n_spectra)])

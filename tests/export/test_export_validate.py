@@ -14,7 +14,7 @@ from onnx import numpy_helper
 from export.onnx_export import export_run
 from export.validate import format_report, report_path, validate_model
 from ramanedge.cli import main
-from spectral_core.errors import ContractError
+from spectral_core.errors import ContractError, ModelFileError, ProviderError
 from spectral_core.hashing import sha256_file
 from spectral_core.io import read_dataset, write_npz
 from spectral_core.synth import synth_dataset
@@ -128,12 +128,14 @@ def test_missing_provider_is_an_error_not_a_fallback(tiny_onnx: Path, tiny_run: 
         # onnxruntime-gpu lists CUDA even without a GPU; the session must then refuse or really use it
         try:
             report = validate_model(tiny_onnx, tiny_run, tiny_data, provider="cuda", write=False)
-        except ContractError as exc:
+        except ProviderError as exc:
             assert "CUDAExecutionProvider" in str(exc) or "fell back" in str(exc)
         else:
             assert report.environment["providers_used"][0] == "CUDAExecutionProvider"
-    with pytest.raises(ContractError, match="unknown provider"):
+    with pytest.raises(ProviderError, match="unknown provider"):
         validate_model(tiny_onnx, tiny_run, tiny_data, provider="tpu", write=False)
+    with pytest.raises(ModelFileError, match="no such model file"):
+        validate_model(tiny_onnx.with_name("missing.onnx"), tiny_run, tiny_data, write=False)
 
 
 def test_compare_output_reports_polygraphy_style_minimum_tolerances() -> None:
