@@ -76,13 +76,17 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
     a("--mqtt-key-file", help="private key, PEM, of --mqtt-cert-file")
 
 
-_FIELDS = ("model", "sources", "provider", "require_gpu", "require_validated", "threads", "max_batch", "max_points",
-           "axis_tolerance_cm1", "allow_task_change", "queue_size",
-           "db", "ledger_sync", "jsonl", "http", "max_request_bytes", "count", "duration", "drain_timeout_s",
-           "on_done", "settle_s", "poll_s", "watch_events", "watch_readers", "watch_links", "max_file_bytes",
-           "max_spectra_per_file", "ready_marker", "model_poll_s", "mqtt",
-           "http_token_file", "http_allowed_hosts", "http_max_connections", "http_timeout_s", "insecure_http",
-           "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
+#: serve flags that are not settings of the daemon (every other flag's ``dest`` is a ServeSettings field;
+#: tests/edge_runtime/test_engine.py checks it, so a new setting needs only its flag)
+NOT_SETTINGS = frozenset({"config", "help"})
+
+
+def settings_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line, by field name of :class:`~edge_runtime.settings.ServeSettings`
+    (unset flags are None and fall back to the environment, then the config file)."""
+    from edge_runtime.settings import ServeSettings
+
+    return {k: getattr(args, k) for k in ServeSettings.model_fields if hasattr(args, k)}
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -98,7 +102,7 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.getLogger("watchdog.observers.inotify").addFilter(
         lambda r: "called when the thread is inactive" not in r.getMessage()
     )
-    flags: dict[str, Any] = {k: getattr(args, k, None) for k in _FIELDS}
+    flags = settings_flags(args)
     config = args.config or os.environ.get("RAMANEDGE_CONFIG")
     settings = load_settings(flags, config)
     if not settings.sources and settings.http is None:

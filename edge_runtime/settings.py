@@ -14,9 +14,14 @@ from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, Pydant
 
 from edge_runtime.errors import SettingsError
 
-__all__ = ["ENV_PREFIX", "MIN_TOKEN_CHARS", "ServeSettings", "is_loopback_host", "load_settings", "parse_host_port"]
+__all__ = ["DEFAULT_TEMP_SUFFIXES", "ENV_PREFIX", "MIN_TOKEN_CHARS", "ServeSettings", "is_loopback_host", "load_settings", "parse_host_port"]
 
 logger = logging.getLogger(__name__)
+
+#: Drop-folder names ending so are still being written (browsers, rsync, editors, instrument software) and are
+#: never read; the one list, used by the settings' default and by the drop folder itself.
+DEFAULT_TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".filepart",
+                         ".swp", ".lock", "~")
 
 ENV_PREFIX = "RAMANEDGE_"
 MIN_TOKEN_CHARS = 16
@@ -110,10 +115,7 @@ class ServeSettings(BaseSettings):
     mqtt_ca_file: Path | None = Field(default=None, description="CA certificate(s), PEM, to verify an mqtts:// broker")
     mqtt_cert_file: Path | None = Field(default=None, description="client certificate, PEM, for an mqtts:// broker")
     mqtt_key_file: Path | None = Field(default=None, description="private key, PEM, of the client certificate")
-    temp_suffixes: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: [".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".filepart",
-                                 ".swp", ".lock", "~"]
-    )
+    temp_suffixes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_TEMP_SUFFIXES))
 
     @field_validator("sources", "temp_suffixes", "http_allowed_hosts", mode="before")
     @classmethod

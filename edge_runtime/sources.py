@@ -49,6 +49,7 @@ from edge_runtime._inotify import available as inotify_available
 from edge_runtime.engine import Frame, Outcome, bounded_text
 from edge_runtime.errors import SettingsError
 from edge_runtime.ledger import Ledger, LedgerEntry
+from edge_runtime.settings import DEFAULT_TEMP_SUFFIXES
 from spectral_core.errors import DataError, DriverError, RamanEdgeError
 
 __all__ = [
@@ -67,8 +68,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Submit = Callable[[Frame], None]
-DEFAULT_TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".filepart",
-                         ".swp", ".lock", "~")
 SUBDIRS = ("processing", "done", "quarantine")
 #: claims queued for the reader threads at most; further stable files wait in the due queue
 MAX_QUEUED_CLAIMS = 256

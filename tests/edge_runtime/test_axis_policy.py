@@ -114,14 +114,14 @@ def test_melanoma_nh2_shifted_and_trimmed_spectra_are_classified_alike(data_dir:
 def test_serve_axis_tolerance_reaches_every_engine_of_the_daemon(model: Path, tmp_path: Path) -> None:
     import argparse
 
-    from edge_runtime.cli import _FIELDS, configure_serve
+    from edge_runtime.cli import configure_serve, settings_flags
     from edge_runtime.daemon import Daemon
     from edge_runtime.settings import load_settings
 
     p = argparse.ArgumentParser()
     configure_serve(p)
     args = p.parse_args(["--model", str(model), "--axis-tolerance", "7.5", "--http", "off"])
-    s = load_settings({k: getattr(args, k, None) for k in _FIELDS})
+    s = load_settings(settings_flags(args))
     assert s.axis_tolerance_cm1 == 7.5
     d = Daemon(s)
     assert d._engine_options()["axis_tolerance"] == 7.5

@@ -93,6 +93,24 @@ def test_every_provider_has_one_short_name_and_the_cli_offers_them_all() -> None
     assert tuple(action.choices or ()) == PROVIDER_CHOICES
 
 
+def test_every_serve_flag_is_a_setting_and_reaches_the_settings(model: Path) -> None:
+    import argparse
+
+    from edge_runtime.cli import NOT_SETTINGS, configure_serve, settings_flags
+    from edge_runtime.settings import ServeSettings, load_settings
+
+    p = argparse.ArgumentParser()
+    configure_serve(p)
+    dests = {a.dest for a in p._actions} - NOT_SETTINGS
+    assert dests <= set(ServeSettings.model_fields), dests - set(ServeSettings.model_fields)
+    # Settings without a flag are set in the config file or the environment only; say so when adding one.
+    assert set(ServeSettings.model_fields) - dests == {"request_timeout_s", "temp_suffixes", "http_token"}
+    args = p.parse_args(["--model", str(model), "--max-batch", "7", "--http", "off", "--watch-links", "inside"])
+    args.verbose = 2  # the composition root's own options travel in the same namespace
+    s = load_settings(settings_flags(args))
+    assert (s.max_batch, s.watch_links, s.http) == (7, "inside", None)
+
+
 def test_classifies_instrument_spectra_resampled_onto_the_model_axis(engine: Engine) -> None:
     ds = synth_dataset(classes=4, per_class=25, seed=11, axis=instrument_axis(1024))
     out = engine.classify([Frame("t", str(i), ds.axis, ds.X[i]) for i in range(ds.n_spectra)])
