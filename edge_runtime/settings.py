@@ -6,11 +6,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge_runtime.errors import SettingsError
 
@@ -44,7 +46,6 @@ class ServeSettings(BaseSettings):
     """Everything ``ramanedge serve`` can be told. Each field is also ``RAMANEDGE_<FIELD>`` in the environment."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", case_sensitive=False)
-    config_file_values: ClassVar[dict[str, Any]] = {}
 
     model: Path = Field(description="the exported ONNX model (contract embedded)")
     sources: Annotated[list[str], NoDecode] = Field(
@@ -122,16 +123,6 @@ class ServeSettings(BaseSettings):
     def _lists(cls, v: Any) -> Any:
         return _split_list(v)
 
-    @field_validator("watch_events", mode="before")
-    @classmethod
-    def _events(cls, v: Any) -> Any:
-        # true/false (the older form of the setting) mean auto/poll
-        if isinstance(v, bool):
-            return "auto" if v else "poll"
-        if isinstance(v, str) and v.strip().lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-            return "auto" if v.strip().lower() in ("true", "1", "yes", "on") else "poll"
-        return v
-
     @field_validator("http", mode="after")
     @classmethod
     def _http(cls, v: str | None) -> str | None:
@@ -189,7 +180,26 @@ class ServeSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=cls.config_file_values))
+        return (init_settings, env_settings, _ConfigFileSource(settings_cls, _CONFIG_VALUES.get() or {}))
+
+
+#: the config file's values while :func:`load_settings` builds a ServeSettings (a context variable, so
+#: concurrent loads in threads or tasks never see each other's file)
+_CONFIG_VALUES: ContextVar[dict[str, Any] | None] = ContextVar("ramanedge_serve_config_values", default=None)
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """The config file (its ``[serve]`` table, TOML or JSON) as a settings source, below the environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = dict(values)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
 
 
 def parse_host_port(v: str) -> tuple[str, int]:
@@ -245,16 +255,14 @@ def load_settings(flags: dict[str, Any], config: str | Path | None = None) -> Se
         SettingsError: unreadable config file or invalid values, with the offending field named.
     """
     file_values = _read_config(Path(config)) if config else {}
-
-    class _Settings(ServeSettings):
-        config_file_values: ClassVar[dict[str, Any]] = file_values
-
     given = {k: v for k, v in flags.items() if v is not None}
+    token = _CONFIG_VALUES.set(file_values)
     try:
-        s = _Settings(**given)
+        return ServeSettings(**given)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
         )
         raise SettingsError(f"invalid serve settings: {problems}") from None
-    return ServeSettings.model_construct(**s.model_dump())
+    finally:
+        _CONFIG_VALUES.reset(token)

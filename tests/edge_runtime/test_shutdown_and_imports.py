@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.settings import load_settings
+from edge_runtime.errors import SettingsError
+from edge_runtime.settings import ServeSettings, load_settings
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -74,11 +75,14 @@ def test_settings_precedence_flags_env_file(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("RAMANEDGE_HTTP", "off")
     assert load_settings({}, cfg).http is None
     assert s.watch_events == "auto"
-    assert load_settings({"watch_events": False}, cfg).watch_events == "poll"  # --no-watch-events, older form
+    assert load_settings({"watch_events": "poll"}, cfg).watch_events == "poll"  # --no-watch-events
     monkeypatch.setenv("RAMANEDGE_WATCH_EVENTS", "watchdog")
     assert load_settings({}, cfg).watch_events == "watchdog"
+    assert type(load_settings({}, cfg)) is ServeSettings  # the settings class itself, validated, no stand-in
+    # The pre-release true/false form is gone: it is refused, naming the field, not guessed.
     monkeypatch.setenv("RAMANEDGE_WATCH_EVENTS", "false")
-    assert load_settings({}, cfg).watch_events == "poll"
+    with pytest.raises(SettingsError, match="watch_events"):
+        load_settings({}, cfg)
 
 
 @pytest.mark.parametrize(
@@ -88,8 +92,6 @@ def test_settings_precedence_flags_env_file(tmp_path: Path, monkeypatch: pytest.
      ({"model": "m", "watch_events": "fanotify"}, "watch_events")],
 )
 def test_bad_settings_name_the_field(flags: dict, words: str) -> None:
-    from edge_runtime.errors import SettingsError
-
     with pytest.raises(SettingsError, match=words):
         load_settings(flags)
 
