@@ -206,9 +206,11 @@ class MqttSink:
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         with self._lock:
             was, self._connected = self._connected, False
-        if was:
+        if was and not self._stop.is_set():
             logger.warning("MQTT connection to %s:%d lost (%s); records wait in the outbox", self.host, self.port,
                            reason_code)
+        elif was:  # our own disconnect at close(): a clean stop, not a lost connection
+            logger.debug("MQTT disconnected from %s:%d (%s)", self.host, self.port, reason_code)
 
     # -- the publisher -------------------------------------------------------------------------------
 
