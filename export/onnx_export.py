@@ -145,6 +145,8 @@ def _quantise(
         quantize_static,
     )
 
+    from export._graph import INPUT_NAME
+
     if precision == "int8-dynamic":
         quantize_dynamic(
             fp32_path, out_path, weight_type=QuantType.QInt8, per_channel=False,
@@ -162,7 +164,7 @@ def _quantise(
 
         def get_next(self) -> dict[str, NDArray[np.float32]] | None:
             x = next(self._batches, None)
-            return None if x is None else {"spectrum": np.ascontiguousarray(x)}
+            return None if x is None else {INPUT_NAME: np.ascontiguousarray(x)}
 
     quantize_static(
         fp32_path, out_path, _Calibration(calibration), quant_format=QuantFormat.QDQ,
@@ -175,10 +177,12 @@ def _quantise(
 def _ort_outputs(model_bytes: bytes, X: NDArray[np.float32]) -> list[NDArray[np.float32]]:
     import onnxruntime as ort
 
+    from export._graph import INPUT_NAME, OUTPUT_NAMES
+
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
-    return [np.asarray(o) for o in sess.run(["probabilities", "logits", "embedding"], {"spectrum": X})]
+    return [np.asarray(o) for o in sess.run(list(OUTPUT_NAMES), {INPUT_NAME: X})]
 
 
 def export_run(

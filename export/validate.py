@@ -247,10 +247,14 @@ def _session(model_path: Path, provider: str) -> Any:
     return sess
 
 
-def _run_onnx(sess: Any, X: NDArray[np.float32], batch: int = 256) -> list[NDArray[np.float32]]:
+def _run_onnx(
+    sess: Any, X: NDArray[np.float32], contract: ModelContract, batch: int = 256
+) -> list[NDArray[np.float32]]:
+    """The model's outputs (in :data:`OUTPUTS` order), by the input and output names its contract gives."""
+    names = [contract.output_names[o] for o in OUTPUTS]
     outs: list[list[NDArray[np.float32]]] = [[], [], []]
     for i in range(0, X.shape[0], batch):
-        res = sess.run(list(OUTPUTS), {"spectrum": np.ascontiguousarray(X[i : i + batch])})
+        res = sess.run(names, {contract.input_name: np.ascontiguousarray(X[i : i + batch])})
         for j, r in enumerate(res):
             outs[j].append(np.asarray(r))
     return [np.concatenate(o, axis=0) for o in outs]
@@ -358,7 +362,7 @@ def validate_model(
     if "normalise" in contract.in_graph_steps:
         X_torch = normalise(X_host, contract.preprocess.normalise)[0]
     ref = _run_torch(model, X_torch)
-    got = _run_onnx(sess, X_host)
+    got = _run_onnx(sess, X_host, contract)
 
     crit = criteria or DEFAULT_CRITERIA[contract.precision]
     outputs: dict[str, dict[str, Any]] = {}
