@@ -8,7 +8,6 @@ may be one of pyserial's URLs: ``spy://PORT?file=trace.txt`` (a hex dump of ever
 from __future__ import annotations
 
 import logging
-import sys
 
 import serial as pyserial
 
@@ -94,17 +93,3 @@ class SerialTransport:
             self._ser.close()
         except (pyserial.SerialException, OSError) as exc:
             logger.debug("%s: close failed: %s", self.description, exc)
-        self._close_spy_trace()
-
-    def _close_spy_trace(self) -> None:
-        """Close the trace file of a ``spy://...?file=`` port: pyserial opens it and never flushes or closes it.
-
-        pyserial has no API for it; its spy port keeps the file as ``formatter.output`` (stderr when no file).
-        """
-        output = getattr(getattr(self._ser, "formatter", None), "output", None)
-        if output is None or output in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__):
-            return
-        try:
-            output.close()
-        except (OSError, ValueError) as exc:
-            logger.debug("%s: closing the spy trace failed: %s", self.description, exc)

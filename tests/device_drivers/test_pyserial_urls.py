@@ -19,7 +19,7 @@ def test_spy_traces_every_byte_of_a_real_conversation(start_sim: StartSim, tmp_p
     with open_device(f"serial://spy://{sim.path}?file={trace}&protocol=framed") as dev:
         got = [dev.acquire().metadata["seq"] for _ in range(2)]
     assert got == [0, 1]
-    text = trace.read_text(encoding="ascii")  # complete once the device is closed
+    text = trace.read_text(encoding="ascii")
     sent, received = _spy_bytes(text, "TX"), _spy_bytes(text, "RX")
     # STOP_STREAM then HELLO, byte for byte (docs/serial-protocol.md section 1.9), and the INFO answering HELLO
     assert sent.startswith(bytes.fromhex("a55a01060100000000000000 5c7af8b3 a55a01010200000000000000 76101659"))
@@ -69,3 +69,4 @@ def test_bad_pyserial_urls_are_refused_before_anything_opens(url: str, match: st
 def test_a_bare_pyserial_url_is_not_a_device_url_and_the_error_says_where_it_goes(url: str) -> None:
     with pytest.raises(UnknownSchemeError, match=f"serial://{url}"):
         open_device(url)
+
