@@ -55,6 +55,11 @@ SCRIPT = textwrap.dedent('''
     from device_drivers.url import parse_device_url, serial_port, _Opts
 
     out["imported"] = sorted(attempts)
+    import argparse
+    for name in ("devices", "acquire", "simulate", "serve"):  # the CLI configures them, none "unavailable"
+        parser = ramanedge.cli.build_parser(only=name)
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        out.setdefault("cli", {})[name] = sub.choices[name].get_default("_unavailable")
     scheme, target, opts = parse_device_url("serial://COM3?protocol=ascii&baud=9600")
     out["com3"] = [scheme, target, serial_port("serial://COM3", target, _Opts("serial://COM3", opts))]
     try:
@@ -87,6 +92,7 @@ def test_device_drivers_cli_and_runtime_work_without_posix_terminal_modules() ->
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["imported"] == [], "nothing imported at module level asks for a POSIX module"
+    assert out["cli"] == {"devices": None, "acquire": None, "simulate": None, "serve": None}
     assert out["com3"] == ["serial", "COM3", "COM3"]
     assert out["com3_open"] == "DeviceDisconnectedError"
     assert out["loop"] == "hello"
