@@ -47,8 +47,8 @@ __all__ = ["SimulatedInstrument"]
 
 logger = logging.getLogger(__name__)
 
-#: ground-truth records kept in memory by default are bounded by ``SimConfig.truth_keep``; the commands
-#: received (for tests and diagnostics) by this
+#: host commands kept in memory, the latest ones (for tests and diagnostics); the ground truth in memory is
+#: bounded by ``SimConfig.truth_keep``: a simulation running for days holds no more than these
 COMMANDS_KEPT = 1000
 
 
