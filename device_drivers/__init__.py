@@ -2,12 +2,15 @@
 
 Depends on spectral_core, numpy and pyserial only (never torch/onnx/shap). Schemes: ``serial://``, ``tcp://``,
 ``sim://``, ``replay://``, ``seabreeze://`` (see :func:`open_device`). The simulated instrument
-(:class:`SimulatedInstrument`) speaks the real protocols over a real pty or TCP socket.
+(:class:`SimulatedInstrument`) speaks the real protocols over a real pty or TCP socket;
+:mod:`device_drivers.memory` runs them over an in-memory link. Nothing here needs a POSIX system but the pty
+simulation (``import device_drivers`` works on Windows).
 """
 
 from device_drivers._base import DeviceInfo, RejectedFrame, Spectrometer
 from device_drivers.errors import (
     DeviceDisconnectedError,
+    DeviceSettingError,
     DeviceTimeoutError,
     DeviceURLError,
     DriverError,
@@ -24,6 +27,7 @@ __all__ = [
     "SCHEMES",
     "DeviceDisconnectedError",
     "DeviceInfo",
+    "DeviceSettingError",
     "DeviceTimeoutError",
     "DeviceURLError",
     "DriverError",

@@ -180,10 +180,10 @@ class BaseSpectrometer:
 
     def set_integration_time_us(self, us: int) -> None:
         """Set the integration time, microseconds."""
-        from device_drivers.errors import DeviceURLError
+        from device_drivers.errors import DeviceSettingError
 
         if int(us) <= 0:
-            raise DeviceURLError(f"integration time must be positive, got {us} us")
+            raise DeviceSettingError(f"integration time must be positive, got {us} us")
         self._integration_us = int(us)
 
     @property

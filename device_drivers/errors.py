@@ -1,7 +1,8 @@
 """Errors of the device drivers, rooted in :mod:`spectral_core.errors`.
 
-Everything a driver raises on purpose is a :class:`~spectral_core.errors.DriverError` (an ``OSError``) or,
-for a bad URL, a :class:`DeviceURLError` (a ``ValueError``).
+Everything a driver raises on purpose is a :class:`~spectral_core.errors.DriverError` (an ``OSError``), or a
+``ValueError`` for what the caller asked: :class:`DeviceURLError` for a URL that cannot be opened as written,
+:class:`DeviceSettingError` for a setting no device takes (an integration time of 0 us).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from spectral_core.errors import DeviceTimeoutError, DriverError, RamanEdgeError
 
 __all__ = [
     "DeviceDisconnectedError",
+    "DeviceSettingError",
     "DeviceTimeoutError",
     "DeviceURLError",
     "DriverError",
@@ -21,6 +23,10 @@ __all__ = [
 
 class DeviceURLError(RamanEdgeError, ValueError):
     """A device URL that cannot be opened as written (bad path, unknown or malformed parameter)."""
+
+
+class DeviceSettingError(RamanEdgeError, ValueError):
+    """A setting outside what any device takes (integration time <= 0 us, a negative rate, an unknown fault)."""
 
 
 class UnknownSchemeError(DeviceURLError):

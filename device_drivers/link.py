@@ -468,7 +468,12 @@ class FramedSpectrometer(_LinkDriver):
         """Set the integration time on the device, microseconds (the device may round it)."""
         super().set_integration_time_us(us)
         self._want_integration = int(us)
-        ack = self._request(MsgType.SET_INTEGRATION, encode_u32(int(us)), MsgType.ACK)
+        self._guard(self._apply_integration)  # a dropped link is reopened; the handshake applies it too
+
+    def _apply_integration(self) -> None:
+        if self._want_integration is None:
+            return
+        ack = self._request(MsgType.SET_INTEGRATION, encode_u32(self._want_integration), MsgType.ACK)
         self._integration_us = decode_ack(ack.payload)[1]
 
     # protocol hooks
@@ -572,9 +577,7 @@ class FramedSpectrometer(_LinkDriver):
                            self.url, self._info.serial, new.serial)
         self._info = new
         self._integration_us = int(info.get("integration_us", self._integration_us))
-        if self._want_integration is not None:
-            ack = self._request(MsgType.SET_INTEGRATION, encode_u32(self._want_integration), MsgType.ACK)
-            self._integration_us = decode_ack(ack.payload)[1]
+        self._apply_integration()
 
 
 class AsciiSpectrometer(_LinkDriver):
@@ -607,7 +610,7 @@ class AsciiSpectrometer(_LinkDriver):
         """Send ``INT <us>`` (no acknowledgement in this protocol), microseconds."""
         super().set_integration_time_us(us)
         self._want_integration = int(us)
-        self._write(f"INT {int(us)}\n".encode("ascii"))
+        self._guard(lambda: self._write(f"INT {int(us)}\n".encode("ascii")))  # a dropped link is reopened
 
     def _kick(self) -> None:
         self._write(b"START\n")

@@ -1,4 +1,9 @@
-"""pyserial transport: a serial port (or pty) as a :class:`~device_drivers._transport.Transport`."""
+"""pyserial transport: a serial port, a pty or a pyserial URL as a :class:`~device_drivers._transport.Transport`.
+
+Ports are opened with ``serial.serial_for_url``, so besides a device path (``/dev/ttyUSB0``, ``COM3``) the port
+may be one of pyserial's URLs: ``spy://PORT?file=trace.txt`` (a hex dump of every byte both ways),
+``rfc2217://HOST:PORT`` (a networked serial server with port control), ``socket://HOST:PORT``, ``loop://``.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +19,11 @@ logger = logging.getLogger(__name__)
 
 
 class SerialTransport:
-    """A serial port opened with pyserial, 8N1, no flow control, exclusive.
+    """A serial port opened with pyserial's ``serial_for_url``, 8N1, no flow control, exclusive.
 
     Args:
-        port: device path (``/dev/ttyUSB0``, a pty slave, ``COM3``).
+        port: device path (``/dev/ttyUSB0``, a pty slave, ``COM3``) or a pyserial URL (``spy://COM3``,
+            ``rfc2217://HOST:PORT``, ``socket://HOST:PORT``, ``loop://``).
         baud: baud rate (ignored by ptys and USB CDC devices, honoured by real UARTs).
         write_timeout_s: bound on every write, seconds.
 
@@ -32,7 +38,7 @@ class SerialTransport:
         self._timeout = 0.1
         self._closing = False
         try:
-            self._ser = pyserial.Serial(
+            self._ser = pyserial.serial_for_url(
                 port, self.baud, timeout=self._timeout, write_timeout=write_timeout_s, exclusive=True
             )
         except (pyserial.SerialException, OSError, ValueError) as exc:

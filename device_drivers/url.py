@@ -2,11 +2,16 @@
 
 =============================================  ==============================================================
 ``serial:///dev/ttyUSB0?baud=115200``          pyserial port; ``protocol=framed`` (default) or ``ascii``
+``serial://spy:///dev/ttyUSB0?file=t.txt``     any pyserial URL after ``serial://`` (spy, rfc2217, socket, loop)
 ``tcp://127.0.0.1:5555?protocol=ascii``        the same protocols over TCP
 ``sim://?classes=8&rate=20&seed=1``            in-process simulator (``catalog_seed=0``: training classes)
 ``replay://recording.npz?rate=10&loop=1``      spectra of a recording, read with spectral_core.io
 ``seabreeze://`` / ``seabreeze://SERIAL``      Ocean Insight USB spectrometer (the ``seabreeze`` extra)
 =============================================  ==============================================================
+
+A pyserial URL is opened with ``serial.serial_for_url``; the options of its handler that do not clash with
+ours (:data:`PYSERIAL_OPTIONS`: spy's ``file``, ``color``, ``raw``, ``all``; ``logging``; rfc2217's
+``ign_set_control``, ``poll_modem``) are handed to it. A bare ``loop://`` or ``spy://`` is not a device URL.
 
 Link options (serial, tcp): ``timeout`` (s), ``retries``, ``reconnects``, ``backoff`` (s), ``integration_us``,
 ``excitation`` (nm), and for ASCII ``axis=START:STOP`` (cm^-1). Unknown options are errors.
@@ -22,12 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from device_drivers._base import BaseSpectrometer, Spectrometer
 from device_drivers.errors import DeviceURLError, UnknownSchemeError
 
-__all__ = ["SCHEMES", "open_device", "parse_device_url"]
+__all__ = ["PYSERIAL_OPTIONS", "SCHEMES", "open_device", "parse_device_url", "serial_port"]
 
 
 def parse_device_url(url: str) -> tuple[str, str, dict[str, str]]:
@@ -107,13 +112,52 @@ def _open_link(url: str, o: _Opts, factory: Any) -> BaseSpectrometer:
     raise DeviceURLError(f"{url}: protocol must be 'framed' or 'ascii', got {protocol!r}")
 
 
+#: options of pyserial's URL handlers handed on to them (the others: rfc2217's ``timeout`` would clash with ours)
+PYSERIAL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "spy": ("file", "color", "raw", "all"),
+    "rfc2217": ("logging", "ign_set_control", "poll_modem"),
+    "socket": ("logging",),
+    "loop": ("logging",),
+    "alt": ("class",),
+}
+
+
+def serial_port(url: str, target: str, o: _Opts) -> str:
+    """The port string for ``serial.serial_for_url``: a device path, or a pyserial URL with its options.
+
+    Raises:
+        DeviceURLError: no port, or a pyserial URL scheme pyserial has no handler for.
+    """
+    if not target:
+        raise DeviceURLError(f"{url}: no port (serial:///dev/ttyUSB0, serial://COM3 or serial://spy://COM3)")
+    inner, sep, _ = target.partition("://")
+    if not sep:
+        return target
+    scheme = inner.lower()
+    if not scheme.isidentifier() or not _pyserial_handles(scheme):
+        raise DeviceURLError(f"{url}: pyserial has no handler for {scheme!r}:// "
+                             f"(known: {', '.join(sorted(PYSERIAL_OPTIONS))})")
+    passed = [(k, o.text(k, "")) for k in PYSERIAL_OPTIONS.get(scheme, ()) if k in o._o]
+    if not passed:
+        return target
+    return f"{target}?{urlencode(passed, safe='/:')}"
+
+
+def _pyserial_handles(scheme: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(f"serial.urlhandler.protocol_{scheme}") is not None
+    except ImportError:
+        return False
+
+
 def _open_serial(url: str, target: str, o: _Opts) -> BaseSpectrometer:
     from device_drivers.serial import SerialTransport
 
-    if not target:
-        raise DeviceURLError(f"{url}: no port (serial:///dev/ttyUSB0 or serial://COM3)")
+    port = serial_port(url, target, o)
     baud = o.num("baud", 115200, int)
-    return _open_link(url, o, lambda: SerialTransport(target, baud))
+    return _open_link(url, o, lambda: SerialTransport(port, baud))
 
 
 def _open_tcp(url: str, target: str, o: _Opts) -> BaseSpectrometer:
@@ -126,7 +170,7 @@ def _open_tcp(url: str, target: str, o: _Opts) -> BaseSpectrometer:
 
 
 def _open_sim(url: str, target: str, o: _Opts) -> BaseSpectrometer:
-    from device_drivers.sim import SimSpectrometer
+    from device_drivers.sim.driver import SimSpectrometer
 
     if target.strip("/"):
         raise DeviceURLError(f"{url}: sim:// takes options only (sim://?classes=8&rate=20&seed=1)")
@@ -211,5 +255,7 @@ def open_device(url: str) -> Spectrometer:
     scheme, target, opts = parse_device_url(url)
     handler = SCHEMES.get(scheme)
     if handler is None:
-        raise UnknownSchemeError(f"no driver for scheme {scheme!r} in {url!r}; known: {', '.join(sorted(SCHEMES))}")
+        hint = f" (a pyserial URL goes after serial://, e.g. serial://{url})" if scheme in PYSERIAL_OPTIONS else ""
+        raise UnknownSchemeError(
+            f"no driver for scheme {scheme!r} in {url!r}; known: {', '.join(sorted(SCHEMES))}{hint}")
     return handler(url, target, _Opts(url, opts))
