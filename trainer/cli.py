@@ -56,8 +56,8 @@ def _add_preprocess_options(p: argparse.ArgumentParser) -> None:
                         "pixels); 'off' disables")
     g.add_argument("--crop", metavar="LOW:HIGH", help="keep LOW-HIGH cm^-1 before resampling; 'off' disables")
     g.add_argument("--baseline", metavar="METHOD[:KEY=VALUE,...]",
-                   help="background removal with pybaselines: arpls, asls, airpls, modpoly, imodpoly or snip, "
-                        "e.g. arpls:lam=1e6 or modpoly:poly_order=5; 'off' disables")
+                   help="background removal with any pybaselines method and its keyword arguments, e.g. "
+                        "arpls:lam=1e6, modpoly:poly_order=5 or iasls:lam=1e6,lam_1=1e-3; 'off' disables")
     g.add_argument("--smooth", nargs="?", const="9:3", metavar="WINDOW[:POLYORDER]",
                    help="Savitzky-Golay smoothing (default window 9, order 3); 'off' disables")
     g.add_argument("--interpolation", choices=["cubic", "linear"], help="resampling interpolation (default cubic)")
@@ -106,17 +106,7 @@ def preprocess_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if baseline.lower() in _OFF:
             out["baseline"] = None
         else:
-            method, _, rest = baseline.partition(":")
-            params: dict[str, Any] = {"method": method.strip().lower()}
-            for item in filter(None, (x.strip() for x in rest.split(","))):
-                key, eq, value = item.partition("=")
-                if not eq:
-                    raise DataError(f"--baseline: {item!r} is not KEY=VALUE (e.g. arpls:lam=1e6)")
-                try:
-                    params[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
-                except ValueError:
-                    raise DataError(f"--baseline: {key.strip()}={value!r} is not a number") from None
-            out["baseline"] = params
+            out["baseline"] = _baseline_option(baseline)
     smooth = getattr(args, "smooth", None)
     if smooth is not None:
         if smooth.lower() in _OFF:
@@ -126,6 +116,39 @@ def preprocess_overrides(args: argparse.Namespace) -> dict[str, Any]:
             out["smooth"] = {"window": v[0], **({"polyorder": v[1]} if len(v) > 1 else {})}
     if getattr(args, "interpolation", None) is not None:
         out["interpolation"] = args.interpolation
+    return out
+
+
+_BASELINE_FIELDS = ("lam", "p", "poly_order", "max_half_window")
+
+
+def _baseline_option(text: str) -> dict[str, Any]:
+    """``METHOD[:KEY=VALUE,...]`` as a ``BaselineConfig`` dict: ``lam``, ``p``, ``poly_order`` and
+    ``max_half_window`` are fields of their own, any other key goes to ``params`` (checked against the method's
+    signature when the config is validated). Values are numbers, true/false, or else text."""
+    from spectral_core.errors import DataError
+
+    method, _, rest = text.partition(":")
+    out: dict[str, Any] = {"method": method.strip().lower()}
+    params: dict[str, Any] = {}
+    for item in filter(None, (x.strip() for x in rest.split(","))):
+        key, eq, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not eq or not key:
+            raise DataError(f"--baseline: {item!r} is not KEY=VALUE (e.g. arpls:lam=1e6)")
+        value: Any
+        try:
+            value = int(raw) if raw.lstrip("-").isdigit() else float(raw)
+        except ValueError:
+            if key in _BASELINE_FIELDS:
+                raise DataError(f"--baseline: {key}={raw!r} is not a number") from None
+            value = {"true": True, "false": False}.get(raw.lower(), raw)
+        if key in _BASELINE_FIELDS:
+            out[key] = value
+        else:
+            params[key] = value
+    if params:
+        out["params"] = params
     return out
 
 
