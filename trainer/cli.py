@@ -27,12 +27,15 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 def _add_config_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training options (override --config)")
     g.add_argument("--config", help="a TrainConfig as .toml or .json (or a run.json to repeat a run)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
+    g.add_argument("--epochs", type=int, help="maximum epochs (default: from the number of training spectra)")
+    g.add_argument("--batch-size", type=int, help="spectra a batch (default: from the number of training spectra)")
+    g.add_argument("--bn-momentum", type=float, metavar="M",
+                   help="batch-norm momentum, PyTorch convention (default: from the number of training spectra)")
     g.add_argument("--lr", type=float, help="Adam learning rate")
     g.add_argument("--seed", type=int)
     g.add_argument("--val-fraction", type=float, help="share of the training data held out for validation")
-    g.add_argument("--early-stopping", type=int, metavar="EPOCHS", help="stop after EPOCHS without improvement")
+    g.add_argument("--early-stopping", type=int, metavar="EPOCHS",
+                   help="stop after EPOCHS without improvement (default: from the number of training spectra)")
     g.add_argument("--triplet-margin", type=float)
     g.add_argument("--window", type=int, help="RamanNet window length w, points")
     g.add_argument("--step", type=int, help="RamanNet window step dw, points")
@@ -180,6 +183,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         "model.window": args.window,
         "model.step": args.step,
         "model.paper_compat": args.paper_compat,
+        "model.bn_momentum": getattr(args, "bn_momentum", None),
         "preprocess.normalise": args.normalise,
         "axis_tolerance_cm1": args.axis_tolerance,
     }
@@ -198,6 +202,46 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         except ValidationError as exc:
             raise DataError(f"invalid preprocessing option: {exc}") from None
         cfg = cfg.model_copy(update={"preprocess": pre})
+    return cfg
+
+
+def given_sizes(args: argparse.Namespace) -> set[str]:
+    """The data-size settings (``trainer.train.SIZE_KEYS``) that ``--config`` or a flag sets."""
+    from trainer.train import TrainConfig
+
+    given: set[str] = set()
+    if getattr(args, "config", None):
+        file_cfg = TrainConfig.from_file(args.config)
+        given |= file_cfg.model_fields_set & {"batch_size", "epochs", "early_stopping_patience"}
+        if "bn_momentum" in file_cfg.model:
+            given.add("model.bn_momentum")
+    flags = {"batch_size": "batch_size", "epochs": "epochs", "early_stopping": "early_stopping_patience",
+             "bn_momentum": "model.bn_momentum"}
+    given |= {key for flag, key in flags.items() if getattr(args, flag, None) is not None}
+    return given
+
+
+def expected_training_spectra(args: argparse.Namespace, ds: SpectralDataset, cfg: TrainConfig) -> int:
+    """How many spectra one training run of the command sees: the data less the test part of a split (for
+    evaluate) and the validation part."""
+    n = float(ds.n_spectra)
+    protocol = getattr(args, "protocol", None)
+    if protocol == "kfold":
+        n *= (args.folds - 1) / max(args.folds, 1)
+    elif protocol == "holdout":
+        n *= 1.0 - args.test_fraction
+    elif protocol == "openset":
+        k = len(ds.classes)
+        n *= (1.0 - args.test_fraction) * (k - 1) / max(k, 1)
+    return max(1, int(n * (1.0 - cfg.val_fraction)))
+
+
+def with_data_defaults(args: argparse.Namespace, cfg: TrainConfig, ds: SpectralDataset) -> TrainConfig:
+    """``cfg`` with the data-size defaults for what ``--config`` and the flags leave open, said on stderr."""
+    from trainer.train import with_size_defaults
+
+    cfg, line = with_size_defaults(cfg, expected_training_spectra(args, ds, cfg), given_sizes(args))
+    print(line, file=sys.stderr, flush=True)
     return cfg
 
 
@@ -269,6 +313,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     ds = load_data(args)
+    cfg = with_data_defaults(args, cfg, ds)
     prog = None if args.quiet else _Progress(cfg.epochs)
     try:
         info = train(ds, args.out, cfg, force=args.force, progress=prog)
@@ -355,6 +400,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     ds = load_data(args)
+    cfg = with_data_defaults(args, cfg, ds)
 
     def say(msg: str) -> None:
         if not args.quiet:
