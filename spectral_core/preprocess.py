@@ -7,7 +7,7 @@ A :class:`PreprocessConfig` (versioned, JSON-serialisable, hashable) describes t
                first differences; spikes are one or two pixels wide, so this must precede resampling)
 2. crop      - keep ``crop = (low, high)`` cm^-1
 3. resample  - onto ``target_axis`` (cubic spline as in the RamanNet paper, or linear)
-4. baseline  - background removal with ``pybaselines`` (arpls, asls, airpls, modpoly, imodpoly, snip)
+4. baseline  - background removal with any method of ``pybaselines`` (arpls, asls, snip, ...)
 5. smooth    - Savitzky-Golay
 6. normalise - minmax (the paper), vector (L2), area (L1), snv, or none
 
@@ -17,15 +17,17 @@ into one banded operator that is computed once and cached, so per-spectrum work 
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from spectral_core.errors import PreprocessError
 from spectral_core.hashing import sha256_arrays, sha256_json
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AXIS_TOLERANCE_MIN_CM1",
+    "LEGACY_BASELINES",
     "NORMALISATIONS",
     "PREPROCESS_VERSION",
     "AxisSpec",
@@ -45,6 +48,7 @@ __all__ = [
     "PreprocessConfig",
     "Preprocessor",
     "SmoothConfig",
+    "baseline_methods",
     "default_axis_tolerance",
     "normalise",
 ]
@@ -96,12 +100,97 @@ class DespikeConfig(_Model):
     width: int = Field(default=2, ge=1, le=10, description="widest spike in pixels (cosmic rays hit 1-2 pixels)")
 
 
+#: The baseline methods of ramanedge before any pybaselines method was accepted; their settings sit in fields
+#: of their own (``lam``, ``p``, ``poly_order``, ``max_half_window``) that stored contracts carry.
+LEGACY_BASELINES = ("arpls", "asls", "airpls", "modpoly", "imodpoly", "snip")
+_BASELINE_FIELDS = ("lam", "p", "poly_order", "max_half_window")
+# Arguments of a pybaselines method that a configuration cannot set: the data themselves, per-point arrays.
+_BASELINE_RESERVED = frozenset({"self", "data", "x_data", "weights"})
+BaselineParam = bool | int | float | str
+
+
+def baseline_methods() -> dict[str, inspect.Signature]:
+    """Every baseline method of ``pybaselines.Baseline`` (one-dimensional), by name, with its signature."""
+    return dict(_baseline_methods())
+
+
+@functools.cache
+def _baseline_methods() -> dict[str, inspect.Signature]:
+    from pybaselines import Baseline
+
+    out: dict[str, inspect.Signature] = {}
+    for name, fn in inspect.getmembers(Baseline, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        sig = inspect.signature(fn)
+        if list(sig.parameters)[:2] == ["self", "data"]:
+            out[name] = sig
+    return out
+
+
+def _settable(sig: inspect.Signature) -> dict[str, inspect.Parameter]:
+    """The keyword arguments of a pybaselines method that a configuration may set (named, not per-point)."""
+    return {
+        n: q for n, q in sig.parameters.items()
+        if n not in _BASELINE_RESERVED and q.kind in (q.POSITIONAL_OR_KEYWORD, q.KEYWORD_ONLY)
+    }
+
+
 class BaselineConfig(_Model):
-    method: Literal["arpls", "asls", "airpls", "modpoly", "imodpoly", "snip"] = "arpls"
-    lam: float = Field(default=1e5, gt=0, description="smoothness (Whittaker methods)")
-    p: float = Field(default=0.01, gt=0, lt=1, description="asymmetry (asls)")
-    poly_order: int = Field(default=3, ge=0, le=10, description="polynomial order (modpoly, imodpoly)")
-    max_half_window: int = Field(default=40, ge=1, description="half window in points (snip)")
+    """Background removal with any method of ``pybaselines.Baseline``.
+
+    ``lam``, ``p``, ``poly_order`` and ``max_half_window`` go to every method whose signature takes them (for
+    the six methods of :data:`LEGACY_BASELINES` exactly as before); ``params`` holds any other keyword argument
+    of the method, checked against its signature. ``params`` is left out of the serialised config when empty,
+    so configs (and contract hashes) written before it existed are unchanged.
+    """
+
+    method: str = "arpls"
+    lam: float = Field(default=1e5, gt=0, description="smoothness (Whittaker and spline methods)")
+    p: float = Field(default=0.01, gt=0, lt=1, description="asymmetry (asls and its relatives)")
+    poly_order: int = Field(default=3, ge=0, le=10, description="polynomial order (polynomial methods)")
+    max_half_window: int = Field(default=40, ge=1, description="half window in points (snip, swima)")
+    params: dict[str, BaselineParam] = Field(
+        default_factory=dict, description="further keyword arguments of the pybaselines method"
+    )
+
+    @model_validator(mode="after")
+    def _known_method(self) -> BaselineConfig:
+        methods = _baseline_methods()
+        sig = methods.get(self.method)
+        if sig is None:
+            raise ValueError(f"unknown baseline method {self.method!r}; pybaselines has {', '.join(sorted(methods))}")
+        accepted = _settable(sig)
+        keywords = ", ".join(accepted) or "none"
+        for key, value in self.params.items():
+            if key in _BASELINE_FIELDS:
+                raise ValueError(f"baseline {key} is a field of its own, not a params entry")
+            q = accepted.get(key)
+            if q is None:
+                raise ValueError(f"baseline method {self.method!r} takes no argument {key!r}; it accepts {keywords}")
+            d = q.default
+            if d is not q.empty and d is not None and not isinstance(d, dict | list | tuple):
+                # The default's kind says what the method expects (a flag, a number or a name).
+                ok = isinstance(value, bool) if isinstance(d, bool) else (
+                    isinstance(value, int | float) and not isinstance(value, bool) if isinstance(d, int | float)
+                    else isinstance(value, str) if isinstance(d, str) else True)
+                if not ok:
+                    raise ValueError(f"baseline {self.method} {key}={value!r}: expected a value like its default "
+                                     f"{d!r}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_params(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not data.get("params"):
+            data.pop("params", None)
+        return data
+
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of the call ``Baseline(x_data).<method>(row, **kwargs)``."""
+        accepted = _settable(_baseline_methods()[self.method])
+        fields = {k: getattr(self, k) for k in _BASELINE_FIELDS if k in accepted}
+        return {**fields, **self.params}
 
 
 class SmoothConfig(_Model):
@@ -449,26 +538,26 @@ def _despike(X: NDArray[np.float32], cfg: DespikeConfig) -> NDArray[np.float32]:
     return out
 
 
-def _baseline(X: NDArray[np.float32], axis: NDArray[np.float64], cfg: BaselineConfig) -> NDArray[np.float32]:
+def _baseline(
+    X: NDArray[np.float32], axis: NDArray[np.float64], cfg: BaselineConfig
+) -> tuple[NDArray[np.float32], dict[int, str]]:
+    """Each row less its fitted baseline; rows the method fails on are returned as (index -> reason)."""
     from pybaselines import Baseline
 
     fitter = Baseline(x_data=axis)
+    method = getattr(fitter, cfg.method)
+    kwargs = cfg.kwargs()
     out = np.empty_like(X)
+    bad: dict[int, str] = {}
     for i, row in enumerate(X.astype(np.float64)):
-        if cfg.method == "arpls":
-            bl, _ = fitter.arpls(row, lam=cfg.lam)
-        elif cfg.method == "asls":
-            bl, _ = fitter.asls(row, lam=cfg.lam, p=cfg.p)
-        elif cfg.method == "airpls":
-            bl, _ = fitter.airpls(row, lam=cfg.lam)
-        elif cfg.method == "modpoly":
-            bl, _ = fitter.modpoly(row, poly_order=cfg.poly_order)
-        elif cfg.method == "imodpoly":
-            bl, _ = fitter.imodpoly(row, poly_order=cfg.poly_order)
-        else:
-            bl, _ = fitter.snip(row, max_half_window=cfg.max_half_window)
+        try:
+            bl, _ = method(row, **kwargs)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            bad[i] = f"baseline {cfg.method} failed: {exc}"
+            out[i] = 0.0
+            continue
         out[i] = row - bl
-    return out
+    return out, bad
 
 
 def default_axis_tolerance(axis: ArrayLike) -> float:
@@ -658,7 +747,10 @@ class Preprocessor:
         if plan.pre is not None:
             x, owned = plan.pre.apply(x), True
         if cfg.baseline is not None and "baseline" not in self.skip:
-            x, owned = _baseline(x, plan.axis, cfg.baseline), True
+            x, failed = _baseline(x, plan.axis, cfg.baseline)
+            owned = True
+            for i, why in failed.items():
+                bad.setdefault(i, why)
         if plan.post is not None:
             x, owned = plan.post.apply(x), True
         # Flatness is checked even when the graph normalises: a flat row would divide by zero in there.

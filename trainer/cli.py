@@ -27,12 +27,15 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 def _add_config_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training options (override --config)")
     g.add_argument("--config", help="a TrainConfig as .toml or .json (or a run.json to repeat a run)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
+    g.add_argument("--epochs", type=int, help="maximum epochs (default: from the number of training spectra)")
+    g.add_argument("--batch-size", type=int, help="spectra a batch (default: from the number of training spectra)")
+    g.add_argument("--bn-momentum", type=float, metavar="M",
+                   help="batch-norm momentum, PyTorch convention (default: from the number of training spectra)")
     g.add_argument("--lr", type=float, help="Adam learning rate")
     g.add_argument("--seed", type=int)
     g.add_argument("--val-fraction", type=float, help="share of the training data held out for validation")
-    g.add_argument("--early-stopping", type=int, metavar="EPOCHS", help="stop after EPOCHS without improvement")
+    g.add_argument("--early-stopping", type=int, metavar="EPOCHS",
+                   help="stop after EPOCHS without improvement (default: from the number of training spectra)")
     g.add_argument("--triplet-margin", type=float)
     g.add_argument("--window", type=int, help="RamanNet window length w, points")
     g.add_argument("--step", type=int, help="RamanNet window step dw, points")
@@ -56,8 +59,8 @@ def _add_preprocess_options(p: argparse.ArgumentParser) -> None:
                         "pixels); 'off' disables")
     g.add_argument("--crop", metavar="LOW:HIGH", help="keep LOW-HIGH cm^-1 before resampling; 'off' disables")
     g.add_argument("--baseline", metavar="METHOD[:KEY=VALUE,...]",
-                   help="background removal with pybaselines: arpls, asls, airpls, modpoly, imodpoly or snip, "
-                        "e.g. arpls:lam=1e6 or modpoly:poly_order=5; 'off' disables")
+                   help="background removal with any pybaselines method and its keyword arguments, e.g. "
+                        "arpls:lam=1e6, modpoly:poly_order=5 or iasls:lam=1e6,lam_1=1e-3; 'off' disables")
     g.add_argument("--smooth", nargs="?", const="9:3", metavar="WINDOW[:POLYORDER]",
                    help="Savitzky-Golay smoothing (default window 9, order 3); 'off' disables")
     g.add_argument("--interpolation", choices=["cubic", "linear"], help="resampling interpolation (default cubic)")
@@ -106,17 +109,7 @@ def preprocess_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if baseline.lower() in _OFF:
             out["baseline"] = None
         else:
-            method, _, rest = baseline.partition(":")
-            params: dict[str, Any] = {"method": method.strip().lower()}
-            for item in filter(None, (x.strip() for x in rest.split(","))):
-                key, eq, value = item.partition("=")
-                if not eq:
-                    raise DataError(f"--baseline: {item!r} is not KEY=VALUE (e.g. arpls:lam=1e6)")
-                try:
-                    params[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
-                except ValueError:
-                    raise DataError(f"--baseline: {key.strip()}={value!r} is not a number") from None
-            out["baseline"] = params
+            out["baseline"] = _baseline_option(baseline)
     smooth = getattr(args, "smooth", None)
     if smooth is not None:
         if smooth.lower() in _OFF:
@@ -126,6 +119,39 @@ def preprocess_overrides(args: argparse.Namespace) -> dict[str, Any]:
             out["smooth"] = {"window": v[0], **({"polyorder": v[1]} if len(v) > 1 else {})}
     if getattr(args, "interpolation", None) is not None:
         out["interpolation"] = args.interpolation
+    return out
+
+
+_BASELINE_FIELDS = ("lam", "p", "poly_order", "max_half_window")
+
+
+def _baseline_option(text: str) -> dict[str, Any]:
+    """``METHOD[:KEY=VALUE,...]`` as a ``BaselineConfig`` dict: ``lam``, ``p``, ``poly_order`` and
+    ``max_half_window`` are fields of their own, any other key goes to ``params`` (checked against the method's
+    signature when the config is validated). Values are numbers, true/false, or else text."""
+    from spectral_core.errors import DataError
+
+    method, _, rest = text.partition(":")
+    out: dict[str, Any] = {"method": method.strip().lower()}
+    params: dict[str, Any] = {}
+    for item in filter(None, (x.strip() for x in rest.split(","))):
+        key, eq, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not eq or not key:
+            raise DataError(f"--baseline: {item!r} is not KEY=VALUE (e.g. arpls:lam=1e6)")
+        value: Any
+        try:
+            value = int(raw) if raw.lstrip("-").isdigit() else float(raw)
+        except ValueError:
+            if key in _BASELINE_FIELDS:
+                raise DataError(f"--baseline: {key}={raw!r} is not a number") from None
+            value = {"true": True, "false": False}.get(raw.lower(), raw)
+        if key in _BASELINE_FIELDS:
+            out[key] = value
+        else:
+            params[key] = value
+    if params:
+        out["params"] = params
     return out
 
 
@@ -157,6 +183,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         "model.window": args.window,
         "model.step": args.step,
         "model.paper_compat": args.paper_compat,
+        "model.bn_momentum": getattr(args, "bn_momentum", None),
         "preprocess.normalise": args.normalise,
         "axis_tolerance_cm1": args.axis_tolerance,
     }
@@ -175,6 +202,46 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         except ValidationError as exc:
             raise DataError(f"invalid preprocessing option: {exc}") from None
         cfg = cfg.model_copy(update={"preprocess": pre})
+    return cfg
+
+
+def given_sizes(args: argparse.Namespace) -> set[str]:
+    """The data-size settings (``trainer.train.SIZE_KEYS``) that ``--config`` or a flag sets."""
+    from trainer.train import TrainConfig
+
+    given: set[str] = set()
+    if getattr(args, "config", None):
+        file_cfg = TrainConfig.from_file(args.config)
+        given |= file_cfg.model_fields_set & {"batch_size", "epochs", "early_stopping_patience"}
+        if "bn_momentum" in file_cfg.model:
+            given.add("model.bn_momentum")
+    flags = {"batch_size": "batch_size", "epochs": "epochs", "early_stopping": "early_stopping_patience",
+             "bn_momentum": "model.bn_momentum"}
+    given |= {key for flag, key in flags.items() if getattr(args, flag, None) is not None}
+    return given
+
+
+def expected_training_spectra(args: argparse.Namespace, ds: SpectralDataset, cfg: TrainConfig) -> int:
+    """How many spectra one training run of the command sees: the data less the test part of a split (for
+    evaluate) and the validation part."""
+    n = float(ds.n_spectra)
+    protocol = getattr(args, "protocol", None)
+    if protocol == "kfold":
+        n *= (args.folds - 1) / max(args.folds, 1)
+    elif protocol == "holdout":
+        n *= 1.0 - args.test_fraction
+    elif protocol == "openset":
+        k = len(ds.classes)
+        n *= (1.0 - args.test_fraction) * (k - 1) / max(k, 1)
+    return max(1, int(n * (1.0 - cfg.val_fraction)))
+
+
+def with_data_defaults(args: argparse.Namespace, cfg: TrainConfig, ds: SpectralDataset) -> TrainConfig:
+    """``cfg`` with the data-size defaults for what ``--config`` and the flags leave open, said on stderr."""
+    from trainer.train import with_size_defaults
+
+    cfg, line = with_size_defaults(cfg, expected_training_spectra(args, ds, cfg), given_sizes(args))
+    print(line, file=sys.stderr, flush=True)
     return cfg
 
 
@@ -246,6 +313,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     ds = load_data(args)
+    cfg = with_data_defaults(args, cfg, ds)
     prog = None if args.quiet else _Progress(cfg.epochs)
     try:
         info = train(ds, args.out, cfg, force=args.force, progress=prog)
@@ -332,6 +400,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     ds = load_data(args)
+    cfg = with_data_defaults(args, cfg, ds)
 
     def say(msg: str) -> None:
         if not args.quiet:

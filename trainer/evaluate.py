@@ -42,6 +42,7 @@ from spectral_core.preprocess import Preprocessor
 from spectral_core.spectrum import SpectralDataset
 from trainer.baselines import BASELINES, baseline_split
 from trainer.data import MIN_PER_CLASS, check_labelled, holdout_splits, kfold_splits, validation_split
+from trainer.leakage import leakage_text, near_identical_pairs, split_leakage
 from trainer.metrics import TOP_K, aggregate, classification_metrics, group_accuracy
 from trainer.train import RunExistsError, TrainConfig, with_model_axis
 
@@ -271,6 +272,11 @@ def evaluate(
     if protocol == "fixed" and (X_te is None or test is None or test.y is None or X_ft is None or finetune is None):
         raise DataError("the fixed protocol needs fine-tuning and test data")
 
+    leakage = _split_leakage(X, splits, X_ft=X_ft, X_te=X_te, protocol=protocol, groups=ds.groups, seed=cfg.seed)
+    warning = leakage_text(leakage)
+    if warning:
+        logger.warning("%s", warning)
+
     def test_part(s: dict[str, Any]) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         if protocol == "fixed" and X_te is not None and test is not None and test.y is not None:
             return X_te, test.y
@@ -338,13 +344,27 @@ def evaluate(
     for name in models:
         merged["models"][name] = {"summary": summaries[name]}
     merged.update(params=doc["params"], grouping=doc.get("grouping", grouping_of(ds)), fingerprints=doc["fingerprints"],
-                  classes=classes,
+                  classes=classes, leakage=leakage,
                   splits_key=doc["key"], train_config=cfg.model_dump(mode="json"))
     merged["data"] = {"source": str(ds.provenance.get("source", "")), "spectra": ds.n_spectra,
                       "points": ds.n_points, "class_counts": ds.class_counts()}
     (out / RESULTS_JSON).write_text(json.dumps(merged, indent=1) + "\n")
     (out / RESULTS_MD).write_text(results_table(merged))
     return merged
+
+
+def _split_leakage(
+    X: NDArray[np.float32], splits: list[dict[str, Any]], *, X_ft: NDArray[np.float32] | None,
+    X_te: NDArray[np.float32] | None, protocol: str, groups: NDArray[np.str_] | None, seed: int,
+) -> dict[str, Any]:
+    """Near-identical preprocessed spectra across each split (:mod:`trainer.leakage`). In the fixed protocol
+    the test file is checked against the training and fine-tuning files."""
+    if protocol != "fixed" or X_te is None:
+        return split_leakage(near_identical_pairs(X, seed=seed), splits, groups)
+    parts = [X, *([X_ft] if X_ft is not None else []), X_te]
+    n_fit = sum(p.shape[0] for p in parts[:-1])
+    both = {"name": "fixed", "train": list(range(n_fit)), "test": list(range(n_fit, n_fit + X_te.shape[0]))}
+    return split_leakage(near_identical_pairs(np.concatenate(parts), seed=seed), [both], None)
 
 
 def _read_results(out: Path) -> dict[str, Any]:
@@ -378,6 +398,7 @@ def results_table(merged: dict[str, Any]) -> str:
     lines = [
         f"protocol {p.get('protocol')} ({', '.join(f'{k}={v}' for k, v in p.items() if k != 'protocol')}), "
         f"{merged.get('data', {}).get('spectra')} spectra, {n_classes} classes; {grouping_text(merged.get('grouping'))}",
+        *(["", f"**Warning**: {leak}."] if (leak := leakage_text(merged.get("leakage"))) else []),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),

@@ -285,3 +285,89 @@ def test_constant_spectrum_is_flat_after_cubic_resampling(method: str) -> None:
     _, bad = pre.transform_rows(X, src)
     assert set(bad) == {0, 1}
     assert "flat" in bad[0]
+
+
+# Hashes of configs as stored before baselines took any pybaselines method (computed on that code): a deployed
+# contract carries its config as JSON and this hash; both must survive the new ``params`` field unchanged.
+OLD_CONTRACTS = {
+    '{"version":1,"despike":{"threshold":7.0,"width":2},"crop":[500.0,1700.0],"target_axis":{"start":500.0,'
+    '"stop":1700.0,"points":600},"interpolation":"cubic","baseline":{"method":"asls","lam":1000000.0,"p":0.02,'
+    '"poly_order":3,"max_half_window":40},"smooth":{"window":11,"polyorder":3},"normalise":"snv"}':
+    "d24b6fba3316cb538d9793a8c2197ac2d17d7dd85683ee0e920ae75660e8688a",
+    '{"version":1,"despike":null,"crop":null,"target_axis":null,"interpolation":"cubic","baseline":{"method":'
+    '"snip","lam":100000.0,"p":0.01,"poly_order":3,"max_half_window":30},"smooth":null,"normalise":"minmax"}':
+    "a56e0dace66b5f95a9d4c25062ff40d75d7bdde9cc61236c551a483de440da30",
+    '{"version":1,"despike":{"threshold":6.0,"width":3},"crop":null,"target_axis":null,"interpolation":"cubic",'
+    '"baseline":null,"smooth":null,"normalise":"minmax"}':
+    "a30f2d6421e8d2053da1af48a6d2c0385912aea47108e78e30274c0f29a9edeb",
+}
+
+
+@pytest.mark.parametrize("stored", list(OLD_CONTRACTS))
+def test_stored_configs_keep_their_json_and_hash(stored: str) -> None:
+    cfg = PreprocessConfig.from_json(stored)
+    assert cfg.hash() == OLD_CONTRACTS[stored]
+    assert cfg.to_json() == stored  # no new key appears in an old contract's config
+
+
+def test_legacy_methods_get_exactly_their_old_arguments() -> None:
+    expected = {"arpls": {"lam"}, "asls": {"lam", "p"}, "airpls": {"lam"}, "modpoly": {"poly_order"},
+                "imodpoly": {"poly_order"}, "snip": {"max_half_window"}}
+    for method, keys in expected.items():
+        assert set(BaselineConfig(method=method).kwargs()) == keys
+
+
+def test_any_pybaselines_method_with_its_keywords() -> None:
+    x = np.linspace(400, 1800, 400)
+    peak = 100 * np.exp(-(((x - 1100) / 8) ** 2))
+    background = 500 + 0.3 * (x - 400) + 2e-4 * (x - 1100) ** 2
+    y = peak + background + np.random.default_rng(6).normal(0, 1.0, x.size)
+    # a method outside the old six, set only through params (a morphological one): it removes the background
+    ball = PreprocessConfig(baseline=BaselineConfig(method="rolling_ball", params={"half_window": 60}),
+                            normalise="none")
+    out = Preprocessor(ball).transform(y, x)
+    away = np.abs(x - 1100) > 100
+    assert np.abs(out[away]).mean() < 0.05 * background.mean() and out[np.argmin(np.abs(x - 1100))] > 60
+    cfg = BaselineConfig(method="iasls", lam=1e6, params={"lam_1": 1e-3, "max_iter": 80})
+    assert cfg.kwargs() == {"lam": 1e6, "p": 0.01, "lam_1": 1e-3, "max_iter": 80}
+    full = PreprocessConfig(baseline=cfg, normalise="none")
+    out = Preprocessor(full).transform(y, x)
+    # the params reach the method: another lam_1 gives another result
+    other = full.model_copy(update={"baseline": cfg.model_copy(update={"params": {"lam_1": 1.0, "max_iter": 80}})})
+    assert np.abs(Preprocessor(other).transform(y, x) - out).max() > 1.0
+    # It travels: the params are in the JSON, survive the round trip, and change the hash.
+    assert '"params":{"lam_1":0.001,"max_iter":80}' in full.to_json()
+    back = PreprocessConfig.from_json(full.to_json())
+    assert back == full and back.hash() == full.hash()
+    assert full.hash() != PreprocessConfig(baseline=BaselineConfig(method="iasls", lam=1e6), normalise="none").hash()
+    np.testing.assert_array_equal(Preprocessor(back).transform(y, x), out)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"method": "wavelet"}, "unknown baseline method 'wavelet'; pybaselines has .*arpls"),
+    ({"method": "arpls", "params": {"bogus": 1}}, "takes no argument 'bogus'; it accepts lam, diff_order, max_iter"),
+    ({"method": "arpls", "params": {"max_iter": "many"}}, "max_iter='many': expected a value like its default 50"),
+    ({"method": "arpls", "params": {"weights": 1.0}}, "takes no argument 'weights'"),
+    ({"method": "asls", "params": {"lam": 1.0}}, "lam is a field of its own"),
+])
+def test_bad_baseline_settings_are_refused_naming_what_is_accepted(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        BaselineConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_row_the_baseline_fails_on_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pybaselines import Baseline
+
+    real = Baseline.arpls
+
+    def flaky(self: Baseline, data: np.ndarray, **kw: object) -> tuple[np.ndarray, dict[str, object]]:
+        if data[0] > 1000:
+            raise ValueError("did not converge")
+        return real(self, data, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Baseline, "arpls", flaky)
+    x = np.linspace(400, 1800, 200)
+    X = np.vstack([np.sin(x / 50) + 10, np.sin(x / 50) + 2000, np.cos(x / 40) + 10])
+    out, bad = pre(baseline=BaselineConfig()).transform_rows(X, x)
+    assert list(bad) == [1] and "baseline arpls failed: did not converge" in bad[1]
+    assert np.isfinite(out).all() and np.abs(out[0]).max() > 0

@@ -54,3 +54,12 @@ def test_off_turns_off_a_step_of_the_config_file(tmp_path: Path) -> None:
 def test_malformed_values_are_refused_naming_the_flag(flag: str, value: str, match: str) -> None:
     with pytest.raises(DataError, match=match):
         _cfg(flag, value)
+
+
+def test_baseline_takes_any_pybaselines_method_and_its_keywords() -> None:
+    b = _cfg("--baseline", "IASLS:lam=1e6,lam_1=1e-3,max_iter=80").preprocess.baseline
+    assert b is not None and b.method == "iasls" and b.lam == 1e6 and b.params == {"lam_1": 1e-3, "max_iter": 80}
+    b = _cfg("--baseline", "snip:max_half_window=25,decreasing=true").preprocess.baseline
+    assert b is not None and b.max_half_window == 25 and b.params == {"decreasing": True}
+    with pytest.raises(DataError, match="takes no argument 'lam_1'; it accepts lam, diff_order, max_iter, tol"):
+        _cfg("--baseline", "arpls:lam_1=3")
