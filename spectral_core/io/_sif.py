@@ -12,7 +12,7 @@ The wavelength axis becomes a Raman shift with ``excitation_nm=``, or with the f
 Solis shows a Raman-shift axis (only then is that field set by the user; real files saved in wavelength mode hold
 422 or 433 there). Checked on real Solis files: docs/formats_binary.md.
 
-sif_parser 0.3.6 (MIT, 2025) was tried: it reads the test files of tests/spectral_core/test_sc_binary_formats.py
+sif_parser 0.3.6 (BSD-3-Clause, 2025) was tried: it reads the test files of tests/spectral_core/test_sc_binary_formats.py
 identically (pixels, calibration, Raman excitation, spectrograph), but a file truncated inside its header makes
 it loop forever (its word reader appends the empty string read at the end of the file, waiting for a separator
 that never comes; files cut at bytes 60, 90 and 140 all hung until killed), which would stall the daemon. This reader walks the same layout with a cursor whose every read is bounded and names the byte
