@@ -51,8 +51,9 @@ def write_spc(
         body += np.asarray(x, dtype=e + "f4").tobytes()
     for i, y in enumerate(ys):
         body += struct.pack(e + "BbHfffIIf4s", 0, exp, i, float(10 * i), 0.0, 0.0, npts if xyxy else 0, 0, float(i), b"")
-        if xyxy:
-            body += np.asarray(x, dtype=e + "f4").tobytes()
+        if xyxy:  # X values are 4 bytes: float32, or int32 scaled like Y (whatever TSPREC says of Y)
+            xs = np.asarray(x, dtype=np.float64)
+            body += (xs.astype(e + "f4") if exp == -128 else np.round(xs / 2.0 ** (exp - 32)).astype(e + "i4")).tobytes()
         if exp == -128:
             body += np.asarray(y, dtype=e + "f4").tobytes()
         elif prec16:
@@ -287,6 +288,15 @@ def test_spc_xyxy_and_big_endian(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ds.X[1], ys[1])
     be = read_spc(write_spc(tmp_path / "be.spc", ys[:1], first=150, last=1500, version=0x4C))
     np.testing.assert_array_equal(be.X[0], ys[0])
+
+
+def test_spc_xyxy_with_16_bit_y_reads_4_byte_x(tmp_path: Path) -> None:
+    """As a real TXYXYS file with int16 Y (rohanisaac/spc m_xyxy.spc): X int32 * 2**(exp-32), Y int16."""
+    x = np.arange(150.0, 150.0 + 2.5 * 64, 2.5)
+    ys = [np.round(RNG.normal(500, 50, 64)) for _ in range(3)]
+    ds = read_spc(write_spc(tmp_path / "xy16.spc", ys, x=x, xyxy=True, exp=16, prec16=True))
+    np.testing.assert_allclose(ds.axis, x)
+    np.testing.assert_array_equal(ds.X, np.stack(ys))
 
 
 def test_spc_wavelength_axis_uses_log_laser_or_option(tmp_path: Path) -> None:
