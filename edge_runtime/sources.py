@@ -851,30 +851,38 @@ class WatchSource:
             spectra = None
         del data
         read_s = time.monotonic() - t0
-        if spectra is None or len(spectra[1]) == 1:
+        if spectra is None or len(spectra[1]) + len(spectra[3]) == 1:
             claim = _Claim(self, name, ref, sha, 1, recovered=recovered)
             if spectra is not None:
-                axis, X, metas = spectra
+                axis, X, metas, _ = spectra
                 frame.axis = self._intern_axis(axis)
                 frame.intensities = X[0]
                 frame.metadata = metas[0]
             frame.read_s = read_s
             frame.on_done = claim.outcome(0)
             return [frame]
-        axis, X, metas = spectra
+        axis, X, metas, bad = spectra
         axis = self._intern_axis(axis)
-        n = len(X)
+        n = len(X) + len(bad)
         claim = _Claim(self, name, ref, sha, n, recovered=recovered)
         frames: list[Frame] = []
+        good = iter(range(len(X)))  # the readable spectra, in file order, between the bad ones
         for k in range(n):
             ref_k = f"{ref}#{k}"
+            i = None if k in bad else next(good)
             if recovered:
                 entry = self.ledger.lookup(self.url, ref_k, sha)
                 if entry is not None:
                     self._recorded(claim, k, ref_k, entry)
                     continue
-            frames.append(Frame(source=self.url, ref=ref_k, axis=axis, intensities=X[k],
-                                metadata={**metas[k], "spectrum_index": k, "spectra_in_file": n},
+            if i is None:  # this one spectrum could not be read: its own error record, the others go on
+                frames.append(Frame(source=self.url, ref=ref_k, axis=None, intensities=None,
+                                    metadata={"spectrum_index": k, "spectra_in_file": n}, t_received=t0,
+                                    acquired_at=acquired, read_s=read_s / n, content_sha256=sha,
+                                    error=("read", _storable(bad[k])), on_done=claim.outcome(k)))
+                continue
+            frames.append(Frame(source=self.url, ref=ref_k, axis=axis, intensities=X[i],
+                                metadata={**metas[i], "spectrum_index": k, "spectra_in_file": n},
                                 t_received=t0, acquired_at=acquired, read_s=read_s / n, content_sha256=sha,
                                 on_done=claim.outcome(k)))
         return frames
@@ -1276,9 +1284,10 @@ def _move_exclusive(
 
 def _parse(
     path: Path, data: bytes, *, max_values: int, max_spectra: int
-) -> tuple[NDArray[np.float64], NDArray[np.float32], list[dict[str, Any]]]:
-    """The spectra of a dropped file, with the shared readers: (axis in cm^-1, intensities (n, points), one
-    metadata dict each). A single spectrum takes the fast path; a table, map or series is read whole.
+) -> tuple[NDArray[np.float64], NDArray[np.float32], list[dict[str, Any]], dict[int, str]]:
+    """The spectra of a dropped file, with the shared readers: (axis in cm^-1, intensities (n, points) of the
+    readable spectra, one metadata dict each, and the unreadable ones of a partly bad table or map: index in
+    the file -> reason). A single spectrum takes the fast path; a table, map or series is read whole.
 
     Raises:
         DataError: empty, a bare .npy, an .npz declaring more than ``max_values`` values, more than
@@ -1291,24 +1300,29 @@ def _parse(
     if data[:4] == b"PK\x03\x04":
         _check_npz(path, data, max_values)
     from spectral_core.errors import ReaderError
-    from spectral_core.io import read_dataset, read_spectrum
+    from spectral_core.io import BadSpectraError, read_dataset, read_spectrum
 
     try:
         spec = read_spectrum(path, data=data)
     except ReaderError as exc:
-        if _MULTI.search(str(exc)) is None:
+        partly = isinstance(exc, BadSpectraError) and exc.partly
+        if _MULTI.search(str(exc)) is None and not partly:
             raise
-        ds = read_dataset(path, data=data)  # the bytes in hand: the file is not read a second time
+        # the bytes in hand: the file is not read again from disk; a partly bad file gives its good spectra
+        # and the index and reason of each bad one
+        ds = read_dataset(path, data=data, bad_spectra="skip")
     else:
         if not np.all(np.isfinite(spec.intensities)):
             raise DataError(f"{path.name}: NaN/inf intensities")
         meta = {k: v for k, v in spec.metadata.items() if k in _KEPT_METADATA}
-        return np.asarray(spec.axis, dtype=np.float64), np.asarray(spec.intensities)[None, :], [meta]
-    n = ds.n_spectra
+        return np.asarray(spec.axis, dtype=np.float64), np.asarray(spec.intensities)[None, :], [meta], {}
+    bad = {int(e["index"]): str(e["reason"]) for e in ds.provenance.get("skipped_spectra") or ()}
+    n = ds.n_spectra + len(bad)
     if n > max_spectra:
         raise DataError(f"{path.name}: holds {n} spectra, more than max_spectra_per_file={max_spectra}")
     if n == 0:
         raise DataError(f"{path.name}: holds no spectrum")
+    n = ds.n_spectra
     metas: list[dict[str, Any]] = [{} for _ in range(n)]
     if ds.y is not None and ds.classes:
         for k in range(n):
@@ -1320,7 +1334,7 @@ def _parse(
         for k, value in enumerate(np.asarray(column).tolist()):
             if value is not None and value != "" and not (isinstance(value, float) and not math.isfinite(value)):
                 metas[k][str(key)] = value
-    return np.asarray(ds.axis, dtype=np.float64), ds.X, metas
+    return np.asarray(ds.axis, dtype=np.float64), ds.X, metas, bad
 
 
 def _check_npz(path: Path, data: bytes, max_values: int) -> None:

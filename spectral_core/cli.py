@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from spectral_core.io import FORMATS, read_datasets, write_npz
+from spectral_core.io import BAD_SPECTRA_POLICIES, FORMATS, read_datasets, write_npz
 from spectral_core.spectrum import SpectralDataset
 
 __all__ = [
@@ -50,6 +50,8 @@ def summarise(ds: SpectralDataset) -> dict[str, Any]:
         "nan_count": int(np.isnan(ds.X).sum()),
         "intensity": {"min": float(ds.X.min()), "max": float(ds.X.max())},
     }
+    if ds.provenance.get("skipped_spectra"):  # bad_spectra=skip left these out: never silently
+        out["skipped_spectra"] = ds.provenance["skipped_spectra"]
     return out
 
 
@@ -85,12 +87,15 @@ def _add_read_options(p: argparse.ArgumentParser, *, classes_alias: bool = False
                         "came from (the default when files hold several spectra), its folder, a table column, a "
                         "regex on the file path, or none")
     g.add_argument("--format", choices=FORMATS, help="force a reader instead of sniffing the content")
+    g.add_argument("--bad-spectra", choices=BAD_SPECTRA_POLICIES,
+                   help="a table or map whose spectra are partly bad (NaN/inf, a truncated row): error (default: "
+                        "refused, naming each bad spectrum) or skip (left out and listed under skipped_spectra)")
 
 
 _READ_OPTIONS = (
     "axis", "labels", "class_names", "pattern", "label_from_column", "label_column", "layout", "delimiter",
     "encoding", "x_var", "y_var", "axis_var", "excitation_nm", "format", "resample", "groups", "intensity_column",
-    "max_decompressed_mb",
+    "max_decompressed_mb", "bad_spectra",
 )
 
 

@@ -21,7 +21,10 @@ Formats (one private module each):
 Options of :func:`read_dataset` (each used by the readers it applies to; others log a warning):
 ``axis``, ``labels``, ``class_names``, ``encoding``, ``delimiter``, ``layout``, ``label_column``,
 ``group_column``, ``label_from_column``, ``x_var``, ``y_var``, ``axis_var``, ``excitation_nm``,
-``intensity_column``, ``pattern``, ``max_decompressed_mb`` (gzip, default 256), ``resample``
+``intensity_column``, ``pattern``, ``max_decompressed_mb`` (gzip, default 256), ``bad_spectra`` (``error``, the
+default: a file whose spectra are partly bad (NaN/inf values, a table or map row of the wrong length) is refused
+with the index and reason of each bad one; ``skip``: they are left out and listed, with their index in the file,
+in ``provenance["skipped_spectra"]``; see :class:`BadSpectraError`), ``resample``
 (``"START:STOP:POINTS"``: put every file on one axis by cubic spline, e.g. single spectra measured on different
 axes; never extrapolates) and ``format`` to force a reader (a registry name or ``folder``).
 
@@ -43,6 +46,8 @@ from numpy.typing import NDArray
 from spectral_core.errors import ReaderError
 from spectral_core.io._bwtek import is_bwtek, read_bwtek
 from spectral_core.io._common import (
+    BAD_SPECTRA_POLICIES,
+    BadSpectraError,
     compressed_limit,
     concat_datasets,
     decode_text,
@@ -53,6 +58,7 @@ from spectral_core.io._common import (
     parse_class_names,
     read_bytes,
     resample_dataset,
+    spectra_policy,
 )
 from spectral_core.io._folder import DATA_SUFFIXES, read_class_folders
 from spectral_core.io._grid import parse_grid
@@ -73,8 +79,10 @@ from spectral_core.io._wdf import is_wdf, read_wdf
 from spectral_core.spectrum import SpectralDataset, Spectrum
 
 __all__ = [
+    "BAD_SPECTRA_POLICIES",
     "FORMATS",
     "READERS",
+    "BadSpectraError",
     "Reader",
     "concat_datasets",
     "read_bwtek",
@@ -239,7 +247,7 @@ _AUTO_TEXT = Reader("delimited", None, (), _read_delimited, _DELIMITED)
 FORMATS = (*_BY_NAME, "folder")
 _FOLDER_SUFFIXES = DATA_SUFFIXES | {s for r in READERS for s in r.suffixes}
 _ALL_OPTIONS = frozenset().union(*(r.options for r in READERS)) | {
-    "pattern", "resample", "max_decompressed_mb", "groups"}
+    "pattern", "resample", "max_decompressed_mb", "groups", "bad_spectra"}
 
 
 def sniff_format(path: str | Path) -> str:
@@ -306,6 +314,7 @@ def _warn_unused(p: Path, reader: Reader, options: dict[str, Any]) -> None:
 def _read_file(path: Path, data: bytes | None = None, **options: Any) -> SpectralDataset:
     fmt = options.pop("format", None)
     max_mb = options.pop("max_decompressed_mb", None)
+    policy = options.pop("bad_spectra", None) or "error"
     if fmt is not None and fmt not in FORMATS:
         raise ReaderError(path, f"unknown format {fmt!r}; choose from {FORMATS}")
     if data is None and path.is_dir():
@@ -323,7 +332,8 @@ def _read_file(path: Path, data: bytes | None = None, **options: Any) -> Spectra
         raise ReaderError(path, f"gzip-compressed {reader.name} is not read; decompress the file first")
     _warn_unused(path, reader, options)
     kwargs = {k: v for k, v in options.items() if k in reader.options}
-    ds = reader.read(path, None if reader.binary else data, **kwargs)
+    with spectra_policy(policy, path):
+        ds = reader.read(path, None if reader.binary else data, **kwargs)
     if gz:
         ds.provenance["compression"] = "gzip"
     return ds
@@ -464,7 +474,8 @@ def read_spectrum(path: str | Path, *, data: bytes | None = None, **options: Any
         reader = _choose(p, data[:_HEAD])
         if reader is _AUTO_TEXT:
             text, enc = decode_text(data, p, options.get("encoding"))
-            grid = parse_grid(p, text, delimiter=options.get("delimiter"))
+            with spectra_policy("error", p):  # a table's truncated row is named by the table reader
+                grid = parse_grid(p, text, delimiter=options.get("delimiter"))
             if grid.n_columns == 2:
                 return spectrum_from_grid(grid, encoding=enc)
     ds = read_dataset(p, data=data, **options)

@@ -112,7 +112,11 @@ def raman_shift(
         raise ReaderError(path, f"excitation wavelength from {source} must be positive, got {excitation_nm}")
     lam = np.asarray(wavelength_nm, dtype=np.float64)
     if np.any(~np.isfinite(lam)) or np.any(lam <= 0):
-        raise ReaderError(path, "non-positive or non-finite wavelengths on the axis")
+        shown = f"{np.nanmin(lam):g} to {np.nanmax(lam):g} nm" if np.isfinite(lam).any() else "none finite"
+        raise ReaderError(
+            path, f"non-positive or non-finite wavelengths on the axis ({shown}): the file's wavelength "
+            "calibration is missing or wrong; calibrate the spectrometer in its software first",
+        )
     return 1e7 / float(excitation_nm) - 1e7 / lam
 
 

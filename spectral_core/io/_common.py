@@ -7,7 +7,9 @@ import json
 import logging
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,9 @@ from spectral_core.errors import DataError, ReaderError
 from spectral_core.spectrum import SpectralDataset
 
 __all__ = [
+    "BAD_SPECTRA_POLICIES",
+    "BadSpectraError",
+    "bad_spectra_policy",
     "bounded_header",
     "cell_float",
     "classes_and_indices",
@@ -34,6 +39,8 @@ __all__ = [
     "quote",
     "quote_list",
     "resample_dataset",
+    "skipped_spectra",
+    "spectra_policy",
     "starts_with_number",
     "wavelength_to_shift",
 ]
@@ -46,6 +53,10 @@ _CONTROL = bytes(sorted(set(range(0x20)) - {0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1A} 
 
 
 GZIP_MAGIC = b"\x1f\x8b"
+#: what a reader does with the bad spectra (NaN/inf values, a row of the wrong length) of a multi-spectrum file
+BAD_SPECTRA_POLICIES = ("error", "skip")
+_POLICY: ContextVar[str | None] = ContextVar("bad_spectra_policy", default=None)
+_REASONS_SHOWN = 5  # bad spectra named in one error message (all are counted)
 DEFAULT_MAX_DECOMPRESSED_MB = 256.0
 QUOTE_CHARS = 40
 
@@ -381,8 +392,116 @@ def parse_labels_option(
     return classes_and_indices(_labels_array(value, path), n, path, class_names)
 
 
-def make_dataset(path: str | Path, **fields: Any) -> SpectralDataset:
-    """Build a :class:`SpectralDataset`, reporting any validation failure as a :class:`ReaderError`."""
+class BadSpectraError(ReaderError):
+    """Some spectra of a file are bad (NaN/inf values, a map row of the wrong length).
+
+    Attributes:
+        bad: ``(index in the file, reason)`` of each bad spectrum, 0-based, in file order.
+        n: the number of spectra in the file.
+    """
+
+    def __init__(self, path: str | Path, bad: Sequence[tuple[int, str]], n: int) -> None:
+        self.bad = list(bad)
+        self.n = n
+        shown = "; ".join(f"spectrum #{k}: {why}" for k, why in self.bad[:_REASONS_SHOWN])
+        more = f"; ... ({len(self.bad)} in all)" if len(self.bad) > _REASONS_SHOWN else ""
+        if n == 1:
+            reason = self.bad[0][1]
+        elif len(self.bad) == n:
+            reason = f"all {n} spectra are bad: {shown}{more}"
+        else:
+            reason = (f"{len(self.bad)} of {n} spectra are bad: {shown}{more}; pass bad_spectra=skip "
+                      "(--bad-spectra skip) to leave them out")
+        super().__init__(path, reason)
+
+    @property
+    def partly(self) -> bool:
+        """Whether some spectra of the file are good."""
+        return 0 < len(self.bad) < self.n
+
+
+def bad_spectra_policy() -> str | None:
+    """The policy for bad spectra of the file being read (``"error"`` or ``"skip"``), None outside
+    :func:`spectra_policy` (a reader called on its own refuses the file at its first bad value, as always)."""
+    return _POLICY.get()
+
+
+@contextmanager
+def spectra_policy(policy: str, path: str | Path) -> Iterator[None]:
+    """Read one file under a policy for its bad spectra: readers of multi-spectrum files let NaN/inf values
+    (and map rows of the wrong length) through to :func:`make_dataset`, which names the bad spectra
+    (``"error"``) or leaves them out and lists them in ``provenance["skipped_spectra"]`` (``"skip"``).
+
+    Raises:
+        ReaderError: an unknown policy.
+    """
+    if policy not in BAD_SPECTRA_POLICIES:
+        raise ReaderError(path, f"bad_spectra must be one of {BAD_SPECTRA_POLICIES}, got {quote(str(policy))}")
+    token = _POLICY.set(policy)
+    try:
+        yield
+    finally:
+        _POLICY.reset(token)
+
+
+def _bad_rows(X: NDArray[Any], axis: Any, known: Mapping[int, str]) -> list[tuple[int, str]]:
+    """``(index, reason)`` of each spectrum (row of ``X``) holding a NaN/inf value or named in ``known``."""
+    bad_mask = ~np.isfinite(X)
+    rows = np.flatnonzero(bad_mask.any(axis=1)).tolist()
+    out: dict[int, str] = {k: why for k, why in known.items() if 0 <= k < X.shape[0]}
+    ax = np.asarray(axis, dtype=np.float64) if axis is not None else None
+    for r in rows:
+        if r in out:
+            continue
+        j = int(np.flatnonzero(bad_mask[r])[0])
+        at = f" ({ax[j]:g} cm^-1)" if ax is not None and ax.shape == (X.shape[1],) and np.isfinite(ax[j]) else ""
+        out[r] = f"{int(bad_mask[r].sum())} NaN/inf value(s), first at point {j}{at}"
+    return sorted(out.items())
+
+
+def _apply_policy(path: str | Path, policy: str, fields: dict[str, Any], known: Mapping[int, str]) -> dict[str, Any]:
+    """``fields`` of a dataset less its bad spectra (policy ``"skip"``), or a :class:`BadSpectraError`."""
+    try:
+        X = np.asarray(fields.get("X"))
+    except (TypeError, ValueError):
+        return fields  # the data model names what is wrong
+    if X.ndim != 2 or X.shape[0] == 0 or X.dtype.kind not in "fc":
+        return fields
+    bad = _bad_rows(X, fields.get("axis"), known)
+    if not bad:
+        return fields
+    n = X.shape[0]
+    if policy == "error" or len(bad) == n:
+        raise BadSpectraError(path, bad, n)
+    keep = np.ones(n, dtype=bool)
+    keep[[k for k, _ in bad]] = False
+    out = dict(fields)
+    out["X"] = X[keep]
+    for key in ("y", "groups"):
+        if out.get(key) is not None:
+            out[key] = np.asarray(out[key])[keep]
+    if out.get("meta"):
+        out["meta"] = {k: np.asarray(v)[keep] for k, v in out["meta"].items()}
+    out["provenance"] = {
+        **(out.get("provenance") or {}),
+        "spectra_in_file": n,
+        "skipped_spectra": [{"source": str(path), "index": k, "reason": why} for k, why in bad],
+    }
+    logger.warning("%s: %d of %d spectra left out (bad_spectra=skip): %s", path, len(bad), n,
+                   "; ".join(f"#{k}: {why}" for k, why in bad[:_REASONS_SHOWN]))
+    return out
+
+
+def make_dataset(path: str | Path, *, bad_reasons: Mapping[int, str] | None = None, **fields: Any) -> SpectralDataset:
+    """Build a :class:`SpectralDataset`, reporting any validation failure as a :class:`ReaderError`.
+
+    Inside :func:`spectra_policy` (every file :func:`read_dataset` reads), spectra with NaN/inf values, or
+    named in ``bad_reasons`` (index -> why, e.g. a row of the wrong length), are named in a
+    :class:`BadSpectraError` or left out, as the policy says.
+    """
+    policy = _POLICY.get()
+    if policy is not None:
+        fields = _apply_policy(path, policy, fields, bad_reasons or {})
     try:
         return SpectralDataset(**fields)
     except DataError as exc:
@@ -432,7 +551,7 @@ def concat_datasets(
     if all(d.groups is not None for d in datasets):
         groups = np.concatenate([np.asarray(d.groups, dtype=str) for d in datasets])
     meta = _concat_meta(datasets, source)
-    provenance = {
+    provenance: dict[str, Any] = {
         "source": source,
         "reader": "concat",
         "parts": [
@@ -440,9 +559,23 @@ def concat_datasets(
             for d in datasets
         ],
     }
+    skipped = skipped_spectra(datasets)
+    if skipped:
+        provenance["skipped_spectra"] = skipped
     return make_dataset(
         source, X=X, axis=first.axis, y=y, classes=tuple(names), groups=groups, provenance=provenance, meta=meta
     )
+
+
+def skipped_spectra(datasets: Sequence[SpectralDataset]) -> list[dict[str, Any]]:
+    """The spectra that ``bad_spectra=skip`` left out of each dataset: ``{"source", "index", "reason"}`` each
+    (``index`` counts the spectra of that file from 0)."""
+    out: list[dict[str, Any]] = []
+    for d in datasets:
+        for e in d.provenance.get("skipped_spectra") or ():
+            out.append({"source": e.get("source", d.provenance.get("source")), "index": e["index"],
+                        "reason": e["reason"]})
+    return out
 
 
 def _concat_meta(datasets: Sequence[SpectralDataset], source: str) -> dict[str, NDArray[Any]]:

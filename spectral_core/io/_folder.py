@@ -88,6 +88,8 @@ def read_class_folders(
     provenance: dict[str, Any] = {
         "source": str(root), "reader": "class-folders", "pattern": pattern, "files": files_read,
     }
+    if "skipped_spectra" in ds.provenance:
+        provenance["skipped_spectra"] = ds.provenance["skipped_spectra"]
     if by_file:
         provenance["groups_from"] = "file (files hold several spectra; a file's own group column wins)"
         logger.info(

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spectral_core.errors import ReaderError
-from spectral_core.io._common import quote
+from spectral_core.io._common import bad_spectra_policy, quote
 
 __all__ = ["Grid", "parse_grid"]
 
@@ -41,6 +41,9 @@ class Grid:
         delimiter: the column separator; None means runs of whitespace.
         decimal: "." or "," (decimal comma, only with a semicolon, tab or whitespace delimiter).
         meta: ``##KEY=VALUE`` comment lines (RRUFF, ramanedge writers), keys upper-cased.
+        ragged: data rows (index -> their column count) of another width than the rest, kept only while a
+            bad-spectra policy is active (a table with a spectrum a row may leave them out); every other use
+            of the grid refuses them as before.
     """
 
     def __init__(
@@ -57,8 +60,10 @@ class Grid:
         trailing: bool = False,
         text: str | None = None,
         values: NDArray[np.float64] | None = None,
+        ragged: dict[int, int] | None = None,
     ) -> None:
         self.path = path
+        self.ragged = ragged if ragged is not None else {}
         self.header = header
         self.delimiter = delimiter
         self.decimal = decimal
@@ -113,6 +118,7 @@ class Grid:
         g = Grid(
             self.path, self.header, self._body[1:], self.lines[1:], self.delimiter, width=self.n_columns,
             decimal=self.decimal, meta=self.meta, trailing=self._trailing,
+            ragged={r - 1: w for r, w in self.ragged.items() if r > 0},
         )
         if self._values is not None:
             g._values = self._values[1:]
@@ -141,19 +147,43 @@ class Grid:
         self._values = values
         return self._values
 
-    def numeric(self, columns: list[int] | None = None) -> NDArray[np.float64]:
+    def ragged_message(self, r: int) -> str:
+        """Why data row ``r`` (one of :attr:`ragged`) is refused: its line and column count."""
+        # the first data row is never ragged (see _keeps_ragged): it sets the width
+        return (f"ragged rows: line {self.lines[r]} has {self.ragged[r]} column(s), line {self.lines[0]} has "
+                f"{self.n_columns} ({_name(self.delimiter)}-separated)")
+
+    def cell(self, r: int, column: int) -> str:
+        """The text of one cell (row ``r`` of the data rows, 0-based ``column``), "" when the row is short."""
+        row = self.rows[r]
+        return row[column] if column < len(row) else ""
+
+    def numeric(
+        self, columns: list[int] | None = None, *, nonfinite_ok: bool = False, ragged_ok: bool = False
+    ) -> NDArray[np.float64]:
         """The data rows (optionally only ``columns``) as a float64 array.
 
+        Args:
+            nonfinite_ok: NaN/inf cells come back as they are (the caller names the bad spectra).
+            ragged_ok: rows of another width (:attr:`ragged`) come back as rows of NaN.
+
         Raises:
-            ReaderError: a non-numeric or empty cell, or a NaN/inf value, naming its line and column.
+            ReaderError: a non-numeric or empty cell, or a NaN/inf value, naming its line and column; a row of
+                another width than the others.
         """
+        if self.ragged and not ragged_ok:
+            raise ReaderError(self.path, self.ragged_message(min(self.ragged)))
         cols = list(range(self.n_columns)) if columns is None else columns
-        fast = self._fast_values() if columns is None or len(columns) > 0 else None
+        fast = self._fast_values() if (columns is None or len(columns) > 0) and not self.ragged else None
         if fast is not None:
             arr = fast if columns is None else fast[:, cols]
             cells: list[list[str]] | None = None
         else:
-            cells = self.rows if columns is None else [[r[c] for c in cols] for r in self.rows]
+            nan_row = ["nan"] * len(cols)
+            cells = [
+                nan_row if r in self.ragged else (row if columns is None else [row[c] for c in cols])
+                for r, row in enumerate(self.rows)
+            ]
             if self.decimal == ",":
                 cells = [[c.replace(",", ".") for c in r] for r in cells]
             try:
@@ -172,7 +202,7 @@ class Grid:
             if arr.ndim != 2:
                 arr = arr.reshape(len(cells), len(cols))
         bad = ~np.isfinite(arr)
-        if bad.any():
+        if bad.any() and not nonfinite_ok:
             r, j = (int(v) for v in np.argwhere(bad)[0])
             cell = self.rows[r][cols[j]] if cells is None else cells[r][j]
             raise ReaderError(
@@ -368,6 +398,19 @@ def _preamble_meta(path: Path, texts: list[str], lines: list[int]) -> dict[str, 
     return meta
 
 
+def _keeps_ragged(ragged: dict[int, int], n_rows: int, header: list[str] | None, width: int) -> bool:
+    """Whether rows of another width may stay in the grid as bad rows (a truncated row in a table of spectra):
+    only while a bad-spectra policy is active, with a first row of the header's width and most rows like it
+    (otherwise the file's layout itself is in doubt and it is refused whole)."""
+    return (
+        bad_spectra_policy() is not None
+        and n_rows >= 3
+        and 0 not in ragged
+        and 2 * len(ragged) < n_rows
+        and (header is None or len(header) == width)
+    )
+
+
 def _parse_lines(path: Path, text: str, delimiter: str | None) -> Grid:
     """:func:`parse_grid` line by line: comments, metadata, blank lines, decimal commas, exact messages."""
     meta: dict[str, str] = {}
@@ -419,6 +462,7 @@ def _parse_lines(path: Path, text: str, delimiter: str | None) -> Grid:
         if not texts:
             raise ReaderError(path, "a header row but no data lines")
     # Column counts per line: cheap string counts first; the exact split only to explain a mismatch.
+    ragged: dict[int, int] = {}
     extra = 1 if trailing else 0
     if delim is None:
         counts = [len(ln.split()) for ln in texts]
@@ -430,13 +474,14 @@ def _parse_lines(path: Path, text: str, delimiter: str | None) -> Grid:
         if trailing:
             rows = [r[:-1] for r in rows]
         width = len(rows[0])
-        for r, row in enumerate(rows):
-            if len(row) != width:
-                raise ReaderError(
-                    path,
-                    f"ragged rows: line {lines[r]} has {len(row)} column(s), line {lines[0]} has {width} "
-                    f"({_name(delim)}-separated)",
-                )
+        ragged = {r: len(row) for r, row in enumerate(rows) if len(row) != width}
+        if ragged and not _keeps_ragged(ragged, len(rows), header, width):
+            r = min(ragged)
+            raise ReaderError(
+                path,
+                f"ragged rows: line {lines[r]} has {ragged[r]} column(s), line {lines[0]} has {width} "
+                f"({_name(delim)}-separated)",
+            )
     if header is not None and len(header) != width:
         if delim is None:
             # Whitespace-separated files often have multi-word column titles ("Raman Shift  Intensity"):
@@ -445,4 +490,5 @@ def _parse_lines(path: Path, text: str, delimiter: str | None) -> Grid:
             header = None
         else:
             raise ReaderError(path, f"the header row has {len(header)} column(s) but the data rows have {width}")
-    return Grid(path, header, texts, lines, delim, width=width, decimal=decimal, meta=meta, trailing=trailing)
+    return Grid(path, header, texts, lines, delim, width=width, decimal=decimal, meta=meta, trailing=trailing,
+                ragged=ragged)

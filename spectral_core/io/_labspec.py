@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from spectral_core.errors import ReaderError
 from spectral_core.io._common import (
+    bad_spectra_policy,
     bounded_header,
     cell_float,
     decode_text,
@@ -92,6 +93,7 @@ def read_labspec(path: str | Path, data: bytes | None = None, *, encoding: str |
         if value is not None:
             provenance[key] = value
     meta: dict[str, NDArray[Any]] = {}
+    why: dict[int, str] = {}
     if lead == 0:
         width = len(first)
         if width != 2:
@@ -100,7 +102,7 @@ def read_labspec(path: str | Path, data: bytes | None = None, *, encoding: str |
                 f"line {first_no}: {width} cells; a LabSpec spectrum has 2 (shift, intensity) and a map's "
                 "first row starts with empty X and Y cells",
             )
-        values = _numbers(p, rows, width)
+        values, _ = _numbers(p, rows, width)
         axis, X = values[:, 0], values[:, 1][None, :]
         provenance["layout"] = "spectrum"
     elif lead in _COORDS:
@@ -110,7 +112,8 @@ def read_labspec(path: str | Path, data: bytes | None = None, *, encoding: str |
         )
         if len(rows) < 2:
             raise ReaderError(p, f"line {first_no}: an axis row and no spectra after it")
-        values = _numbers(p, rows[1:], len(first))
+        # a map's rows are its spectra: under a bad-spectra policy a bad row is named (or left out) alone
+        values, why = _numbers(p, rows[1:], len(first), partial=bad_spectra_policy() is not None)
         for j, name in enumerate(names):
             meta[name] = values[:, j]
         X = values[:, lead:]
@@ -119,23 +122,40 @@ def read_labspec(path: str | Path, data: bytes | None = None, *, encoding: str |
         raise ReaderError(p, f"line {first_no}: {lead} empty leading cells; a LabSpec map row has 2 (X, Y)")
     if axis.size >= 2 and axis[0] > axis[-1]:
         axis, X = axis[::-1].copy(), X[:, ::-1]
-    return make_dataset(p, X=X, axis=axis, provenance=provenance, meta=meta)
+    return make_dataset(p, X=X, axis=axis, provenance=provenance, meta=meta, bad_reasons=why)
 
 
-def _numbers(p: Path, rows: list[tuple[int, list[str]]], width: int) -> NDArray[np.float64]:
+def _numbers(
+    p: Path, rows: list[tuple[int, list[str]]], width: int, *, partial: bool = False
+) -> tuple[NDArray[np.float64], dict[int, str]]:
     """The rows as a float array; a row of another width or a bad cell is named by its line. Cells are
-    tab-separated, so a comma inside one is a decimal comma."""
+    tab-separated, so a comma inside one is a decimal comma.
+
+    Args:
+        partial: a bad row becomes a row of NaN and its reason is returned (index -> why) instead of raised.
+    """
     out = np.empty((len(rows), width), dtype=np.float64)
+    why: dict[int, str] = {}
     for r, (no, row) in enumerate(rows):
-        cells = row[:-1] if len(row) == width + 1 and not row[-1].strip() else row
-        if len(cells) != width:
-            raise ReaderError(p, f"line {no}: {len(cells)} cell(s) where {width} were expected (truncated row?)")
         try:
-            out[r] = [float(c.replace(",", ".")) for c in cells]
-        except ValueError:
-            for j, c in enumerate(cells):
-                cell_float(c, p, no, j + 1, decimal_comma=True)
-        if not np.isfinite(out[r]).all():
-            j = int(np.flatnonzero(~np.isfinite(out[r]))[0])
-            cell_float(cells[j], p, no, j + 1, decimal_comma=True)
-    return out
+            out[r] = _row(p, no, row, width)
+        except ReaderError as exc:
+            if not partial:
+                raise
+            out[r] = np.nan
+            why[r] = exc.reason
+    return out, why
+
+
+def _row(p: Path, no: int, row: list[str], width: int) -> list[float]:
+    cells = row[:-1] if len(row) == width + 1 and not row[-1].strip() else row
+    if len(cells) != width:
+        raise ReaderError(p, f"line {no}: {len(cells)} cell(s) where {width} were expected (truncated row?)")
+    try:
+        values = [float(c.replace(",", ".")) for c in cells]
+    except ValueError:
+        values = [cell_float(c, p, no, j + 1, decimal_comma=True) for j, c in enumerate(cells)]
+    for j, v in enumerate(values):
+        if not np.isfinite(v):
+            cell_float(cells[j], p, no, j + 1, decimal_comma=True)  # raises, naming the cell
+    return values

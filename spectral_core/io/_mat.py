@@ -16,7 +16,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spectral_core.errors import MissingExtraError, ReaderError
-from spectral_core.io._common import classes_and_indices, make_dataset, parse_axis_option, quote, quote_list
+from spectral_core.io._common import (
+    bad_spectra_policy,
+    classes_and_indices,
+    make_dataset,
+    parse_axis_option,
+    quote,
+    quote_list,
+)
 from spectral_core.spectrum import SpectralDataset
 
 __all__ = ["is_mat", "read_mat"]
@@ -152,7 +159,7 @@ def read_mat(
     else:
         raise ReaderError(p, f"variable {x_name!r} of shape {X.shape} does not match the axis ({n} points)")
     bad = ~np.isfinite(X)
-    if bad.any():
+    if bad.any() and bad_spectra_policy() is None:  # else the bad spectra are named (or left out) one by one
         r, c = (int(v) for v in np.argwhere(bad)[0])
         raise ReaderError(p, f"{int(bad.sum())} NaN/inf value(s) in {x_name!r}, first in spectrum {r} at point {c}")
     y = None

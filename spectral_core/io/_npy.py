@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from spectral_core.errors import ReaderError
 from spectral_core.io._common import (
+    bad_spectra_policy,
     classes_and_indices,
     make_dataset,
     parse_axis_option,
@@ -97,7 +98,7 @@ def read_npy(
     if X.shape[1] != ax.size:
         raise ReaderError(p, f"spectra have {X.shape[1]} points but the axis has {ax.size}")
     bad = ~np.isfinite(X)
-    if bad.any():
+    if bad.any() and bad_spectra_policy() is None:  # else the bad spectra are named (or left out) one by one
         r, c = (int(v) for v in np.argwhere(bad)[0])
         raise ReaderError(p, f"{int(bad.sum())} NaN/inf value(s), first in spectrum {r} at point {c}")
     y = None

@@ -3,11 +3,16 @@
 Andor publishes no layout; the one used by every open reader (Marcel Leutenegger's MATLAB script, sif_parser,
 sifreader) is followed here: a text magic line ``Andor Technology Multi-Channel File``, header lines whose count
 depends on the SIF version (65548-65567), the calibration line (polynomial coefficients c0..c3, pixel numbers
-from 1), the Raman excitation wavelength line, three length-prefixed axis labels, the image area and frame count
+from 1, giving wavelengths in nm), the Raman excitation wavelength line, three length-prefixed labels (the X axis
+as Solis shows it, "Wavelength" or "Raman shift"; the data type; "Pixel number"), the image area and frame count
 (``65541 x0 y1 x1 y0 frames subimages total_length image_length``), one line per subimage
 (``65538 x0 y1 x1 y0 ybin xbin``), one timestamp line per frame, then float32 little-endian pixel data.
 
-sif_parser 0.3.6 (MIT, 2025) was tried: it reads the test files of tests/spectral_core/test_sc_binary_formats.py
+The wavelength axis becomes a Raman shift with ``excitation_nm=``, or with the file's Raman excitation field when
+Solis shows a Raman-shift axis (only then is that field set by the user; real files saved in wavelength mode hold
+422 or 433 there). Checked on real Solis files: docs/formats_binary.md.
+
+sif_parser 0.3.6 (BSD-3-Clause, 2025) was tried: it reads the test files of tests/spectral_core/test_sc_binary_formats.py
 identically (pixels, calibration, Raman excitation, spectrograph), but a file truncated inside its header makes
 it loop forever (its word reader appends the empty string read at the end of the file, waiting for a separator
 that never comes; files cut at bytes 60, 90 and 140 all hung until killed), which would stall the daemon. This reader walks the same layout with a cursor whose every read is bounded and names the byte
@@ -173,8 +178,10 @@ def read_sif(path: str | Path, *, excitation_nm: float | None = None) -> Spectra
     raman_line = c.line("the Raman excitation wavelength")
     for _ in range(3):
         c.line("a calibration line")
-    frame_axis, data_type, image_axis = (c.counted(w) for w in ("the frame axis", "the data type", "the image axis"))
-    meta.update(frame_axis=frame_axis, data_type=data_type, image_axis=image_axis)
+    # The three labels as Solis shows them: the X axis ("Wavelength" or "Raman shift"), the data ("Counts"),
+    # the detector axis ("Pixel number"). Real files checked: tests/spectral_core/test_sc_vendor_real_files.py
+    x_label, data_type, pixel_axis = (c.counted(w) for w in ("the X axis label", "the data type", "the pixel axis"))
+    meta.update(x_axis_label=x_label, data_type=data_type, pixel_axis=pixel_axis)
     c.integer("the image-area tag (65541 or 65539)")
     for w in ("x0", "y1", "x1", "y0"):
         c.integer(f"image area {w}")
@@ -228,11 +235,22 @@ def read_sif(path: str | Path, *, excitation_nm: float | None = None) -> Spectra
         laser_file = None
     if laser_file is not None and not (math.isfinite(laser_file) and laser_file > 0):
         laser_file = None
-    if "raman" in image_axis.lower():
-        axis = x
+    # The calibration polynomial gives wavelengths (nm) whatever Solis displays. Its Raman excitation field is
+    # meaningful only when Solis shows a Raman-shift axis: real files saved in wavelength mode carry 422 or
+    # 433 there whatever the laser (e.g. a 405 nm measurement), so it is not trusted then.
+    raman_mode = "raman" in x_label.lower()
+    if excitation_nm is not None:
+        laser, source = excitation_nm, "excitation_nm="
+    elif raman_mode and laser_file is not None:
+        laser, source = laser_file, "the file"
     else:
-        laser = excitation_nm if excitation_nm is not None else laser_file
-        source = "excitation_nm=" if excitation_nm is not None else "the file"
-        axis = raman_shift(x, laser, p, source)
-        meta["converted_from"] = f"nm with excitation {laser} nm (from {source})"
+        if laser_file is not None:
+            raise ReaderError(
+                p, f"the SIF axis is a wavelength (Solis shows {x_label!r}, not a Raman shift), so its Raman excitation "
+                f"field ({laser_file:g}) is not used; pass excitation_nm= (--excitation-nm, the laser wavelength in "
+                "nm) to convert it to cm^-1",
+            )
+        laser, source = None, "the file"
+    axis = raman_shift(x, laser, p, source)
+    meta["converted_from"] = f"nm with excitation {laser} nm (from {source})"
     return build_dataset(p, X, axis, reader="sif", metadata=meta, spectrum_metadata=per)

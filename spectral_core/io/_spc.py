@@ -171,7 +171,8 @@ def read_spc(path: str | Path, *, excitation_nm: float | None = None) -> Spectra
         if flags & TXYXYS:
             if subnpts < 2:
                 raise ReaderError(p, f"{what}: subheader at byte {pos - _SUBHEADER} gives {subnpts} points")
-            x, pos = _y_values(v, e, exp, flags, n=subnpts, pos=pos, what=f"the X values of {what}")
+            # X values are 4 bytes each even in a 16-bit (TSPREC) file: float32, or int32 scaled like Y
+            x, pos = _y_values(v, e, exp, flags & ~TSPREC, n=subnpts, pos=pos, what=f"the X values of {what}")
             if x_first is None:
                 x_first = x
             elif x.shape != x_first.shape or not np.allclose(x, x_first, rtol=0, atol=1e-6):

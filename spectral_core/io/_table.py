@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from spectral_core.errors import ReaderError
 from spectral_core.io._common import (
+    bad_spectra_policy,
     classes_and_indices,
     decode_text,
     make_dataset,
@@ -104,7 +105,8 @@ def _rows_layout(
             header_axis = np.array([float(c.replace(",", ".") if grid.decimal == "," else c) for c in cells])
         except ValueError:
             header_text = cells
-    values = grid.numeric(num_cols)
+    partial = bad_spectra_policy() is not None  # bad rows are named (or left out) one by one
+    values = grid.numeric(num_cols, nonfinite_ok=partial, ragged_ok=partial)
     provenance: dict[str, Any] = {"layout": "rows"}
     given = None if axis is None else parse_axis_option(axis, p)
     if header_axis is None and header_text is None and values.shape[0] > 1 and _monotonic(values[0]) and (
@@ -137,6 +139,7 @@ def _rows_layout(
         raise ReaderError(p, f"no spectral axis: {why}; give it with axis=START:STOP:POINTS or a .npy file")
     if ax.shape != (values.shape[1],):
         raise ReaderError(p, f"the axis has {ax.size} points but the rows hold {values.shape[1]} values")
+    bad_rows = _row_problems(grid, values, num_cols)
     ax, values = _sorted_axis(grid, ax, values)
     n = values.shape[0]
     y = None
@@ -150,20 +153,37 @@ def _rows_layout(
                 names = json.loads(grid.meta["CLASSES"])
             except ValueError:
                 raise ReaderError(p, f"##CLASSES= is not a JSON list: {grid.meta['CLASSES'][:60]!r}") from None
-        raw = np.array([r[lab_i] for r in grid.rows[-n:]])
+        cells = [grid.cell(r, lab_i) for r in range(n)]
+        good = next((cells[r] for r in range(n) if r not in grid.ragged), "")
+        raw = np.array([good if r in grid.ragged else c for r, c in enumerate(cells)])  # ragged rows are left out
         if raw.dtype.kind in "US" and names is None and all(s.lstrip("-").isdigit() for s in raw.tolist()):
             raw = raw.astype(np.int64)
         y, classes = classes_and_indices(raw, n, p, names, what=f"label column {lab_i + 1}")
-    groups = None if gr_i is None else np.array([r[gr_i] for r in grid.rows[-n:]], dtype=str)
+    groups = None if gr_i is None else np.array([grid.cell(r, gr_i) for r in range(n)], dtype=str)
     provenance.update({"source": str(p), "reader": "table"})
-    return make_dataset(p, X=values, axis=ax, y=y, classes=classes, groups=groups, provenance=provenance)
+    return make_dataset(p, X=values, axis=ax, y=y, classes=classes, groups=groups, provenance=provenance,
+                        bad_reasons=bad_rows)
+
+
+def _row_problems(grid: Grid, values: NDArray[np.float64], num_cols: list[int]) -> dict[int, str]:
+    """Why each bad row (spectrum) of a rows-layout table is bad: its length, or its first NaN/inf cell."""
+    why: dict[int, str] = {}
+    for r in np.flatnonzero(~np.isfinite(values).all(axis=1)).tolist():
+        if r in grid.ragged:
+            why[r] = grid.ragged_message(r)
+            continue
+        bad = np.flatnonzero(~np.isfinite(values[r]))
+        col = num_cols[int(bad[0])]
+        why[r] = (f"line {grid.lines[r]}, column {col + 1}: non-finite value {quote(grid.cell(r, col))} "
+                  f"({bad.size} NaN/inf cell(s) in the row)")
+    return why
 
 
 def _columns_layout(
     grid: Grid, *, axis: Any, label_from_column: str | None, labels: Any, class_names: Any
 ) -> SpectralDataset:
     p = grid.path
-    values = grid.numeric()
+    values = grid.numeric(nonfinite_ok=bad_spectra_policy() is not None)
     if axis is not None:
         ax = parse_axis_option(axis, p)
         spec_cols = list(range(grid.n_columns))
@@ -171,6 +191,13 @@ def _columns_layout(
         ax = values[:, 0]
         spec_cols = list(range(1, grid.n_columns))
     X = values[:, spec_cols].T
+    why: dict[int, str] = {}
+    for k in np.flatnonzero(~np.isfinite(X).all(axis=1)).tolist():
+        r = int(np.flatnonzero(~np.isfinite(X[k]))[0])
+        col = spec_cols[k]
+        name = f" ({quote(grid.header[col])})" if grid.header is not None else ""
+        why[k] = (f"column {col + 1}{name}, line {grid.lines[r]}: non-finite value {quote(grid.cell(r, col))} "
+                  f"({int((~np.isfinite(X[k])).sum())} NaN/inf cell(s) in the column)")
     if ax.shape != (X.shape[1],):
         raise ReaderError(p, f"the axis has {ax.size} points but the columns hold {X.shape[1]} values")
     ax, X = _sorted_axis(grid, ax, X)
@@ -198,7 +225,7 @@ def _columns_layout(
     provenance: dict[str, Any] = {"source": str(p), "reader": "table", "layout": "columns"}
     if names_in_file is not None:
         provenance["columns"] = names_in_file
-    return make_dataset(p, X=X, axis=ax, y=y, classes=classes, provenance=provenance)
+    return make_dataset(p, X=X, axis=ax, y=y, classes=classes, provenance=provenance, bad_reasons=why)
 
 
 def choose_layout(

@@ -541,6 +541,64 @@ def test_recovery_classifies_only_the_spectra_not_yet_recorded(watch, tmp_path: 
     assert (drop / "done" / "t.csv").exists() and w.led.count() == 3
 
 
+def _partly_bad_table(n: int, bad: int) -> bytes:
+    """A transposed table of ``n`` spectra whose spectrum ``bad`` holds a NaN (a detector glitch, a gap)."""
+    lines = _table_bytes(n).decode().splitlines()
+    cells = lines[5].split(",")
+    cells[1 + bad] = "nan"
+    lines[5] = ",".join(cells)
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_a_partly_bad_file_gives_error_records_for_its_bad_spectra_and_results_for_the_rest(watch) -> None:
+    w = watch()
+    (w.drop / "t.csv").write_bytes(_partly_bad_table(4, 2))
+    rows = ["label," + ",".join(f"{a:.1f}" for a in np.linspace(400, 1800, 50))]
+    rows += [f"a,{','.join(['1.5'] * (50 if k != 1 else 20))}" for k in range(3)]  # row #1 cut short
+    (w.drop / "map.csv").write_bytes(("\n".join(rows) + "\n").encode())
+    got = {f.ref: f for f in w.wait(7)}
+    assert sorted(got) == ["map.csv#0", "map.csv#1", "map.csv#2", "t.csv#0", "t.csv#1", "t.csv#2", "t.csv#3"]
+    bad = got["t.csv#2"]
+    assert bad.error is not None and bad.error[0] == "read" and bad.axis is None and bad.intensities is None
+    assert "column 4 ('s2'), line 6: non-finite value 'nan'" in bad.error[1]
+    assert bad.metadata == {"spectrum_index": 2, "spectra_in_file": 4}
+    assert got["map.csv#1"].error is not None and "line 3 has 21 column(s)" in got["map.csv#1"].error[1]
+    good = [got[r] for r in ("t.csv#0", "t.csv#1", "t.csv#3", "map.csv#0", "map.csv#2")]
+    assert all(f.error is None and f.intensities is not None for f in good)
+    assert got["t.csv#3"].metadata["spectrum_index"] == 3 and got["t.csv#1"].intensities[0] != got["t.csv#3"].intensities[0]
+    for f in got.values():
+        w.commit(f)
+    info = _error_json(w.drop / "quarantine", "t.csv")
+    assert info["spectra"] == 4 and [e["k"] for e in info["failed"]] == [2] and "non-finite" in info["failed"][0]["reason"]
+    assert (w.drop / "quarantine" / "map.csv").exists() and w.processing_empty()
+    rows_db = dict(w.led._reader().execute("SELECT input_ref, status FROM results WHERE input_ref LIKE 't.csv%'"))
+    assert rows_db == {"t.csv#0": "ok", "t.csv#1": "ok", "t.csv#2": "error", "t.csv#3": "ok"}
+
+
+def test_recovery_of_a_partly_bad_file_records_each_spectrum_exactly_once(watch, tmp_path: Path) -> None:
+    """A crash after #0 (ok) and #2 (its read error) were committed: the restart submits only #1 and #3."""
+    drop = tmp_path / "drop"
+    (drop / "processing").mkdir(parents=True)
+    data = _partly_bad_table(4, 2)
+    (drop / "processing" / "t.csv").write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    led = Ledger(tmp_path / "l.sqlite")
+    ok = Frame(f"watch://{drop}", "t.csv#0", None, None, content_sha256=sha)
+    failed = Frame(f"watch://{drop}", "t.csv#2", None, None, content_sha256=sha)
+    led.commit([Outcome(frame=ok, ok=True, class_name="a", class_index=0, confidence=0.9),
+                Outcome.failed(failed, "read", "non-finite value")])
+    led.close()
+    w = watch()
+    got = w.wait(2)
+    time.sleep(0.3)
+    assert sorted(f.ref for f in w.got) == ["t.csv#1", "t.csv#3"] and w.src.already_recorded == 2
+    assert all(f.error is None for f in got)
+    for f in got:
+        w.commit(f)
+    assert (drop / "quarantine" / "t.csv").exists() and w.led.count() == 4
+    assert [e["k"] for e in _error_json(drop / "quarantine", "t.csv")["failed"]] == [2]
+
+
 def test_too_many_spectra_in_one_file_is_one_error_record(watch) -> None:
     w = watch(max_spectra_per_file=2)
     (w.drop / "t.csv").write_bytes(_table_bytes(3))

@@ -51,8 +51,9 @@ def write_spc(
         body += np.asarray(x, dtype=e + "f4").tobytes()
     for i, y in enumerate(ys):
         body += struct.pack(e + "BbHfffIIf4s", 0, exp, i, float(10 * i), 0.0, 0.0, npts if xyxy else 0, 0, float(i), b"")
-        if xyxy:
-            body += np.asarray(x, dtype=e + "f4").tobytes()
+        if xyxy:  # X values are 4 bytes: float32, or int32 scaled like Y (whatever TSPREC says of Y)
+            xs = np.asarray(x, dtype=np.float64)
+            body += (xs.astype(e + "f4") if exp == -128 else np.round(xs / 2.0 ** (exp - 32)).astype(e + "i4")).tobytes()
         if exp == -128:
             body += np.asarray(y, dtype=e + "f4").tobytes()
         elif prec16:
@@ -169,7 +170,7 @@ def write_wdf(
 
 def write_sif(
     path: Path, frames: np.ndarray, coeffs: list[float], *, raman_nm: str = "785.0", version: int = 65550,
-    image_axis: str = "Wavelength",
+    x_label: str = "Raman shift",
 ) -> Path:
     """An Andor SIF file in the line layout the open readers follow (magic, acquisition line, detector, file
     name, user text, shutter, version-specific lines, calibration, Raman excitation, axis labels, image area,
@@ -185,7 +186,7 @@ def write_sif(
         b += b"0 0\n" * 8 + b"65538 Shamrock303 0\n0 0\n0 0 0 1 0 0 0 0 0\n" + b"0 0\n" * 7
     b += b"65539 " + " ".join(repr(c) for c in coeffs).encode() + b"\n0 1 0 0\n0 1 0 0\n" + raman_nm.encode() + b"\n"
     b += b"422\n13\n13\n"
-    for label in ("Time", "Counts", image_axis):
+    for label in (x_label, "Counts", "Pixel number"):  # as real Solis files hold them
         b += f"{len(label)}\n{label}".encode()
     b += f"65541 1 {height} {width} 1 {n_frames} 1 {n_frames * width * height} {width * height} \n".encode()
     b += f"65538 1 {height} {width} 1 1 1 0 0\n".encode()
@@ -287,6 +288,15 @@ def test_spc_xyxy_and_big_endian(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ds.X[1], ys[1])
     be = read_spc(write_spc(tmp_path / "be.spc", ys[:1], first=150, last=1500, version=0x4C))
     np.testing.assert_array_equal(be.X[0], ys[0])
+
+
+def test_spc_xyxy_with_16_bit_y_reads_4_byte_x(tmp_path: Path) -> None:
+    """As a real TXYXYS file with int16 Y (rohanisaac/spc m_xyxy.spc): X int32 * 2**(exp-32), Y int16."""
+    x = np.arange(150.0, 150.0 + 2.5 * 64, 2.5)
+    ys = [np.round(RNG.normal(500, 50, 64)) for _ in range(3)]
+    ds = read_spc(write_spc(tmp_path / "xy16.spc", ys, x=x, xyxy=True, exp=16, prec16=True))
+    np.testing.assert_allclose(ds.axis, x)
+    np.testing.assert_array_equal(ds.X, np.stack(ys))
 
 
 def test_spc_wavelength_axis_uses_log_laser_or_option(tmp_path: Path) -> None:
@@ -416,11 +426,17 @@ def test_sif_kinetic_series_wavelength_to_shift(tmp_path: Path, version: int) ->
         assert ds.provenance["spectrograph"] == "Shamrock303"
 
 
-def test_sif_image_rows_raman_axis_and_missing_laser(tmp_path: Path) -> None:
+def test_sif_image_rows_wavelength_mode_and_missing_laser(tmp_path: Path) -> None:
+    """The polynomial gives nm in both Solis modes; in wavelength mode the file's Raman excitation field (422
+    in real files, whatever the laser) is not trusted: excitation_nm= is needed."""
     frames = RNG.normal(0, 1, (1, 4, 16)).astype(np.float32)
-    ds = read_sif(write_sif(tmp_path / "r.sif", frames, [100.0, 10.0, 0, 0], image_axis="Raman Shift"))
-    np.testing.assert_allclose(ds.axis, 100.0 + 10.0 * np.arange(1, 17))
+    wl_mode = write_sif(tmp_path / "w.sif", frames, [800.0, 0.5, 0, 0], raman_nm="422", x_label="Wavelength")
+    with pytest.raises(ReaderError, match=r"Solis shows 'Wavelength'.*\(422\) is not used; pass excitation_nm="):
+        read_sif(wl_mode)
+    ds = read_sif(wl_mode, excitation_nm=785.0)
+    np.testing.assert_allclose(ds.axis, 1e7 / 785.0 - 1e7 / (800.0 + 0.5 * np.arange(1, 17)), rtol=1e-12)
     assert ds.n_spectra == 4 and ds.provenance["spectrum_metadata"][3]["row"] == 3
+    assert ds.provenance["x_axis_label"] == "Wavelength" and ds.provenance["pixel_axis"] == "Pixel number"
     nolaser = write_sif(tmp_path / "n.sif", frames, [800.0, 0.5, 0, 0], raman_nm="0")
     with pytest.raises(ReaderError, match="excitation_nm"):
         read_sif(nolaser)

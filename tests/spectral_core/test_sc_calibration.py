@@ -168,3 +168,21 @@ def test_calibrate_command_writes_json_and_plot(tmp_path: Path, capsys: pytest.C
     assert "silicon" in capsys.readouterr().err and not (tmp_path / "si.json").exists()
     pytest.importorskip("matplotlib")
     assert doc["plot"] == str(out.with_suffix(".png")) and out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_reference_tables_hold_the_verified_values() -> None:
+    """Values checked against published copies of the sources (docs/calibration.md), including the two the
+    check corrected (paracetamol 1561.6 cm^-1, neon 603.000 nm) and the neon lines it left out."""
+    peaks = {name: STANDARDS[name].peaks for name in STANDARDS}
+    assert peaks["polystyrene"][:4] == (620.9, 795.8, 1001.4, 1031.8) and peaks["polystyrene"][-1] == 3054.3
+    assert len(peaks["polystyrene"]) == 11 and len(peaks["cyclohexane"]) == 11 and len(peaks["paracetamol"]) == 24
+    assert {801.3, 1028.3, 1444.4, 2664.4, 2938.3} <= set(peaks["cyclohexane"])
+    assert {213.3, 857.9, 1323.9, 1561.6, 1648.4, 3326.6} <= set(peaks["paracetamol"])
+    assert 1561.5 not in peaks["paracetamol"]
+    assert peaks["silicon"] == (520.45,)
+    assert {585.249, 603.000, 640.225, 703.241, 794.318, 841.843, 914.867, 954.741} <= set(peaks["neon"])
+    assert not {602.000, 859.126, 886.575, 922.006} & set(peaks["neon"])
+    assert all(np.diff(p).min() > 0 for p in peaks.values() if len(p) > 1)
+    # the 603.000 nm line, 785 nm excitation: 1e7/785 - 1e7/603 cm^-1
+    shifts = reference_positions("neon", 785.0)
+    assert np.isclose(shifts, 1e7 / 785.0 - 1e7 / 603.0).any()
