@@ -348,6 +348,8 @@ def evaluate(
                   splits_key=doc["key"], train_config=cfg.model_dump(mode="json"))
     merged["data"] = {"source": str(ds.provenance.get("source", "")), "spectra": ds.n_spectra,
                       "points": ds.n_points, "class_counts": ds.class_counts()}
+    if ds.provenance.get("skipped_spectra"):  # --bad-spectra skip left these out: the results say so
+        merged["data"]["skipped_spectra"] = ds.provenance["skipped_spectra"]
     (out / RESULTS_JSON).write_text(json.dumps(merged, indent=1) + "\n")
     (out / RESULTS_MD).write_text(results_table(merged))
     return merged

@@ -488,6 +488,8 @@ def train(
         "ranks_in_sync": _ranks_in_sync(model) if world > 1 else True,
         "seconds": float(sum(h["seconds"] for h in history)),
     }
+    if ds.provenance.get("skipped_spectra"):  # --bad-spectra skip left these out: the run records which
+        metrics["skipped_spectra"] = ds.provenance["skipped_spectra"]
     if init_from is not None:
         metrics["init_from"] = str(init_from)
     info = RunInfo(

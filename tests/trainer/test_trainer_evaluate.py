@@ -231,3 +231,19 @@ def test_cli_evaluate_progress_lines_jobs_and_quiet(ds: SpectralDataset, tmp_pat
     with pytest.raises(SystemExit):
         main([*base, "--out", str(tmp_path / "c"), "--jobs", "0"])
     assert "--jobs" in capsys.readouterr().err
+
+
+def test_spectra_left_out_by_bad_spectra_skip_are_listed_in_the_results(ds: SpectralDataset, tmp_path: Path) -> None:
+    rows = ["label," + ",".join(f"{a:.4f}" for a in ds.axis)]
+    for i in range(ds.n_spectra):
+        vals = ["nan"] * ds.n_points if i == 7 else [f"{v:.6g}" for v in ds.X[i]]
+        rows.append(ds.classes[int(ds.y[i])] + "," + ",".join(vals))
+    data = tmp_path / "partly_bad.csv"
+    data.write_text("\n".join(rows) + "\n")
+    base = ["evaluate", "--data", str(data), "--protocol", "kfold", "--folds", "3", "--model", "svm", "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "refused")]) != 0  # default: refused, naming spectrum 7
+    assert main([*base, "--bad-spectra", "skip", "--out", str(tmp_path / "a")]) == 0
+    res = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert res["data"]["spectra"] == ds.n_spectra - 1
+    (skipped,) = res["data"]["skipped_spectra"]
+    assert skipped["index"] == 7 and "nan" in json.dumps(skipped).lower()
