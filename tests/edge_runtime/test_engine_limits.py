@@ -13,7 +13,7 @@ import pytest
 
 from edge_runtime.engine import MAX_ERROR_BYTES, Engine, Frame, Outcome, bounded_text
 from edge_runtime.ledger import Ledger
-from edge_runtime.settings import load_settings
+from edge_runtime.settings import load_settings, request_bytes_for
 from edge_runtime.sinks import JsonlSink
 from spectral_core.synth import instrument_axis, synth_dataset
 
@@ -103,3 +103,29 @@ def test_max_points_setting_defaults_to_65536(monkeypatch: pytest.MonkeyPatch) -
     assert load_settings({"model": "m"}).max_points == 65_536
     monkeypatch.setenv("RAMANEDGE_MAX_POINTS", "20000")
     assert load_settings({"model": "m"}).max_points == 20_000
+
+
+def _worst_json(points: int) -> bytes:
+    """A POST /classify body of ``points`` points with its axis, every value as long as json.dumps writes one."""
+    v = [-4.8637569375037456e-301] * points  # 24 characters: the longest float64 repr
+    return json.dumps({"axis": v, "intensities": v, "ref": "x" * 256}).encode()
+
+
+def test_the_default_request_limit_fits_a_request_of_max_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The body limit is derived from ``max_points``, so no spectrum the point limit allows is refused for its
+    bytes (1 MiB, the old default, refused any 65,536-point JSON request with its axis)."""
+    s = load_settings({"model": "m"})
+    assert s.max_points == 65_536 and s.max_request_bytes == request_bytes_for(65_536)
+    worst = len(_worst_json(65_536))
+    assert worst > 1 << 20 and worst <= s.max_request_bytes
+    assert s.max_request_bytes >= 2 * 8 * 65_536  # a binary float64 body with its axis
+    # the default follows max_points, from a flag or the environment
+    small = load_settings({"model": "m", "max_points": 1000})
+    assert small.max_request_bytes == request_bytes_for(1000) < s.max_request_bytes
+    assert len(_worst_json(1000)) <= small.max_request_bytes
+    monkeypatch.setenv("RAMANEDGE_MAX_POINTS", "200000")
+    assert load_settings({"model": "m"}).max_request_bytes == request_bytes_for(200_000)
+    # an explicit limit is kept as given
+    assert load_settings({"model": "m", "max_request_bytes": 4096}).max_request_bytes == 4096
+    monkeypatch.setenv("RAMANEDGE_MAX_REQUEST_BYTES", "50000")
+    assert load_settings({"model": "m"}).max_request_bytes == 50_000
