@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.engine import MAX_ERROR_BYTES, Engine, Frame, Outcome, bounded_text
+from edge_runtime.engine import MAX_ERROR_BYTES, PREPROCESS_IN_CALLER_POINTS, Engine, Frame, Outcome, bounded_text
 from edge_runtime.ledger import Ledger
 from edge_runtime.settings import load_settings, request_bytes_for
 from edge_runtime.sinks import JsonlSink
@@ -129,3 +129,36 @@ def test_the_default_request_limit_fits_a_request_of_max_points(monkeypatch: pyt
     assert load_settings({"model": "m", "max_request_bytes": 4096}).max_request_bytes == 4096
     monkeypatch.setenv("RAMANEDGE_MAX_REQUEST_BYTES", "50000")
     assert load_settings({"model": "m"}).max_request_bytes == 50_000
+
+
+def test_a_long_spectrum_is_preprocessed_in_its_callers_thread_and_only_inferred_by_the_worker(
+        engine: Engine, model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare_frame (a source's or HTTP request's thread) preprocesses a spectrum longer than
+    PREPROCESS_IN_CALLER_POINTS; classify (the worker) then runs inference only, with the same result. A row
+    prepared by another engine (a model swap in between) is preprocessed again."""
+    n = PREPROCESS_IN_CALLER_POINTS + 400
+    axis = np.linspace(300.0, 1900.0, n)
+    ds = synth_dataset(classes=4, per_class=1, seed=3, axis=axis)
+    bad_y = ds.X[1].copy()
+    bad_y[7] = np.nan
+    frames = [Frame("t", "long", axis, ds.X[0]), Frame("t", "nan", axis, bad_y)]
+    for f in frames:
+        engine.prepare_frame(f)
+        assert f.prepared is not None and f.prepared.owner is engine
+    reference = engine.classify([Frame("t", "ref", axis, ds.X[0])])[0]
+    with monkeypatch.context() as m:  # the worker must not preprocess them again
+        m.setattr(engine.preprocessor, "transform_rows", lambda *a, **k: pytest.fail("preprocessed twice"))
+        ok, nan = engine.classify(frames)
+    assert ok.ok and ok.class_name == reference.class_name, ok
+    np.testing.assert_allclose(ok.probabilities, reference.probabilities, rtol=0, atol=1e-6)
+    assert ok.preprocess_s > 0
+    assert not nan.ok and nan.error_kind == "input" and "NaN" in (nan.error or "")
+    short = Frame("t", "short", ds.axis[:PREPROCESS_IN_CALLER_POINTS], ds.X[0][:PREPROCESS_IN_CALLER_POINTS])
+    engine.prepare_frame(short)
+    assert short.prepared is None  # short spectra: only the operator is built ahead
+    other = Engine(model, provider="cpu", max_points=5000)
+    stale = Frame("t", "swapped", axis, ds.X[0])
+    other.prepare_frame(stale)
+    assert stale.prepared is not None and stale.prepared.owner is other
+    again = engine.classify([stale])[0]
+    assert again.ok and again.probabilities == reference.probabilities
