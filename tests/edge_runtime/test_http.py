@@ -206,3 +206,76 @@ def test_a_binary_body_over_max_points_is_refused_unread(daemon) -> None:
         assert r.getheader("Connection") == "close"
     finally:
         con.close()
+
+
+def _slow_and_fast(body: bytes) -> tuple[object, object]:
+    """What the full validation and :func:`parse_classify_json` make of ``body``: (ref, metadata, axis,
+    intensities) as lists, or "invalid"."""
+    from pydantic import ValidationError
+
+    from edge_runtime.httpapi import ClassifyRequest, parse_classify_json
+
+    try:
+        r = ClassifyRequest.model_validate_json(body)
+        slow: object = (r.ref, r.metadata, r.axis, r.intensities)
+    except ValidationError:
+        slow = "invalid"
+    try:
+        meta, axis, x = parse_classify_json(body)
+        fast: object = (meta.ref, meta.metadata, None if axis is None else axis.tolist(), x.tolist())
+    except ValidationError:
+        fast = "invalid"
+    return slow, fast
+
+
+_N = 6000
+_AX = ", ".join(repr(float(v)) for v in np.linspace(200.0, 2000.0, _N))
+_YS = ", ".join(repr(float(v)) for v in 100 + 50 * np.sin(np.arange(_N) / 7.0))
+_MID = _YS[: len(_YS) // 2 + 7]  # a cut inside the array, away from the piece boundaries
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f'{{"axis": [{_AX}], "intensities": [{_YS}], "ref": "r1", "metadata": {{"device_serial": "QE1"}}}}',
+        f'{{"ref": "r\\"axis\\": [1]", "intensities": [{_YS}],\n "axis" :\n[ {_AX} ]}}',
+        f'{{"intensities": [{_YS.replace(", ", ",")}]}}',
+        f'{{"intensities": [{", ".join(str(k) for k in range(_N))}], "axis": [{_AX}]}}',
+        f'{{"intensities": [{_YS}, 1e3, -2.5E-3, 0]}}',
+        f'{{"intensities": [{_MID}, NaN, 1]}}',
+        f'{{"intensities": [{_MID}, Infinity]}}',
+        f'{{"intensities": [{_MID}, 1e400]}}',
+        f'{{"intensities": [{_MID}, "1"]}}',
+        f'{{"intensities": [{_MID}, [1, 2]]}}',
+        f'{{"intensities": [{_YS},]}}',
+        f'{{"intensities": [2, 1.{"0" * 70000}1,]}}',  # the trailing comma right after a piece boundary
+        f'{{"intensities": [2, 1.{"0" * 70000}1, 3]}}',
+        f'{{"intensities": [{_MID},, 1]}}',
+        f'{{"intensities": [{_MID}, 01]}}',
+        f'{{"intensities": [{_MID}, +1]}}',
+        f'{{"intensities": [{_MID}, .5]}}',
+        f'{{"intensities": [{_YS}], "intensities": [1, 2]}}',
+        f'{{"intensities": [{_YS}], "axis": [{_AX}, 1.0]}}',
+        f'{{"intensities": [{_YS}], "colour": "red"}}',
+        f'{{"intensities": [{_YS}], "metadata": {{"axis": [1, 2]}}}}',
+        f'{{"intensities": [{_YS}], "ref": 5}}',
+        f'{{"intensities": []{" " * 70000}}}',
+        f'{{"axis": [{_AX}]}}',
+        f'[{_YS}]',
+        f'{{"intensities": [{_YS}]',
+    ],
+)
+def test_long_json_bodies_validated_in_pieces_give_what_the_full_validation_gives(text: str) -> None:
+    slow, fast = _slow_and_fast(text.encode())
+    assert fast == slow
+
+
+def test_a_long_valid_body_is_validated_in_pieces() -> None:
+    from edge_runtime.httpapi import _parse_in_pieces
+
+    body = f'{{"axis": [{_AX}], "intensities": [{_YS}], "ref": "r1"}}'.encode()
+    got = _parse_in_pieces(body)
+    assert got is not None
+    meta, axis, x = got
+    assert meta.ref == "r1" and axis is not None and axis.size == x.size == _N
+    np.testing.assert_array_equal(x, [float(v) for v in _YS.split(", ")])
