@@ -58,9 +58,11 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
 #: the longest spectrum classified by default, points (the ``max_points`` setting): work and memory per
 #: spectrum grow with its length, so a longer one is refused with a reason before anything is allocated
 MAX_POINTS = 65_536
-#: spectra longer than this (points) are preprocessed in their caller's thread (a source, an HTTP request) by
-#: :meth:`Engine.prepare_frame`; the single worker then only runs inference for them, so resampling a long
-#: spectrum never holds up the small ones batched behind it
+#: frames marked ``preprocess_ahead`` (an HTTP request: one spectrum on an axis of its own) longer than this
+#: (points) are preprocessed in their caller's thread by :meth:`Engine.prepare_frame`; the single worker then
+#: only runs inference for them, so resampling a long spectrum never holds up the small ones batched behind it.
+#: Sources leave it unset: their spectra share an axis and are preprocessed by the worker in batches (one call
+#: for 64 rows of 8,192 points costs about a quarter of 64 calls of one row)
 PREPROCESS_IN_CALLER_POINTS = 4096
 #: error text kept in a record (ledger, /results, JSON lines, MQTT, the dashboard), UTF-8 bytes; the outcome
 #: keeps the whole reason until it is committed (the drop folder bounds its quarantine ``.error.json`` itself)
@@ -106,6 +108,8 @@ class Frame:
         error: (kind, reason) of an input that cannot be classified.
         content_sha256: hash of the file's bytes (file drops; the exactly-once key with ``ref``).
         on_done: called with the outcome once it is committed (file moves, HTTP replies).
+        preprocess_ahead: preprocess a long spectrum in the caller's thread (:meth:`Engine.prepare_frame`).
+        prepared: the result of that, for the worker.
     """
 
     source: str
@@ -119,6 +123,7 @@ class Frame:
     error: tuple[str, str] | None = None
     content_sha256: str | None = None
     on_done: Callable[[Outcome], None] | None = None
+    preprocess_ahead: bool = False
     prepared: Prepared | None = None
 
 
@@ -546,14 +551,14 @@ class Engine:
         return reason
 
     def prepare_frame(self, frame: Frame) -> None:
-        """In the caller's thread (sources, HTTP requests): build the operator for a frame's axis, and preprocess
-        a long spectrum (over ``PREPROCESS_IN_CALLER_POINTS``) outright, so the worker only applies cached
-        operators to short ones and only runs inference for long ones. Frames the engine will refuse anyway
-        (too long, malformed, an axis it cannot use) are left alone: the worker records why."""
+        """In the caller's thread (sources, HTTP requests): build the operator for a frame's axis and, for a
+        frame marked ``preprocess_ahead`` longer than ``PREPROCESS_IN_CALLER_POINTS``, preprocess it outright, so
+        the worker only applies cached operators and only runs inference for such a frame. Frames the engine
+        will refuse anyway (too long, malformed, an axis it cannot use) are left alone: the worker records why."""
         if frame.error is not None or self._frame_problem(frame) is not None:
             return
         axis = np.asarray(frame.axis, dtype=np.float64)
-        if axis.size <= PREPROCESS_IN_CALLER_POINTS:
+        if not frame.preprocess_ahead or axis.size <= PREPROCESS_IN_CALLER_POINTS:
             self.prepare(axis)
             return
         if self._axis_error(axis) is not None:

@@ -632,7 +632,7 @@ class _Handler(BaseHTTPRequestHandler):
         if axis is None:
             axis = np.asarray(view.model_axis(), dtype=np.float64)
         frame = Frame(source="http", ref=meta.ref or f"req-{uuid.uuid4().hex[:12]}", axis=axis, intensities=x,
-                      metadata=dict(meta.metadata), on_done=on_done)
+                      metadata=dict(meta.metadata), on_done=on_done, preprocess_ahead=True)
         if axis.size != x.size:
             self._error(422, f"{x.size} intensities for the model axis of {axis.size} points; send 'axis' too")
             return

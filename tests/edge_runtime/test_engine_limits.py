@@ -133,15 +133,20 @@ def test_the_default_request_limit_fits_a_request_of_max_points(monkeypatch: pyt
 
 def test_a_long_spectrum_is_preprocessed_in_its_callers_thread_and_only_inferred_by_the_worker(
         engine: Engine, model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """prepare_frame (a source's or HTTP request's thread) preprocesses a spectrum longer than
+    """prepare_frame (an HTTP request's thread) preprocesses a spectrum marked preprocess_ahead longer than
     PREPROCESS_IN_CALLER_POINTS; classify (the worker) then runs inference only, with the same result. A row
-    prepared by another engine (a model swap in between) is preprocessed again."""
+    prepared by another engine (a model swap in between) is preprocessed again; sources' frames are left to the
+    worker's batches."""
     n = PREPROCESS_IN_CALLER_POINTS + 400
     axis = np.linspace(300.0, 1900.0, n)
     ds = synth_dataset(classes=4, per_class=1, seed=3, axis=axis)
     bad_y = ds.X[1].copy()
     bad_y[7] = np.nan
-    frames = [Frame("t", "long", axis, ds.X[0]), Frame("t", "nan", axis, bad_y)]
+    unmarked = Frame("t", "source", axis, ds.X[0])  # a source's frame: batched by the worker
+    engine.prepare_frame(unmarked)
+    assert unmarked.prepared is None
+    frames = [Frame("t", "long", axis, ds.X[0], preprocess_ahead=True),
+              Frame("t", "nan", axis, bad_y, preprocess_ahead=True)]
     for f in frames:
         engine.prepare_frame(f)
         assert f.prepared is not None and f.prepared.owner is engine
@@ -153,11 +158,12 @@ def test_a_long_spectrum_is_preprocessed_in_its_callers_thread_and_only_inferred
     np.testing.assert_allclose(ok.probabilities, reference.probabilities, rtol=0, atol=1e-6)
     assert ok.preprocess_s > 0
     assert not nan.ok and nan.error_kind == "input" and "NaN" in (nan.error or "")
-    short = Frame("t", "short", ds.axis[:PREPROCESS_IN_CALLER_POINTS], ds.X[0][:PREPROCESS_IN_CALLER_POINTS])
+    short = Frame("t", "short", ds.axis[:PREPROCESS_IN_CALLER_POINTS], ds.X[0][:PREPROCESS_IN_CALLER_POINTS],
+                  preprocess_ahead=True)
     engine.prepare_frame(short)
     assert short.prepared is None  # short spectra: only the operator is built ahead
     other = Engine(model, provider="cpu", max_points=5000)
-    stale = Frame("t", "swapped", axis, ds.X[0])
+    stale = Frame("t", "swapped", axis, ds.X[0], preprocess_ahead=True)
     other.prepare_frame(stale)
     assert stale.prepared is not None and stale.prepared.owner is other
     again = engine.classify([stale])[0]
