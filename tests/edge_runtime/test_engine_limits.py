@@ -111,7 +111,8 @@ def _worst_json(points: int) -> bytes:
     return json.dumps({"axis": v, "intensities": v, "ref": "x" * 256}).encode()
 
 
-def test_the_default_request_limit_fits_a_request_of_max_points(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_default_request_limit_fits_a_request_of_max_points(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
     """The body limit is derived from ``max_points``, so no spectrum the point limit allows is refused for its
     bytes (1 MiB, the old default, refused any 65,536-point JSON request with its axis)."""
     s = load_settings({"model": "m"})
@@ -125,6 +126,12 @@ def test_the_default_request_limit_fits_a_request_of_max_points(monkeypatch: pyt
     assert len(_worst_json(1000)) <= small.max_request_bytes
     monkeypatch.setenv("RAMANEDGE_MAX_POINTS", "200000")
     assert load_settings({"model": "m"}).max_request_bytes == request_bytes_for(200_000)
+    # from a config file too
+    (tmp_path / "serve.toml").write_text("[serve]\nmax_points = 3000\n")
+    (tmp_path / "limit.toml").write_text("[serve]\nmax_points = 3000\nmax_request_bytes = 8192\n")
+    monkeypatch.delenv("RAMANEDGE_MAX_POINTS")
+    assert load_settings({"model": "m"}, tmp_path / "serve.toml").max_request_bytes == request_bytes_for(3000)
+    assert load_settings({"model": "m"}, tmp_path / "limit.toml").max_request_bytes == 8192
     # an explicit limit is kept as given
     assert load_settings({"model": "m", "max_request_bytes": 4096}).max_request_bytes == 4096
     monkeypatch.setenv("RAMANEDGE_MAX_REQUEST_BYTES", "50000")
