@@ -50,7 +50,8 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
       help="bound on reading one HTTP request and on each write, s (default 10)")
     a("--insecure-http", action="store_const", const=True,
       help="allow a non-loopback --http bind without a token (a WARNING at every start)")
-    a("--max-request-bytes", type=int, help="POST /classify body limit (default 1 MiB)")
+    a("--max-request-bytes", type=int,
+      help="POST /classify body limit (default: a JSON request of --max-points points with its axis, 3.4 MiB)")
     a("--count", type=int, help="stop after N records (demos, tests)")
     a("--duration", type=float, help="stop after S seconds")
     a("--drain-timeout", dest="drain_timeout_s", type=float, help="bound on the shutdown drain, s (default 10)")

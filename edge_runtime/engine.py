@@ -37,10 +37,12 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_ERROR_BYTES",
     "MAX_POINTS",
+    "PREPROCESS_IN_CALLER_POINTS",
     "PROVIDERS",
     "Engine",
     "Frame",
     "Outcome",
+    "Prepared",
     "ProviderName",
     "bounded_text",
     "find_validation_report",
@@ -56,6 +58,12 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
 #: the longest spectrum classified by default, points (the ``max_points`` setting): work and memory per
 #: spectrum grow with its length, so a longer one is refused with a reason before anything is allocated
 MAX_POINTS = 65_536
+#: frames marked ``preprocess_ahead`` (an HTTP request: one spectrum on an axis of its own) longer than this
+#: (points) are preprocessed in their caller's thread by :meth:`Engine.prepare_frame`; the single worker then
+#: only runs inference for them, so resampling a long spectrum never holds up the small ones batched behind it.
+#: Sources leave it unset: their spectra share an axis and are preprocessed by the worker in batches (one call
+#: for 64 rows of 8,192 points costs about a quarter of 64 calls of one row)
+PREPROCESS_IN_CALLER_POINTS = 4096
 #: error text kept in a record (ledger, /results, JSON lines, MQTT, the dashboard), UTF-8 bytes; the outcome
 #: keeps the whole reason until it is committed (the drop folder bounds its quarantine ``.error.json`` itself)
 MAX_ERROR_BYTES = 2048
@@ -100,6 +108,8 @@ class Frame:
         error: (kind, reason) of an input that cannot be classified.
         content_sha256: hash of the file's bytes (file drops; the exactly-once key with ``ref``).
         on_done: called with the outcome once it is committed (file moves, HTTP replies).
+        preprocess_ahead: preprocess a long spectrum in the caller's thread (:meth:`Engine.prepare_frame`).
+        prepared: the result of that, for the worker.
     """
 
     source: str
@@ -113,6 +123,28 @@ class Frame:
     error: tuple[str, str] | None = None
     content_sha256: str | None = None
     on_done: Callable[[Outcome], None] | None = None
+    preprocess_ahead: bool = False
+    prepared: Prepared | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A spectrum already preprocessed in its caller's thread, valid only for the engine that did it (a model
+    swap in between makes the worker preprocess it again).
+
+    Attributes:
+        owner: the :class:`Engine` that preprocessed it.
+        row: the model input (model axis), or None when the spectrum cannot be classified (``bad``).
+        bad: why the spectrum cannot be classified (NaN, flat), else None.
+        preprocess_s: time spent preprocessing, s.
+        edge_fill: cm^-1 of the model axis filled from the nearest measured point, below and above.
+    """
+
+    owner: object
+    row: NDArray[np.float32] | None
+    bad: str | None
+    preprocess_s: float
+    edge_fill: tuple[float, float]
 
 
 @dataclass
@@ -519,12 +551,25 @@ class Engine:
         return reason
 
     def prepare_frame(self, frame: Frame) -> None:
-        """Build the operator for a frame's axis in the caller's thread (sources, HTTP requests), so the worker
-        only applies cached operators. Frames the engine will refuse anyway (too long, malformed) are left
-        alone: the worker records why."""
+        """In the caller's thread (sources, HTTP requests): build the operator for a frame's axis and, for a
+        frame marked ``preprocess_ahead`` longer than ``PREPROCESS_IN_CALLER_POINTS``, preprocess it outright, so
+        the worker only applies cached operators and only runs inference for such a frame. Frames the engine
+        will refuse anyway (too long, malformed, an axis it cannot use) are left alone: the worker records why."""
         if frame.error is not None or self._frame_problem(frame) is not None:
             return
-        self.prepare(np.asarray(frame.axis, dtype=np.float64))
+        axis = np.asarray(frame.axis, dtype=np.float64)
+        if not frame.preprocess_ahead or axis.size <= PREPROCESS_IN_CALLER_POINTS:
+            self.prepare(axis)
+            return
+        if self._axis_error(axis) is not None:
+            return
+        t0 = time.perf_counter()
+        try:
+            edge = self.preprocessor.edge_fill(axis)
+            Z, bad = self.preprocessor.transform_rows(np.asarray(frame.intensities, dtype=np.float32)[None, :], axis)
+        except (PreprocessError, ValueError):
+            return
+        frame.prepared = Prepared(self, None if bad else Z[0], bad.get(0), time.perf_counter() - t0, edge)
 
     def _axis_error(self, axis: NDArray[np.float64]) -> str | None:
         """None when spectra on ``axis`` preprocess onto the model axis, else the reason (cached)."""
@@ -550,9 +595,13 @@ class Engine:
         # nothing per frame; equal axes in distinct arrays only make smaller groups, never wrong ones.
         groups: dict[int, list[int]] = {}
         axes: dict[int, NDArray[np.float64]] = {}
+        ready: list[int] = []  # preprocessed by this engine in their caller's thread: inference only
         for i, f in enumerate(frames):
             if f.error is not None:
                 out[i] = Outcome.failed(f, *f.error)
+                continue
+            if f.prepared is not None and f.prepared.owner is self:
+                ready.append(i)
                 continue
             reason = self._frame_problem(f)
             if reason is not None:
@@ -572,7 +621,30 @@ class Engine:
                 reason = bounded_text(f"internal error: {type(exc).__name__}: {exc}", 512)
                 for i, f in zip(idx, group, strict=True):
                     out[i] = Outcome.failed(f, "internal", reason)
+        if ready:
+            group = [frames[i] for i in ready]
+            try:
+                self._classify_prepared(group, ready, out)
+            except Exception as exc:  # as above: these frames' error records, never a dead worker
+                logger.error("classifying %d spectrum/spectra failed: %s", len(group), exc, exc_info=True)
+                reason = bounded_text(f"internal error: {type(exc).__name__}: {exc}", 512)
+                for i, f in zip(ready, group, strict=True):
+                    out[i] = Outcome.failed(f, "internal", reason)
         return [out[i] for i in range(len(frames))]
+
+    def _classify_prepared(self, frames: list[Frame], idx: list[int], out: dict[int, Outcome]) -> None:
+        preps = [f.prepared for f in frames if f.prepared is not None]
+        if len(preps) != len(frames):
+            raise RuntimeError("a frame to classify without its preprocessed row")
+        zero = np.zeros(self.contract.n_points, dtype=np.float32)
+        for f, p in zip(frames, preps, strict=True):
+            if p.edge_fill[0] > 0 or p.edge_fill[1] > 0:
+                f.metadata = {**f.metadata, "axis_edge_fill_cm1": [round(p.edge_fill[0], 4), round(p.edge_fill[1], 4)]}
+        Z = np.stack([p.row if p.row is not None else zero for p in preps])
+        bad = {k: p.bad for k, p in enumerate(preps) if p.bad is not None}
+        self._infer_rows(frames, idx, Z, bad=bad, t_pre=0.0, out=out)
+        for i, p in zip(idx, preps, strict=True):
+            out[i].preprocess_s = p.preprocess_s
 
     def _frame_problem(self, f: Frame) -> str | None:
         if f.axis is None or f.intensities is None:
@@ -614,7 +686,12 @@ class Engine:
             for i, f in zip(idx, frames, strict=True):
                 out[i] = Outcome.failed(f, "preprocess", str(exc))
             return
-        t_pre = time.perf_counter() - t0
+        self._infer_rows(frames, idx, Z, bad=bad, t_pre=time.perf_counter() - t0, out=out)
+
+    def _infer_rows(self, frames: list[Frame], idx: list[int], Z: NDArray[np.float32], *, bad: dict[int, str],
+                    t_pre: float, out: dict[int, Outcome]) -> None:
+        """Inference on preprocessed rows ``Z`` (model axis), ``max_batch`` at a time; rows in ``bad`` are
+        input error records."""
         good = [k for k in range(len(frames)) if k not in bad]
         for k, why in bad.items():
             o = Outcome.failed(frames[k], "input", why)

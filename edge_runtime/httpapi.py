@@ -51,20 +51,37 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from edge_runtime.engine import Frame, Outcome
+from edge_runtime.engine import MAX_POINTS, Frame, Outcome
 from edge_runtime.settings import is_loopback_host
 
 if TYPE_CHECKING:
     from edge_runtime.settings import ServeSettings
 
-__all__ = ["LISTEN_BACKLOG", "ClassifyRequest", "HttpApi", "HttpOptions", "exposure_warning"]
+__all__ = [
+    "BINARY_CTYPE", "LISTEN_BACKLOG", "ClassifyMeta", "ClassifyRequest", "HttpApi", "HttpOptions", "exposure_warning",
+    "parse_classify_json",
+]
 
 logger = logging.getLogger(__name__)
 
-MAX_POINTS = 65536
 LISTEN_BACKLOG = 128
+#: ``POST /classify`` with ``Content-Type: application/octet-stream``: the body is little-endian floats, the
+#: intensities on the model axis, or (layout ``axis,intensities``) the axis in cm^-1 followed by as many
+#: intensities; nothing is parsed, so a long spectrum costs the daemon no more than copying its bytes
+BINARY_CTYPE = "application/octet-stream"
+LAYOUT_HEADER = "X-Spectrum-Layout"
+DTYPE_HEADER = "X-Spectrum-Dtype"
+META_HEADER = "X-Spectrum-Meta"
+_LAYOUTS = {"intensities": 1, "axis,intensities": 2}
+#: a JSON body at least this long has its number arrays validated in pieces of about ``_CHUNK_BYTES`` (see
+#: :func:`parse_classify_json`); one 1.3 MB body validated in one call held the interpreter lock for ~45 ms
+_FAST_MIN_BYTES = 64 << 10
+_CHUNK_BYTES = 32 << 10
+_ARRAY_KEY = re.compile(rb'"(axis|intensities)"\s*:\s*\[')
+_DTYPES: dict[str, np.dtype[Any]] = {"float64": np.dtype("<f8"), "float32": np.dtype("<f4")}
 COOKIE_NAME = "ramanedge_session"
 _LOGIN_MAX_BYTES = 4096
 _RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -82,28 +99,110 @@ def _static_files() -> dict[str, Path]:
 Scalar = str | int | float | bool | None
 
 
-class ClassifyRequest(BaseModel):
-    """Body of ``POST /classify``. Strict: numbers must be JSON numbers, NaN/Infinity and unknown keys refused.
+class ClassifyMeta(BaseModel):
+    """What a spectrum carries besides its numbers (in a JSON body, or the ``X-Spectrum-Meta`` header of a
+    binary one). Strict: unknown keys refused.
 
     Attributes:
-        intensities: counts, one per axis point.
-        axis: wavenumbers in cm^-1, increasing; omitted means the model axis.
         ref: the caller's reference for this spectrum (kept in the ledger as the input reference).
         metadata: free key/value facts kept with the record (device_serial, integration_time_us, ...).
     """
 
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
-    intensities: list[float] = Field(min_length=2, max_length=MAX_POINTS)
-    axis: list[float] | None = Field(default=None, min_length=2, max_length=MAX_POINTS)
     ref: str | None = Field(default=None, max_length=256)
     metadata: dict[str, Scalar] = Field(default_factory=dict, max_length=64)
+
+
+class ClassifyRequest(ClassifyMeta):
+    """Body of ``POST /classify`` as JSON. Strict: numbers must be JSON numbers, NaN/Infinity and unknown keys
+    refused.
+
+    Attributes:
+        intensities: counts, one per axis point.
+        axis: wavenumbers in cm^-1, increasing; omitted means the model axis.
+    """
+
+    intensities: list[float] = Field(min_length=2, max_length=MAX_POINTS)
+    axis: list[float] | None = Field(default=None, min_length=2, max_length=MAX_POINTS)
 
     @model_validator(mode="after")
     def _same_length(self) -> ClassifyRequest:
         if self.axis is not None and len(self.axis) != len(self.intensities):
             raise ValueError(f"axis has {len(self.axis)} points but intensities has {len(self.intensities)}")
         return self
+
+
+_FLOATS: TypeAdapter[list[float]] = TypeAdapter(list[float], config=ConfigDict(strict=True, allow_inf_nan=False))
+
+
+def parse_classify_json(body: bytes) -> tuple[ClassifyMeta, NDArray[np.float64] | None, NDArray[np.float64]]:
+    """A ``POST /classify`` JSON body as (ref and metadata, axis or None, intensities), validated exactly as
+    :class:`ClassifyRequest` does.
+
+    Raises:
+        ValidationError: the body is not a valid request (the full validation's report).
+    """
+    fast = _parse_in_pieces(body) if len(body) >= _FAST_MIN_BYTES else None
+    if fast is not None:
+        return fast
+    req = ClassifyRequest.model_validate_json(body)
+    axis = np.asarray(req.axis, dtype=np.float64) if req.axis is not None else None
+    return req, axis, np.asarray(req.intensities, dtype=np.float64)
+
+
+def _parse_in_pieces(body: bytes) -> tuple[ClassifyMeta, NDArray[np.float64] | None, NDArray[np.float64]] | None:
+    """The long arrays of a valid body validated a piece at a time, or None to leave the body to the full
+    validation (which then reports what is wrong).
+
+    One call validating 131,072 numbers holds the interpreter lock for tens of ms, and every other request
+    thread and the worker wait that long. Here each piece (``_CHUNK_BYTES``, cut at a comma) is validated by
+    the same strict parser (``list[float]``, strict, no NaN/Infinity), so other threads run between pieces.
+    The rest of the body, each array replaced by a 2-number placeholder, goes through :class:`ClassifyRequest`
+    itself. Anything unusual (a key twice, a nested or empty array, a piece that does not validate) gives None.
+    """
+    spans: dict[str, tuple[int, int]] = {}
+    for m in _ARRAY_KEY.finditer(body):
+        key = m.group(1).decode()
+        close = body.find(b"]", m.end())
+        if key in spans or close < 0:
+            return None
+        spans[key] = (m.end(), close)
+    if "intensities" not in spans:
+        return None
+    rest, prev = [], 0
+    for start, stop in sorted(spans.values()):
+        rest += [body[prev:start], b"0,0"]
+        prev = stop
+    rest.append(body[prev:])
+    try:
+        req = ClassifyRequest.model_validate_json(b"".join(rest))
+    except ValidationError:
+        return None
+    if req.intensities != [0.0, 0.0] or (req.axis is not None) != ("axis" in spans):
+        return None
+    arrays: dict[str, NDArray[np.float64]] = {}
+    for key, (start, stop) in spans.items():
+        parts, pos, count = [], start, 0
+        while True:
+            cut = body.find(b",", min(pos + _CHUNK_BYTES, stop), stop)
+            cut = stop if cut < 0 else cut
+            try:
+                values = _FLOATS.validate_json(b"[" + body[pos:cut] + b"]")
+            except ValidationError:
+                return None
+            count += len(values)
+            if not values or count > MAX_POINTS:  # an empty piece: [], [1,], [1,,2]
+                return None
+            parts.append(np.asarray(values, dtype=np.float64))
+            if cut == stop:
+                break
+            pos = cut + 1
+        arrays[key] = np.concatenate(parts)
+    x, axis = arrays["intensities"], arrays.get("axis")
+    if x.size < 2 or (axis is not None and axis.size != x.size):
+        return None
+    return req, axis, x
 
 
 @dataclass(frozen=True)
@@ -286,6 +385,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        if self.close_connection:  # e.g. a body left unread: the client must not send another request on it
+            self.send_header("Connection", "close")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -437,36 +538,90 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
+        if ctype not in ("application/json", BINARY_CTYPE):
             self.close_connection = True
-            self._error(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
+            self._error(415, f"Content-Type must be application/json or {BINARY_CTYPE}, got {ctype or 'none'!r}")
             return
+        length = self._content_length(view)
+        if length is None:
+            return
+        if ctype == BINARY_CTYPE:
+            self._classify_binary(view, length)
+            return
+        try:
+            meta, axis, x = parse_classify_json(self.rfile.read(length))
+        except ValidationError as exc:
+            self._invalid(exc)
+            return
+        self._classify(view, axis, x, meta)
+
+    def _content_length(self, view: DaemonView) -> int | None:
+        """The body's length once it is known to be within the limit; None: the refusal has been sent."""
         length_h = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding") or length_h is None:
             self.close_connection = True
             self._error(411, "a Content-Length header is required (chunked bodies are not accepted)")
-            return
+            return None
         try:
             length = int(length_h)
         except ValueError:
             self.close_connection = True
-            self._error(400, f"bad Content-Length {length_h!r}")
-            return
+            self._error(400, f"bad Content-Length {length_h[:40]!r}")
+            return None
         if length < 0 or length > view.max_request_bytes:
             self.close_connection = True  # the body is not read: the connection cannot be reused
             self._error(413, f"body of {length} bytes exceeds the limit of {view.max_request_bytes} bytes")
-            return
-        body = self.rfile.read(length)
-        try:
-            req = ClassifyRequest.model_validate_json(body)
-        except ValidationError as exc:
-            errors = [{"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()[:20]]
-            status = 400 if any(e["type"] == "json_invalid" for e in exc.errors()) else 422
-            self._error(status, "invalid request body", errors=errors)
-            return
-        self._classify(view, req)
+            return None
+        return length
 
-    def _classify(self, view: DaemonView, req: ClassifyRequest) -> None:
+    def _invalid(self, exc: ValidationError, where: str = "request body") -> None:
+        errors = [{"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()[:20]]
+        status = 400 if any(e["type"] == "json_invalid" for e in exc.errors()) else 422
+        self._error(status, f"invalid {where}", errors=errors)
+
+    def _classify_binary(self, view: DaemonView, length: int) -> None:
+        """A body of raw little-endian floats: its shape is checked from the headers and ``length`` before a
+        byte is read, and the values are used where they lie (no parsing, no Python float per point)."""
+        layout = self.headers.get(LAYOUT_HEADER, "intensities").replace(" ", "").lower()
+        dtype_name = self.headers.get(DTYPE_HEADER, "float64").strip().lower()
+        problem = None
+        if layout not in _LAYOUTS:
+            problem = f"{LAYOUT_HEADER} must be one of {sorted(_LAYOUTS)}, got {layout[:40]!r}"
+        elif dtype_name not in _DTYPES:
+            problem = f"{DTYPE_HEADER} must be one of {sorted(_DTYPES)} (little-endian), got {dtype_name[:40]!r}"
+        if problem is not None:
+            self.close_connection = True
+            self._error(400, problem)
+            return
+        dtype, parts = _DTYPES[dtype_name], _LAYOUTS[layout]
+        row_bytes = dtype.itemsize * parts
+        n = length // row_bytes
+        max_points = min(view.settings.max_points, MAX_POINTS)
+        if length % row_bytes or not 2 <= n <= max_points:
+            self.close_connection = True  # the body is not read
+            self._error(422, f"a body of {length} bytes is not {parts} x N {dtype_name} values with 2 <= N <= "
+                             f"{max_points:,} (layout {layout!r})")
+            return
+        try:
+            meta = ClassifyMeta.model_validate_json(self.headers.get(META_HEADER, "{}"))
+        except ValidationError as exc:
+            self.close_connection = True
+            self._invalid(exc, META_HEADER)
+            return
+        values = np.frombuffer(self.rfile.read(length), dtype=dtype)
+        if values.size != n * parts:
+            self.close_connection = True
+            self._error(400, f"the body ended after {values.size * dtype.itemsize} of {length} bytes")
+            return
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        if bad:
+            self._error(422, "invalid request body", errors=[{"loc": layout, "msg": f"{bad} NaN/inf value(s)"}])
+            return
+        values = values.astype(np.float64, copy=False)
+        axis = values[:n] if parts == 2 else None
+        self._classify(view, axis, values[-n:], meta)
+
+    def _classify(self, view: DaemonView, axis: np.ndarray | None, x: np.ndarray, meta: ClassifyMeta) -> None:
         done = threading.Event()
         box: list[Outcome] = []
 
@@ -474,10 +629,10 @@ class _Handler(BaseHTTPRequestHandler):
             box.append(o)
             done.set()
 
-        axis = np.asarray(req.axis if req.axis is not None else view.model_axis(), dtype=np.float64)
-        x = np.asarray(req.intensities, dtype=np.float64)
-        frame = Frame(source="http", ref=req.ref or f"req-{uuid.uuid4().hex[:12]}", axis=axis, intensities=x,
-                      metadata=dict(req.metadata), on_done=on_done)
+        if axis is None:
+            axis = np.asarray(view.model_axis(), dtype=np.float64)
+        frame = Frame(source="http", ref=meta.ref or f"req-{uuid.uuid4().hex[:12]}", axis=axis, intensities=x,
+                      metadata=dict(meta.metadata), on_done=on_done, preprocess_ahead=True)
         if axis.size != x.size:
             self._error(422, f"{x.size} intensities for the model axis of {axis.size} points; send 'axis' too")
             return

@@ -16,7 +16,10 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from edge_runtime.errors import SettingsError
 
-__all__ = ["DEFAULT_TEMP_SUFFIXES", "ENV_PREFIX", "MIN_TOKEN_CHARS", "ServeSettings", "is_loopback_host", "load_settings", "parse_host_port"]
+__all__ = [
+    "DEFAULT_TEMP_SUFFIXES", "ENV_PREFIX", "MIN_TOKEN_CHARS", "ServeSettings", "is_loopback_host", "load_settings",
+    "parse_host_port", "request_bytes_for",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +30,17 @@ DEFAULT_TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".
 
 ENV_PREFIX = "RAMANEDGE_"
 MIN_TOKEN_CHARS = 16
+#: the longest value ``json.dumps`` writes for a float64 with its ", " separator ("-1.2345678901234567e-308, ")
+JSON_BYTES_PER_VALUE = 26
+#: room in a POST /classify body for everything but the numbers (keys, ref, metadata)
+REQUEST_OVERHEAD_BYTES = 64 << 10
+DEFAULT_MAX_POINTS = 65_536
+
+
+def request_bytes_for(max_points: int) -> int:
+    """The default ``max_request_bytes``: a JSON request of ``max_points`` points with its axis, whatever the
+    client's float formatting, fits (a binary one needs 16 bytes a point, less than that)."""
+    return 2 * max_points * JSON_BYTES_PER_VALUE + REQUEST_OVERHEAD_BYTES
 
 
 def _split_list(v: Any) -> Any:
@@ -57,7 +71,7 @@ class ServeSettings(BaseSettings):
     threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads")
     max_batch: int = Field(default=64, ge=1, le=4096, description="largest micro-batch, spectra")
     max_points: int = Field(
-        default=65_536, ge=2, le=16_777_216,
+        default=DEFAULT_MAX_POINTS, ge=2, le=16_777_216,
         description="longest spectrum classified, points; a longer one from any source is an error record",
     )
     axis_tolerance_cm1: float | None = Field(
@@ -87,7 +101,11 @@ class ServeSettings(BaseSettings):
                                       description="connections served at once (= HTTP worker threads)")
     http_timeout_s: float = Field(default=10.0, gt=0, le=3600,
                                   description="bound on reading one request (headers + body) and on each write, s")
-    max_request_bytes: int = Field(default=1 << 20, ge=1024)
+    max_request_bytes: int = Field(
+        default=request_bytes_for(DEFAULT_MAX_POINTS), ge=1024,
+        description="POST /classify body limit, bytes; default: a JSON request of max_points points with its axis "
+                    "(2 x max_points x 26 + 64 KiB)",
+    )
     request_timeout_s: float = Field(default=10.0, gt=0)
     count: int | None = Field(default=None, ge=1, description="stop after this many records (demos, tests)")
     duration: float | None = Field(default=None, gt=0, description="stop after this many seconds")
@@ -147,6 +165,17 @@ class ServeSettings(BaseSettings):
         if len(v.get_secret_value().strip()) < MIN_TOKEN_CHARS:
             raise ValueError(f"the HTTP token must have at least {MIN_TOKEN_CHARS} characters")
         return SecretStr(v.get_secret_value().strip())
+
+    @model_validator(mode="after")
+    def _request_limit(self) -> ServeSettings:
+        # one limit derived from the other, so a spectrum max_points allows is never refused for its bytes
+        if "max_request_bytes" not in self.model_fields_set:
+            self.max_request_bytes = request_bytes_for(self.max_points)
+        elif self.max_request_bytes < request_bytes_for(self.max_points):
+            logger.info("max_request_bytes %d is below what a JSON request of max_points (%d) points with its axis "
+                        "may need (%d): longer JSON requests get 413 (a binary body needs 16 bytes a point)",
+                        self.max_request_bytes, self.max_points, request_bytes_for(self.max_points))
+        return self
 
     @model_validator(mode="after")
     def _http_security(self) -> ServeSettings:

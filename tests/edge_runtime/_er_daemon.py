@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,12 +33,14 @@ def query_ledger(db: Path, sql: str) -> list[tuple]:
 class Daemon:
     """``ramanedge serve`` in a subprocess; stderr is collected in a thread so the pipe never fills."""
 
-    def __init__(self, args: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(self, args: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+                 preexec_fn: Callable[[], None] | None = None) -> None:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.args = args
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ramanedge", "-v", "serve", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=cwd or REPO,
+            preexec_fn=preexec_fn,  # noqa: PLW1509 (callers pass only a setrlimit: no lock, no import)
         )
         self.lines: list[str] = []
         self.stdout: list[str] = []

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.engine import MAX_ERROR_BYTES, Engine, Frame, Outcome, bounded_text
+from edge_runtime.engine import MAX_ERROR_BYTES, PREPROCESS_IN_CALLER_POINTS, Engine, Frame, Outcome, bounded_text
 from edge_runtime.ledger import Ledger
-from edge_runtime.settings import load_settings
+from edge_runtime.settings import load_settings, request_bytes_for
 from edge_runtime.sinks import JsonlSink
 from spectral_core.synth import instrument_axis, synth_dataset
 
@@ -103,3 +103,75 @@ def test_max_points_setting_defaults_to_65536(monkeypatch: pytest.MonkeyPatch) -
     assert load_settings({"model": "m"}).max_points == 65_536
     monkeypatch.setenv("RAMANEDGE_MAX_POINTS", "20000")
     assert load_settings({"model": "m"}).max_points == 20_000
+
+
+def _worst_json(points: int) -> bytes:
+    """A POST /classify body of ``points`` points with its axis, every value as long as json.dumps writes one."""
+    v = [-4.8637569375037456e-301] * points  # 24 characters: the longest float64 repr
+    return json.dumps({"axis": v, "intensities": v, "ref": "x" * 256}).encode()
+
+
+def test_the_default_request_limit_fits_a_request_of_max_points(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    """The body limit is derived from ``max_points``, so no spectrum the point limit allows is refused for its
+    bytes (1 MiB, the old default, refused any 65,536-point JSON request with its axis)."""
+    s = load_settings({"model": "m"})
+    assert s.max_points == 65_536 and s.max_request_bytes == request_bytes_for(65_536)
+    worst = len(_worst_json(65_536))
+    assert worst > 1 << 20 and worst <= s.max_request_bytes
+    assert s.max_request_bytes >= 2 * 8 * 65_536  # a binary float64 body with its axis
+    # the default follows max_points, from a flag or the environment
+    small = load_settings({"model": "m", "max_points": 1000})
+    assert small.max_request_bytes == request_bytes_for(1000) < s.max_request_bytes
+    assert len(_worst_json(1000)) <= small.max_request_bytes
+    monkeypatch.setenv("RAMANEDGE_MAX_POINTS", "200000")
+    assert load_settings({"model": "m"}).max_request_bytes == request_bytes_for(200_000)
+    # from a config file too
+    (tmp_path / "serve.toml").write_text("[serve]\nmax_points = 3000\n")
+    (tmp_path / "limit.toml").write_text("[serve]\nmax_points = 3000\nmax_request_bytes = 8192\n")
+    monkeypatch.delenv("RAMANEDGE_MAX_POINTS")
+    assert load_settings({"model": "m"}, tmp_path / "serve.toml").max_request_bytes == request_bytes_for(3000)
+    assert load_settings({"model": "m"}, tmp_path / "limit.toml").max_request_bytes == 8192
+    # an explicit limit is kept as given
+    assert load_settings({"model": "m", "max_request_bytes": 4096}).max_request_bytes == 4096
+    monkeypatch.setenv("RAMANEDGE_MAX_REQUEST_BYTES", "50000")
+    assert load_settings({"model": "m"}).max_request_bytes == 50_000
+
+
+def test_a_long_spectrum_is_preprocessed_in_its_callers_thread_and_only_inferred_by_the_worker(
+        engine: Engine, model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare_frame (an HTTP request's thread) preprocesses a spectrum marked preprocess_ahead longer than
+    PREPROCESS_IN_CALLER_POINTS; classify (the worker) then runs inference only, with the same result. A row
+    prepared by another engine (a model swap in between) is preprocessed again; sources' frames are left to the
+    worker's batches."""
+    n = PREPROCESS_IN_CALLER_POINTS + 400
+    axis = np.linspace(300.0, 1900.0, n)
+    ds = synth_dataset(classes=4, per_class=1, seed=3, axis=axis)
+    bad_y = ds.X[1].copy()
+    bad_y[7] = np.nan
+    unmarked = Frame("t", "source", axis, ds.X[0])  # a source's frame: batched by the worker
+    engine.prepare_frame(unmarked)
+    assert unmarked.prepared is None
+    frames = [Frame("t", "long", axis, ds.X[0], preprocess_ahead=True),
+              Frame("t", "nan", axis, bad_y, preprocess_ahead=True)]
+    for f in frames:
+        engine.prepare_frame(f)
+        assert f.prepared is not None and f.prepared.owner is engine
+    reference = engine.classify([Frame("t", "ref", axis, ds.X[0])])[0]
+    with monkeypatch.context() as m:  # the worker must not preprocess them again
+        m.setattr(engine.preprocessor, "transform_rows", lambda *a, **k: pytest.fail("preprocessed twice"))
+        ok, nan = engine.classify(frames)
+    assert ok.ok and ok.class_name == reference.class_name, ok
+    np.testing.assert_allclose(ok.probabilities, reference.probabilities, rtol=0, atol=1e-6)
+    assert ok.preprocess_s > 0
+    assert not nan.ok and nan.error_kind == "input" and "NaN" in (nan.error or "")
+    short = Frame("t", "short", ds.axis[:PREPROCESS_IN_CALLER_POINTS], ds.X[0][:PREPROCESS_IN_CALLER_POINTS],
+                  preprocess_ahead=True)
+    engine.prepare_frame(short)
+    assert short.prepared is None  # short spectra: only the operator is built ahead
+    other = Engine(model, provider="cpu", max_points=5000)
+    stale = Frame("t", "swapped", axis, ds.X[0], preprocess_ahead=True)
+    other.prepare_frame(stale)
+    assert stale.prepared is not None and stale.prepared.owner is other
+    again = engine.classify([stale])[0]
+    assert again.ok and again.probabilities == reference.probabilities

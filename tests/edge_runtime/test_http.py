@@ -20,7 +20,7 @@ from spectral_core.synth import SyntheticCatalog, instrument_axis
 def daemon(model: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("http")
     d = Daemon(["--model", str(model), "--db", str(tmp / "r.sqlite"), "--http", "127.0.0.1:0", "--provider", "cpu",
-                "--max-request-bytes", "200000"]).wait_ready()
+                "--max-request-bytes", "200000", "--max-points", "20000"]).wait_ready()
     yield d
     d.signal(signal.SIGTERM)
     try:
@@ -144,3 +144,138 @@ def test_metrics_in_prometheus_text_format(daemon) -> None:
     assert "ramanedge_queue_depth 0" in text and "ramanedge_ready 1" in text
     for line in text.splitlines():
         assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2
+
+
+def _post_binary(d, values: np.ndarray, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    status, body, _ = _req(d, "POST", "/classify", values.tobytes(),
+                           {"Content-Type": "application/octet-stream", **(headers or {})})
+    return status, body
+
+
+def test_classify_a_binary_body_gives_the_record_a_json_body_gives(daemon) -> None:
+    axis = instrument_axis(1024)
+    y = np.asarray(_spectrum(2, axis, 5))
+    status, rec = _post_binary(daemon, np.concatenate([axis, y]).astype("<f8"),
+                               {"X-Spectrum-Layout": "axis,intensities",
+                                "X-Spectrum-Meta": json.dumps({"ref": "bin-1", "metadata": {"device_serial": "QE9"}})})
+    assert status == 200, rec
+    assert rec["input_ref"] == "bin-1" and rec["device_serial"] == "QE9" and rec["class"] == "compound_C"
+    status, ref = _post(daemon, {"axis": list(axis), "intensities": list(y)})
+    assert status == 200
+    np.testing.assert_allclose(rec["probabilities"], ref["probabilities"], rtol=0, atol=1e-6)
+    # float32 intensities alone: on the model axis
+    model_axis = np.linspace(400, 1800, 300)
+    status, rec2 = _post_binary(daemon, np.asarray(_spectrum(1, model_axis, 1), dtype="<f4"),
+                                {"X-Spectrum-Dtype": "float32"})
+    assert status == 200 and rec2["class"] == "compound_B", rec2
+
+
+@pytest.mark.parametrize(
+    ("values", "headers", "status", "words"),
+    [
+        (np.ones(300), {"X-Spectrum-Layout": "wavelengths"}, 400, "X-Spectrum-Layout must be"),
+        (np.ones(300), {"X-Spectrum-Dtype": "int16"}, 400, "X-Spectrum-Dtype must be"),
+        (np.ones(301), {"X-Spectrum-Layout": "axis,intensities"}, 422, "not 2 x N float64"),
+        (np.ones(1), {}, 422, "2 <= N"),
+        (np.r_[np.ones(299), np.nan], {}, 422, "1 NaN/inf"),
+        (np.ones(300), {"X-Spectrum-Meta": '{"colour": "red"}'}, 422, "Extra inputs"),
+        (np.ones(300), {"X-Spectrum-Meta": "{not json"}, 400, "X-Spectrum-Meta"),
+        (np.ones(200), {}, 422, "model axis of 300 points"),
+    ],
+)
+def test_classify_rejects_bad_binary_bodies_with_clear_4xx(daemon, values: np.ndarray, headers: dict[str, str],
+                                                           status: int, words: str) -> None:
+    got, reply = _post_binary(daemon, values.astype("<f8"), headers)
+    assert got == status, reply
+    assert words in json.dumps(reply), reply
+
+
+def test_a_binary_body_over_max_points_is_refused_unread(daemon) -> None:
+    """The point count comes from Content-Length and the layout, so a spectrum over --max-points (20,000 here)
+    is refused before its body is read (the body is never sent here: the answer comes first)."""
+    u = urlsplit(daemon.url)
+    con = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        con.putrequest("POST", "/classify")
+        con.putheader("Content-Type", "application/octet-stream")
+        con.putheader("Content-Length", str(8 * 24_000))  # within --max-request-bytes 200000
+        con.endheaders()
+        r = con.getresponse()
+        reply = json.loads(r.read())
+        assert r.status == 422 and "20,000" in reply["detail"], reply
+        assert r.getheader("Connection") == "close"
+    finally:
+        con.close()
+
+
+def _slow_and_fast(body: bytes) -> tuple[object, object]:
+    """What the full validation and :func:`parse_classify_json` make of ``body``: (ref, metadata, axis,
+    intensities) as lists, or "invalid"."""
+    from pydantic import ValidationError
+
+    from edge_runtime.httpapi import ClassifyRequest, parse_classify_json
+
+    try:
+        r = ClassifyRequest.model_validate_json(body)
+        slow: object = (r.ref, r.metadata, r.axis, r.intensities)
+    except ValidationError:
+        slow = "invalid"
+    try:
+        meta, axis, x = parse_classify_json(body)
+        fast: object = (meta.ref, meta.metadata, None if axis is None else axis.tolist(), x.tolist())
+    except ValidationError:
+        fast = "invalid"
+    return slow, fast
+
+
+_N = 6000
+_AX = ", ".join(repr(float(v)) for v in np.linspace(200.0, 2000.0, _N))
+_YS = ", ".join(repr(float(v)) for v in 100 + 50 * np.sin(np.arange(_N) / 7.0))
+_MID = _YS[: len(_YS) // 2 + 7]  # a cut inside the array, away from the piece boundaries
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f'{{"axis": [{_AX}], "intensities": [{_YS}], "ref": "r1", "metadata": {{"device_serial": "QE1"}}}}',
+        f'{{"ref": "r\\"axis\\": [1]", "intensities": [{_YS}],\n "axis" :\n[ {_AX} ]}}',
+        f'{{"intensities": [{_YS.replace(", ", ",")}]}}',
+        f'{{"intensities": [{", ".join(str(k) for k in range(_N))}], "axis": [{_AX}]}}',
+        f'{{"intensities": [{_YS}, 1e3, -2.5E-3, 0]}}',
+        f'{{"intensities": [{_MID}, NaN, 1]}}',
+        f'{{"intensities": [{_MID}, Infinity]}}',
+        f'{{"intensities": [{_MID}, 1e400]}}',
+        f'{{"intensities": [{_MID}, "1"]}}',
+        f'{{"intensities": [{_MID}, [1, 2]]}}',
+        f'{{"intensities": [{_YS},]}}',
+        f'{{"intensities": [2, 1.{"0" * 70000}1,]}}',  # the trailing comma right after a piece boundary
+        f'{{"intensities": [2, 1.{"0" * 70000}1, 3]}}',
+        f'{{"intensities": [{_MID},, 1]}}',
+        f'{{"intensities": [{_MID}, 01]}}',
+        f'{{"intensities": [{_MID}, +1]}}',
+        f'{{"intensities": [{_MID}, .5]}}',
+        f'{{"intensities": [{_YS}], "intensities": [1, 2]}}',
+        f'{{"intensities": [{_YS}], "axis": [{_AX}, 1.0]}}',
+        f'{{"intensities": [{_YS}], "colour": "red"}}',
+        f'{{"intensities": [{_YS}], "metadata": {{"axis": [1, 2]}}}}',
+        f'{{"intensities": [{_YS}], "ref": 5}}',
+        f'{{"intensities": []{" " * 70000}}}',
+        f'{{"axis": [{_AX}]}}',
+        f'[{_YS}]',
+        f'{{"intensities": [{_YS}]',
+    ],
+)
+def test_long_json_bodies_validated_in_pieces_give_what_the_full_validation_gives(text: str) -> None:
+    slow, fast = _slow_and_fast(text.encode())
+    assert fast == slow
+
+
+def test_a_long_valid_body_is_validated_in_pieces() -> None:
+    from edge_runtime.httpapi import _parse_in_pieces
+
+    body = f'{{"axis": [{_AX}], "intensities": [{_YS}], "ref": "r1"}}'.encode()
+    got = _parse_in_pieces(body)
+    assert got is not None
+    meta, axis, x = got
+    assert meta.ref == "r1" and axis is not None and axis.size == x.size == _N
+    np.testing.assert_array_equal(x, [float(v) for v in _YS.split(", ")])

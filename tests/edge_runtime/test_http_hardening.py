@@ -147,6 +147,47 @@ def test_fifty_concurrent_clients_get_answers_and_no_reset(guarded: Daemon) -> N
     assert statuses == [200] * (n * rounds)
 
 
+def test_fifty_concurrent_classify_clients_on_a_pool_of_eight_all_get_their_record(model: Path, tmp_path: Path,
+                                                                                    serve) -> None:
+    """50 clients POST a spectrum at the same instant to a pool of 8 workers: 42 wait in the listen backlog
+    (128) while the first ones are classified. Every client gets 200 with its own committed record; none
+    sees a reset or a refused connection."""
+    db = tmp_path / "r.sqlite"
+    d = serve(["--model", str(model), "--db", str(db), "--http", "127.0.0.1:0", "--provider", "cpu",
+               "--model-poll", "0", "--http-max-connections", "8"]).wait_ready()
+    axis = instrument_axis(1024)
+    n = 50
+    barrier = threading.Barrier(n)
+    answers: dict[int, tuple[int, dict[str, object]]] = {}
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client(k: int) -> None:
+        y = 100 + 1500 * SyntheticCatalog(4, 0).clean(k % 4, axis) + np.random.default_rng(k).normal(0, 10, axis.size)
+        body = json.dumps({"axis": axis.tolist(), "intensities": y.tolist(), "ref": f"c{k}"}).encode()
+        barrier.wait()
+        try:
+            status, _, raw = _req(d, "POST", "/classify", body=body, headers={"Content-Type": "application/json"})
+            with lock:
+                answers[k] = (status, json.loads(raw))
+        except OSError as exc:  # ConnectionResetError, ConnectionRefusedError, a timeout
+            with lock:
+                errors.append(f"client {k}: {exc!r}")
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:5]
+    assert sorted(answers) == list(range(n))
+    assert [answers[k][0] for k in range(n)] == [200] * n, [a for a in answers.values() if a[0] != 200][:3]
+    assert [answers[k][1]["input_ref"] for k in range(n)] == [f"c{k}" for k in range(n)]
+    ids = {answers[k][1]["id"] for k in range(n)}
+    assert len(ids) == n
+    assert sorted(r[0] for r in query_ledger(db, "SELECT input_ref FROM results")) == sorted(f"c{k}" for k in range(n))
+
+
 def test_the_listen_backlog_is_at_least_128(guarded: Daemon) -> None:
     ss = shutil.which("ss")
     if ss is None:
@@ -239,6 +280,85 @@ def test_300_idle_connections_under_ulimit_256_do_not_starve_files_or_devices(mo
     assert status == 200
     d.signal(signal.SIGTERM)
     assert d.wait(60) == 0, d.log
+
+
+def _low_nofile() -> None:
+    """In the daemon's child process before exec: a low descriptor limit (the test keeps its own)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+
+
+def _fds(pid: int) -> set[int]:
+    return {int(p.name) for p in Path(f"/proc/{pid}/fd").iterdir()}
+
+
+def _lowest_free_fd(pid: int) -> int:
+    """The lowest descriptor number free in two looks 50 ms apart (one briefly open in only one look counts as
+    free): with the limit lowered to it, no descriptor can be created until one below it is closed."""
+    used = _fds(pid)
+    time.sleep(0.05)
+    used &= _fds(pid)
+    return next(i for i in range(len(used) + 1) if i not in used)
+
+
+@pytest.mark.skipif(not hasattr(resource, "prlimit") or not Path("/proc/self/fd").is_dir(),
+                    reason="needs Linux (prlimit, /proc)")
+def test_files_dropped_while_idle_connections_exhaust_descriptors_all_end_recorded(model: Path, tmp_path: Path,
+                                                                                    serve) -> None:
+    """A real EMFILE, not an injected one: the daemon runs under ``RLIMIT_NOFILE`` 128 (set in the child before
+    exec), idle clients fill its HTTP pool (32, a quarter of the limit), then the limit is lowered to the lowest
+    free descriptor number, so the daemon's next open() really fails with EMFILE, as when something else has
+    eaten the rest. Files dropped meanwhile wait (retried with backoff) and are all recorded and moved on once
+    the idle clients go away; none stays in processing/."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    db = tmp_path / "r.sqlite"
+    d = serve(["--model", str(model), "--db", str(db), "--http", "127.0.0.1:0", "--provider", "cpu",
+               "--model-poll", "0", "--source", f"watch://{drop}", "--settle", "0.05", "--poll", "0.2",
+               "--http-timeout", "300"], preexec_fn=_low_nofile).wait_ready()
+    pid = d.proc.pid
+    assert resource.prlimit(pid, resource.RLIMIT_NOFILE)[0] == 128
+    host, port = _addr(d)
+    n0 = len(_fds(pid))
+    idle = [socket.create_connection((host, port), timeout=30) for _ in range(40)]  # 32 served, 8 in the backlog
+    n_files = 6
+    try:
+        deadline = time.monotonic() + 30  # until the pool holds its 32 (accepted connections are descriptors)
+        while time.monotonic() < deadline and len(_fds(pid)) < n0 + 32:
+            time.sleep(0.05)
+        hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)[1]
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (_lowest_free_fd(pid), hard))
+        for k in range(n_files):
+            _csv(drop / f"s{k}.csv", k % 4, k)
+        def files_met_emfile() -> bool:  # a reader's retry line (a scan may meet EMFILE first)
+            return any("[EMFILE]" in ln and "while reading" in ln for ln in d.log.splitlines())
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not files_met_emfile() and d.proc.poll() is None:
+            time.sleep(0.05)
+        assert files_met_emfile(), "no dropped file met EMFILE:\n" + d.log[-4000:]
+        assert query_ledger(db, "SELECT id FROM results WHERE source LIKE 'watch://%'") == []
+    finally:
+        for s in idle:  # the pressure ends: their descriptors, below the lowered limit, are free again
+            s.close()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and d.proc.poll() is None:
+        done = sorted(p.name for p in (drop / "done").glob("*.csv")) if (drop / "done").is_dir() else []
+        if len(done) == n_files and not list((drop / "processing").glob("*")):
+            break
+        time.sleep(0.1)
+    rows = query_ledger(db, "SELECT input_ref, status, error FROM results WHERE source LIKE 'watch://%'")
+    assert sorted(r[0] for r in rows) == [f"s{k}.csv" for k in range(n_files)], f"{rows}\n{d.log[-4000:]}"
+    assert all(r[1] == "ok" for r in rows), rows
+    assert sorted(p.name for p in (drop / "done").glob("*.csv")) == [f"s{k}.csv" for k in range(n_files)]
+    assert not list((drop / "processing").glob("*")), "a claimed file stayed in processing/"
+    assert not list((drop / "quarantine").glob("*"))
+    status, _, body = _req(d, "GET", "/readyz")
+    assert status == 200
+    watch = next(src for src in json.loads(body)["sources"] if src["url"].startswith("watch://"))
+    assert watch["fd_retries"] >= 1, watch  # the files themselves met EMFILE and were read again
+    d.signal(signal.SIGTERM)
+    assert d.wait(60) == 0, d.log[-4000:]
 
 
 # -- Host header (DNS rebinding) ---------------------------------------------------------------------------
