@@ -24,6 +24,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from edge_runtime.errors import ModelRefusedError, ProviderError, SelfTestError
+from edge_runtime.settings import DEFAULT_MAX_POINTS
 from spectral_core.contract import ModelContract
 from spectral_core.errors import ContractError, ModelFileError, PreprocessError, RamanEdgeError
 from spectral_core.hashing import sha256_arrays, sha256_file
@@ -57,7 +58,7 @@ AUTO_ORDER = ("cuda", "cpu")
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
 #: the longest spectrum classified by default, points (the ``max_points`` setting): work and memory per
 #: spectrum grow with its length, so a longer one is refused with a reason before anything is allocated
-MAX_POINTS = 65_536
+MAX_POINTS = DEFAULT_MAX_POINTS
 #: frames marked ``preprocess_ahead`` (an HTTP request: one spectrum on an axis of its own) longer than this
 #: (points) are preprocessed in their caller's thread by :meth:`Engine.prepare_frame`; the single worker then
 #: only runs inference for them, so resampling a long spectrum never holds up the small ones batched behind it.
