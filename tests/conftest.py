@@ -13,6 +13,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The suite must fit a 2-core machine where another job keeps one core busy. torch's default (one OpenMP thread
+# per core, idle threads spinning) makes every in-process model and every child process fight that job for the
+# busy core: the tiny test models gain nothing from a second thread and lose several-fold when it must wait
+# (trainer/threads.py, docs/benchmarks.md). Set here, before any test module imports torch, so the pytest
+# process and the commands it starts inherit it; a value the user exported wins. Code that chooses its own
+# count (TrainConfig.num_threads, `--threads`, the thread-policy tests) still does so explicitly.
+for _var, _value in (("OMP_NUM_THREADS", "1"), ("OMP_WAIT_POLICY", "PASSIVE")):
+    os.environ.setdefault(_var, _value)
+
 
 def shared_data_dir() -> Path:
     env = os.environ.get("RAMANEDGE_DATA")

@@ -101,7 +101,7 @@ def test_melanoma_nh2_shifted_and_trimmed_spectra_are_classified_alike(data_dir:
 
     ds = read_dataset(data_dir / "melanoma-sers-erzina" / "dataset_nh2.npz")
     cfg = TrainConfig.model_validate({
-        "epochs": 8, "batch_size": 64, "lr": 3e-3, "seed": 0, "num_threads": 2,
+        "epochs": 8, "batch_size": 64, "lr": 3e-3, "seed": 0, "num_threads": 1,
         "model": {"window": 50, "step": 25, "n2": 64, "embedding_dim": 32, "bn_momentum": 0.1},
     })
     info = train(ds, tmp_path / "run", cfg)

@@ -1,10 +1,17 @@
 """`bench/reproduce.py --quick` on the real data sets: every protocol runs end to end (RamanNet, baselines,
-ONNX export and validation) and RamanNet lands well above chance on each data set."""
+ONNX export and validation) and RamanNet lands well above chance on each data set.
+
+Its budget is CPU time, not wall time: one torch thread (``--threads 1``: the least CPU for these small models,
+and no thread waits on a core another job holds) under an RLIMIT_CPU of ``CPU_BUDGET_S`` per process, which a
+runaway (an endless loop, a 10x slowdown) exceeds on any machine. The wall-clock limit only catches a hang and
+is generous: on a shared machine the same CPU work can take many times longer.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +19,28 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+# About 80 CPU seconds measured for the whole quick run with one thread; the limit leaves room for slower CPUs.
+CPU_BUDGET_S = 600
+HANG_S = 3600
+
+
+def _run_on_budget(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``cmd`` with SIGXCPU at CPU_BUDGET_S seconds of its CPU time (joblib workers inherit their own limit).
+
+    The limit is set on the started child (prlimit), not in a preexec_fn, which can deadlock in a process with
+    threads (torch's); the child has barely started then, long before it forks any worker.
+    """
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        resource.prlimit(proc.pid, resource.RLIMIT_CPU, (CPU_BUDGET_S, CPU_BUDGET_S + 30))
+        out, err = proc.communicate(timeout=HANG_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
 
 # Floors well above chance (binary 50%, 12 classes 8%, 22 classes ~5%, 11 classes 9%) and well below what
 # the quick runs reach (COVID tasks 87-97%, melanoma NH2 98%, RRUFF 89%, microplastics 97%), so they catch a
@@ -28,16 +57,17 @@ FLOORS = {
 
 @pytest.mark.data
 @pytest.mark.slow
+@pytest.mark.timeout(HANG_S + 300)
 def test_quick_reproduction_on_every_data_set(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "repro"
     doc = tmp_path / "results.md"
     doc.write_text("# Results\n\n## Someone else's section\n\nkept\n")
     env = {**os.environ, "RAMANEDGE_DATA": str(data_dir)}
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "reproduce.py"), "--quick", "--out", str(out), "--threads", "2"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+    proc = _run_on_budget(
+        [sys.executable, str(REPO / "bench" / "reproduce.py"), "--quick", "--out", str(out), "--threads", "1"], env
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, (f"exit {proc.returncode} (-24: over the {CPU_BUDGET_S} s CPU budget)",
+                                  proc.stderr[-3000:])
     results = json.loads((out / "summary.json").read_text())
     assert {(r["dataset"], r["task"]) for r in results} == set(FLOORS)
     for r in results:
