@@ -114,11 +114,11 @@ function render(s) {
   text("throughput", fmt(k.throughput_per_s, 1));
   text("lat-p50", k.latency_ms ? fmt(k.latency_ms.p50, 1) : null);
   text("lat-p95", k.latency_ms ? fmt(k.latency_ms.p95, 1) : null);
-  const st = k.latency_ms_by_stage || {};
-  text("lat-model-p50", st.inference ? fmt(st.inference.p50, 2) : null);
-  text("lat-model-p95", st.inference ? fmt(st.inference.p95, 2) : null);
-  text("lat-queue-p50", st.queue ? fmt(st.queue.p50, 1) : null);
-  text("lat-queue-p95", st.queue ? fmt(st.queue.p95, 1) : null);
+  const stg = k.latency_ms_by_stage || {};
+  text("lat-model-p50", stg.inference ? fmt(stg.inference.p50, 2) : null);
+  text("lat-model-p95", stg.inference ? fmt(stg.inference.p95, 2) : null);
+  text("lat-queue-p50", stg.queue ? fmt(stg.queue.p50, 1) : null);
+  text("lat-queue-p95", stg.queue ? fmt(stg.queue.p95, 1) : null);
   const dw = k.drift_window;
   const dwe = $("drift-window");
   if (!dw) {
