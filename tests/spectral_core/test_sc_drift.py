@@ -161,3 +161,23 @@ def test_metadata_size_is_k_by_points(model):
     size = len(model.model_dump_json())
     n_floats = model.n_components * len(model.mean)
     assert size < 20 * (n_floats + 2 * len(model.mean))  # about 14 characters a number, 7 significant digits
+
+
+@pytest.mark.data
+def test_melanoma_held_out_spectra_pass_and_drifted_ones_are_flagged(data_dir):
+    """Real SERS spectra (melanoma NH2, 632 spectra x 2,090 points): 70% fit, 30% held out."""
+    d = np.load(data_dir / "melanoma-sers-erzina" / "dataset_nh2.npz", allow_pickle=False)
+    axis, X = d["axis"], d["X"].astype(np.float64)
+    rng = np.random.default_rng(1)
+    test = np.zeros(X.shape[0], dtype=bool)
+    test[rng.permutation(X.shape[0])[: int(0.3 * X.shape[0])]] = True
+    model = fit_drift(PRE.transform(X[~test].astype(np.float32), axis))
+    held = X[test]
+    flags = _flags(held, axis, model)
+    assert flags.mean() <= 0.05
+    assert not window_alarm(int(flags.sum()), flags.size, model.expected_flag_rate)
+    t = (axis - axis[0]) / (axis[-1] - axis[0])
+    assert _flags(held + 0.3 * held.max(axis=1, keepdims=True) * t**2, axis, model).mean() >= 0.9
+    shifted = _flags(_shifted(axis, held, 10.0), axis, model)
+    assert shifted.mean() >= 0.3
+    assert window_alarm(int(shifted.sum()), shifted.size, model.expected_flag_rate)
