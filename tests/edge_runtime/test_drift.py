@@ -217,3 +217,15 @@ def test_metrics_keep_model_time_apart_from_queueing(engine, held_out):
     st = m.snapshot()["latency_ms_by_stage"]
     assert st["inference"]["p50"] < 100 and st["queue"]["p50"] >= 400
     assert m.snapshot()["latency_ms"]["p50"] >= 500
+
+
+def test_export_can_refit_the_drift_model_on_given_spectra(tiny_run, tmp_path):
+    pytest.importorskip("torch")
+    from export.onnx_export import ExportError, export_run, read_contract
+
+    data = synth_dataset(classes=4, per_class=15, points=300, seed=5)
+    c = read_contract(export_run(tiny_run, tmp_path / "m.onnx", drift_data=data))
+    assert c.drift is not None and c.drift.n_spectra == 60  # these spectra, not the run's 160
+    with pytest.raises(ExportError, match="at least 20 spectra"):
+        export_run(tiny_run, tmp_path / "m2.onnx", drift_data=synth_dataset(classes=4, per_class=3, points=300))
+    assert not (tmp_path / "m2.onnx").exists()
