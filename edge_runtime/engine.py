@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from edge_runtime.errors import ModelRefusedError, ProviderError, SelfTestError
 from edge_runtime.settings import DEFAULT_MAX_POINTS
 from spectral_core.contract import ModelContract
-from spectral_core.drift import DriftModel, drift_scores
+from spectral_core.drift import DriftModel, DriftScorer
 from spectral_core.errors import ContractError, ModelFileError, PreprocessError, RamanEdgeError
 from spectral_core.hashing import sha256_arrays, sha256_file
 from spectral_core.openset import cosine_distances, flag_unknown
@@ -327,6 +327,7 @@ class Engine:
             logger.warning("drift not available: the graph runs preprocessing steps %s the host cannot repeat",
                            self.contract.in_graph_steps)
             self.drift = None
+        self._drift_scorer = None if self.drift is None else DriftScorer(self.drift)
         if self_test:
             self.self_test()
         self.load_s = time.monotonic() - t0
@@ -767,10 +768,10 @@ class Engine:
         The drift model describes fully preprocessed spectra; the graph's own normalisation is repeated here
         in numpy (the same function the trainer used), a few microseconds a spectrum.
         """
-        if self.drift is None:
+        if self._drift_scorer is None:
             return None
         full = normalise(Z, self.contract.preprocess.normalise)[0] if self.contract.in_graph_steps else Z
-        s = drift_scores(full, self.drift)
+        s = self._drift_scorer.score(full)
         return s.t2, s.q, s.flag
 
     def drift_info(self) -> dict[str, Any] | None:
