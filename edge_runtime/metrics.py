@@ -127,7 +127,7 @@ class Metrics:
             }
         if lat:
             out["latency_ms"] = _percentiles_ms(lat)
-        # what each latency means: total = received to recorded (queueing included); inference = the model's
+        # what each latency means: total = arrival to committed and handed to the sinks (queueing included); inference = the model's
         # session run of the micro-batch; queue = total minus reading, preprocessing and inference
         out["latency_ms_by_stage"] = {k: _percentiles_ms(v) for k, v in stages.items()}
         return out
