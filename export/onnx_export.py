@@ -358,8 +358,11 @@ def _fit_drift(config: PreprocessConfig, data: SpectralDataset, axis: list[float
     out_axis = pre.output_axis(data.axis)
     if out_axis.shape != (len(axis),) or not np.allclose(out_axis, axis, rtol=0, atol=1e-6):
         raise ContractError("drift data do not preprocess onto the model axis")
+    from threadpoolctl import threadpool_limits
+
     try:
-        return fit_drift(pre.transform(data.X, data.axis), groups=data.groups)
+        with threadpool_limits(limits=1):  # as the trainer: OpenBLAS threads on a busy machine cost 10x
+            return fit_drift(pre.transform(data.X, data.axis), groups=data.groups)
     except DataError as exc:
         raise ExportError(f"cannot fit the drift model: {exc}") from None
 

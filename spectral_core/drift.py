@@ -27,7 +27,7 @@ half or more). Drift of an instrument is systematic, so :func:`window_alarm` tes
 last spectra against the rate the model expects (``expected_flag_rate``) and raises the alarm the runtime
 reports.
 
-Everything here is numpy only except the reference limits at fit time (scipy.stats, a base dependency);
+Everything here is numpy only except the reference limits at fit time (scipy.special, a base dependency);
 scoring (:func:`drift_scores`) is a few small matrix products per spectrum.
 """
 
@@ -147,16 +147,17 @@ def _reference_limits(ev_all: NDArray[np.float64], k: int, n: int, alpha: float)
     Box's chi-square approximation g * chi2_h (g = theta2/theta1, h = theta1^2/theta2 of the eigenvalues left
     out of the model). Box rather than Jackson-Mudholkar: JM is undefined (h0 <= 0) for the long eigenvalue
     tails of real spectra, which the melanoma set showed."""
-    from scipy import stats
+    # scipy.special, not scipy.stats: the same quantiles without the seconds scipy.stats takes to import
+    from scipy.special import chdtri, fdtri
 
     t2 = None
     if n > k + 1:
-        t2 = float(k * (n - 1) * (n + 1) / (n * (n - k)) * stats.f.ppf(1 - alpha, k, n - k))
+        t2 = float(k * (n - 1) * (n + 1) / (n * (n - k)) * fdtri(k, n - k, 1 - alpha))
     rest = ev_all[k:]
     th1, th2 = float(np.sum(rest)), float(np.sum(rest**2))
     q = None
     if th1 > 0 and th2 > 0:
-        q = float(th2 / th1 * stats.chi2.ppf(1 - alpha, th1**2 / th2))
+        q = float(th2 / th1 * chdtri(th1**2 / th2, alpha))  # chdtri: inverse of the upper tail
     return t2, q
 
 

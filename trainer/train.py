@@ -476,7 +476,7 @@ def train(
     y_fit = np.concatenate([y_tr, y_va])
     open_set = fit_open_set(emb, y_fit, len(ds.classes), quantile=cfg.open_set_quantile, margin=cfg.open_set_margin)
     groups_fit = None if ds.groups is None or val is not None else np.concatenate([ds.groups[tr_idx], ds.groups[va_idx]])
-    drift = _fit_drift(np.concatenate([X_tr, X_va]), groups_fit, choice.threads)
+    drift = _fit_drift(np.concatenate([X_tr, X_va]), groups_fit)
     best = history[best_epoch - 1]
     logits_tr, _ = predict(model, X_tr)
     metrics: dict[str, Any] = {
@@ -522,14 +522,14 @@ def train(
     return info
 
 
-def _fit_drift(X: NDArray[np.float32], groups: NDArray[np.str_] | None, threads: int) -> DriftModel | None:
+def _fit_drift(X: NDArray[np.float32], groups: NDArray[np.str_] | None) -> DriftModel | None:
     """The drift model of the preprocessed training spectra, or None (logged) when they are too few."""
     from threadpoolctl import threadpool_limits
 
     try:
-        # BLAS threads as many as torch's: OpenBLAS's default (all cores, spinning) took 15 s for one SVD
-        # that needs 0.5 s on one core, on a machine whose cores were busy
-        with threadpool_limits(limits=threads):
+        # one BLAS thread: with OpenBLAS's threads on a busy machine the fit of melanoma (632 x 2,090) took 56 s
+        # on 2 threads against 5 s on one (covid: 33 s against 1.8 s)
+        with threadpool_limits(limits=1):
             return fit_drift(X, groups=groups)
     except DataError as exc:
         logger.warning("no drift model in this run: %s", exc)
