@@ -34,7 +34,7 @@ from edge_runtime.engine import Engine, Frame, Outcome, ProviderName, bounded_te
 from edge_runtime.errors import SettingsError
 from edge_runtime.hotswap import ModelWatcher
 from edge_runtime.httpapi import HttpApi
-from edge_runtime.ledger import Ledger
+from edge_runtime.ledger import Ledger, explain
 from edge_runtime.metrics import Metrics
 from edge_runtime.mqtt import MqttTls
 from edge_runtime.settings import ServeSettings, parse_host_port
@@ -144,6 +144,7 @@ class Daemon:
              "preprocess_hash": e.preprocess_hash},
             queue_depth=self._q.qsize,
         )
+        self.metrics.set_drift_expected(e.drift.expected_flag_rate if e.drift is not None else None)
         if s.http is not None:
             host, port = parse_host_port(s.http)
             try:
@@ -537,6 +538,7 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.set_info({"model": new.model_path.name, "model_sha256": new.model_sha256,
                                    "provider": new.provider, "preprocess_hash": new.preprocess_hash})
+            self.metrics.set_drift_expected(new.drift.expected_flag_rate if new.drift is not None else None)
             self.metrics.model_update(True, "")
         changes = [] if old is None else task_changes(old.contract, new.contract)
         with self._swap_lock:
@@ -624,9 +626,12 @@ class Daemon:
 
 
 _SLIM_KEYS = ("id", "source", "input_ref", "status", "class", "confidence", "unknown", "open_set_distance",
-              "error_kind", "error", "total_ms", "batch_size", "model_sha256", "completed_at", "saturated")
+              "open_set_threshold", "drift", "drift_t2", "drift_q", "drift_t2_limit", "drift_q_limit",
+              "error_kind", "error", "read_ms", "preprocess_ms", "inference_ms", "queue_ms", "total_ms", "batch_size",
+              "model_sha256", "completed_at", "saturated")
 
 
 def _slim(rec: dict[str, Any]) -> dict[str, Any]:
-    """A record without its probabilities and metadata (the dashboard's tables)."""
-    return {k: rec.get(k) for k in _SLIM_KEYS}
+    """A record without its probabilities and metadata (the dashboard's tables), with its unknown and drift
+    decisions explained in words."""
+    return {**{k: rec.get(k) for k in _SLIM_KEYS}, "explain": explain(rec)}

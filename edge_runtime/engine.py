@@ -26,10 +26,11 @@ from numpy.typing import NDArray
 from edge_runtime.errors import ModelRefusedError, ProviderError, SelfTestError
 from edge_runtime.settings import DEFAULT_MAX_POINTS
 from spectral_core.contract import ModelContract
+from spectral_core.drift import DriftModel, DriftScorer
 from spectral_core.errors import ContractError, ModelFileError, PreprocessError, RamanEdgeError
 from spectral_core.hashing import sha256_arrays, sha256_file
 from spectral_core.openset import cosine_distances, flag_unknown
-from spectral_core.preprocess import AxisSpec, PreprocessConfig, Preprocessor
+from spectral_core.preprocess import AxisSpec, PreprocessConfig, Preprocessor, normalise
 from spectral_core.providers import GPU_PROVIDERS, PROVIDER_CHOICES, PROVIDERS, ProviderName
 
 if TYPE_CHECKING:
@@ -160,6 +161,15 @@ class Outcome:
     probabilities: list[float] | None = None
     unknown: bool | None = None
     open_set_distance: float | None = None
+    #: the open-set threshold of the predicted class that ``open_set_distance`` was compared with
+    open_set_threshold: float | None = None
+    #: drift flag (T^2 > limit or Q > limit), None when the model carries no drift model
+    drift: bool | None = None
+    drift_t2: float | None = None
+    drift_q: float | None = None
+    #: the limits T^2 and Q were compared with (the served model's)
+    drift_t2_limit: float | None = None
+    drift_q_limit: float | None = None
     error_kind: str | None = None
     error: str | None = None
     preprocess_s: float = 0.0
@@ -312,6 +322,12 @@ class Engine:
         self._emb_name = names.get("embedding") if self.contract.open_set is not None else None
         if self._emb_name is not None:
             self._outputs.append(self._emb_name)
+        self.drift: DriftModel | None = self.contract.drift
+        if self.drift is not None and not set(self.contract.in_graph_steps) <= {"normalise"}:
+            logger.warning("drift not available: the graph runs preprocessing steps %s the host cannot repeat",
+                           self.contract.in_graph_steps)
+            self.drift = None
+        self._drift_scorer = None if self.drift is None else DriftScorer(self.drift)
         if self_test:
             self.self_test()
         self.load_s = time.monotonic() - t0
@@ -716,9 +732,12 @@ class Engine:
             pred = np.argmax(probs, axis=1).astype(np.int64)
             unknown: NDArray[np.bool_] | None = None
             dist: NDArray[np.float64] | None = None
+            thr: NDArray[np.float64] | None = None
             if emb is not None and self.contract.open_set is not None:
                 unknown = flag_unknown(emb, pred, self.contract.open_set)
                 dist = cosine_distances(emb, self.contract.open_set)[np.arange(pred.size), pred]
+                thr = np.asarray(self.contract.open_set.thresholds, dtype=np.float64)[pred]
+            drift = self._drift(Z[chunk])
             for j, k in enumerate(chunk):
                 c = int(pred[j])
                 out[idx[k]] = Outcome(
@@ -730,10 +749,39 @@ class Engine:
                     probabilities=[float(v) for v in probs[j]],
                     unknown=None if unknown is None else bool(unknown[j]),
                     open_set_distance=None if dist is None else float(dist[j]),
+                    open_set_threshold=None if thr is None else float(thr[j]),
+                    drift=None if drift is None else bool(drift[2][j]),
+                    drift_t2=None if drift is None else float(drift[0][j]),
+                    drift_q=None if drift is None else float(drift[1][j]),
+                    drift_t2_limit=None if self.drift is None else self.drift.t2_limit,
+                    drift_q_limit=None if self.drift is None else self.drift.q_limit,
                     preprocess_s=t_pre,
                     inference_s=t_inf,
                     batch_size=len(chunk),
                 )
+
+    def _drift(
+        self, Z: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]] | None:
+        """(T^2, Q, flag) of host-preprocessed model inputs, or None without a drift model.
+
+        The drift model describes fully preprocessed spectra; the graph's own normalisation is repeated here
+        in numpy (the same function the trainer used), a few microseconds a spectrum.
+        """
+        if self._drift_scorer is None:
+            return None
+        full = normalise(Z, self.contract.preprocess.normalise)[0] if self.contract.in_graph_steps else Z
+        s = self._drift_scorer.score(full)
+        return s.t2, s.q, s.flag
+
+    def drift_info(self) -> dict[str, Any] | None:
+        """The drift model's limits and size (None: the model carries none, drift not available)."""
+        d = self.drift
+        if d is None:
+            return None
+        return {"t2_limit": d.t2_limit, "q_limit": d.q_limit, "components": d.n_components,
+                "explained_variance": round(d.explained_variance, 4), "quantile": d.quantile,
+                "expected_flag_rate": round(d.expected_flag_rate, 4), "limit_method": d.limit_method}
 
     def describe(self) -> dict[str, Any]:
         """What is being served (for logs, /readyz and the ledger)."""
@@ -747,6 +795,7 @@ class Engine:
             "points": self.contract.n_points,
             "axis_tolerance_cm1": self.axis_tolerance,
             "open_set": self.contract.open_set is not None,
+            "drift": self.drift_info(),
             "precision": self.contract.precision,
             "load_s": round(self.load_s, 4),
             "validation_report": str(self.validation_report) if self.validation_report else None,

@@ -22,11 +22,16 @@ from typing import Any, Literal
 
 from edge_runtime.engine import Outcome, bounded_text
 
-__all__ = ["SCHEMA_VERSION", "Ledger", "LedgerEntry"]
+__all__ = ["SCHEMA_VERSION", "Ledger", "LedgerEntry", "explain"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: columns added since schema 1, with their types: a version-1 ledger gets them (NULL in its old records) on open
+_ADDED = {
+    2: (("open_set_threshold", "REAL"), ("drift", "INTEGER"), ("drift_t2", "REAL"), ("drift_q", "REAL"),
+        ("drift_t2_limit", "REAL"), ("drift_q_limit", "REAL")),
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,7 +65,13 @@ CREATE TABLE IF NOT EXISTS results (
     integration_time_us INTEGER,
     seq                 INTEGER,
     saturated           INTEGER,
-    metadata            TEXT
+    metadata            TEXT,
+    open_set_threshold  REAL,
+    drift               INTEGER,
+    drift_t2            REAL,
+    drift_q             REAL,
+    drift_t2_limit      REAL,
+    drift_q_limit       REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS results_drop_key
     ON results (source, input_ref, content_sha256) WHERE content_sha256 IS NOT NULL;
@@ -72,6 +83,7 @@ _COLUMNS = (
     "unknown", "open_set_distance", "error_kind", "error", "acquired_at", "received_at", "completed_at",
     "read_ms", "preprocess_ms", "inference_ms", "queue_ms", "total_ms", "batch_size", "model_sha256",
     "preprocess_hash", "provider", "device_serial", "integration_time_us", "seq", "saturated", "metadata",
+    "open_set_threshold", "drift", "drift_t2", "drift_q", "drift_t2_limit", "drift_q_limit",
 )
 _INSERT = (
     f"INSERT INTO results ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
@@ -83,6 +95,9 @@ _LOOKUP = ("SELECT id, status, error_kind, error FROM results "
 _OWN_KEYS = frozenset(
     {"device_serial", "integration_time_us", "seq", "saturated", "t_monotonic", "t_wall", "source"}
 )
+
+
+_BOOL_KEYS = ("unknown", "saturated", "drift")
 
 
 @dataclass(frozen=True)
@@ -142,6 +157,8 @@ class Ledger:
             row = self._writer.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 self._writer.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) < SCHEMA_VERSION:
+                self._migrate(int(row[0]))
             elif int(row[0]) != SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(
                     f"{self.path}: ledger schema version {row[0]}, this ramanedge writes {SCHEMA_VERSION}"
@@ -153,6 +170,17 @@ class Ledger:
         self._ckpt_stop = threading.Event()
         self._ckpt = threading.Thread(target=self._checkpointer, name="ledger-checkpoint", daemon=True)
         self._ckpt.start()
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older ledger to :data:`SCHEMA_VERSION` by adding columns: its records stay as they were,
+        the new columns NULL in them. Idempotent: a crash between two steps is finished at the next open."""
+        have = {str(r[1]) for r in self._writer.execute("PRAGMA table_info(results)")}
+        for v in range(version + 1, SCHEMA_VERSION + 1):
+            for name, kind in _ADDED.get(v, ()):
+                if name not in have:
+                    self._writer.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
+        self._writer.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        logger.info("%s: ledger schema %d migrated to %d (columns added)", self.path, version, SCHEMA_VERSION)
 
     def _checkpointer(self, interval_s: float = 1.0) -> None:
         con = self._connect()
@@ -216,6 +244,12 @@ class Ledger:
             _int_or_none(m.get("seq")),
             None if m.get("saturated") is None else int(bool(m.get("saturated"))),
             json.dumps(extra, default=str) if extra else None,
+            o.open_set_threshold,
+            None if o.drift is None else int(o.drift),
+            o.drift_t2,
+            o.drift_q,
+            o.drift_t2_limit,
+            o.drift_q_limit,
         )
 
     def commit(self, outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
@@ -346,7 +380,7 @@ def _as_record(
         d["probabilities"] = [round(p, 7) for p in probabilities]
     if d["metadata"] is not None:
         d["metadata"] = {k: v for k, v in metadata.items() if k not in _OWN_KEYS}
-    for key in ("unknown", "saturated"):
+    for key in _BOOL_KEYS:
         if d[key] is not None:
             d[key] = bool(d[key])
     return d
@@ -361,7 +395,40 @@ def _decode(d: dict[str, Any]) -> dict[str, Any]:
     for key in ("probabilities", "metadata"):
         if d.get(key) is not None:
             d[key] = json.loads(d[key])
-    for key in ("unknown", "saturated"):
+    for key in _BOOL_KEYS:
         if d.get(key) is not None:
             d[key] = bool(d[key])
     return d
+
+
+def _vs(value: float, limit: float | None, fmt: str, name: str = "") -> str:
+    """``0.412 > threshold 0.300``: a statistic against its limit (the statistic alone without a limit)."""
+    if limit is None:
+        return f"{value:{fmt}}"
+    return f"{value:{fmt}} {'>' if value > limit else '<='} {name}{limit:{fmt}}"
+
+
+def explain(record: dict[str, Any]) -> dict[str, str | None]:
+    """The unknown and drift decisions of a record in words, each statistic against its threshold.
+
+    ``{"unknown": "unknown: distance 0.412 > threshold 0.300", "drift": "drift: T^2 12.3 > 9.5, Q 0.031 <= 0.05"}``;
+    "not available" when the model served had no open-set or drift model; None for an error record.
+    """
+    if record.get("status") != "ok":
+        return {"unknown": None, "drift": None}
+    d = record.get("open_set_distance")
+    if d is None:
+        unknown = "unknown: not available (the model has no open-set data)"
+    else:
+        thr = record.get("open_set_threshold")
+        word = "unknown" if record.get("unknown") else "known"
+        unknown = f"{word}: distance {_vs(float(d), None if thr is None else float(thr), '.3f', 'threshold ')}"
+    t2, q = record.get("drift_t2"), record.get("drift_q")
+    if record.get("drift") is None or t2 is None or q is None:
+        drift = "drift: not available (the model carries no drift model)"
+    else:
+        t2l, ql = record.get("drift_t2_limit"), record.get("drift_q_limit")
+        word = "drift" if record.get("drift") else "no drift"
+        drift = (f"{word}: T^2 {_vs(float(t2), None if t2l is None else float(t2l), '.3g')}, "
+                 f"Q {_vs(float(q), None if ql is None else float(ql), '.3g')}")
+    return {"unknown": unknown, "drift": drift}

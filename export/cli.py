@@ -34,6 +34,11 @@ def configure_export(parser: argparse.ArgumentParser) -> None:
         help="how far a spectrum's range may fall short of the model axis at each end and still be classified, "
         "its edge filled from the nearest point (default: the larger of 2 cm^-1 and one model-axis step)",
     )
+    parser.add_argument(
+        "--drift-data", type=Path, default=None, metavar="DATA",
+        help="training-distribution spectra to fit the drift model on (default: the one the run's training fitted; "
+        "runs made before drift models have none)",
+    )
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -48,6 +53,7 @@ def run_export(args: argparse.Namespace) -> int:
     out = export_run(
         args.run, args.out, precision=precision, calibration=calibration,
         opset=args.opset if args.opset is not None else PINNED_OPSET, axis_tolerance=args.axis_tolerance,
+        drift_data=read_dataset(args.drift_data) if args.drift_data is not None else None,
     )
     import onnx
 

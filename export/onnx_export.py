@@ -41,8 +41,9 @@ from numpy.typing import NDArray
 
 from export._host import host_preprocess
 from spectral_core.contract import ModelContract, ReferenceSpectra
-from spectral_core.errors import ContractError, RamanEdgeError
-from spectral_core.preprocess import Preprocessor
+from spectral_core.drift import DriftModel, fit_drift
+from spectral_core.errors import ContractError, DataError, RamanEdgeError
+from spectral_core.preprocess import PreprocessConfig, Preprocessor
 from spectral_core.spectrum import SpectralDataset
 
 __all__ = [
@@ -194,6 +195,7 @@ def export_run(
     opset: int = PINNED_OPSET,
     reference: SpectralDataset | None = None,
     axis_tolerance: float | None = None,
+    drift_data: SpectralDataset | None = None,
 ) -> Path:
     """Export a run to one ONNX file with its contract in ``metadata_props``; written atomically.
 
@@ -207,6 +209,9 @@ def export_run(
         reference: spectra to embed as the runtime's self-test (default: ``calibration``, else synthetic).
         axis_tolerance: the contract's ``axis_tolerance_cm1`` (cm^-1 at each end a spectrum's range may fall
             short of the model axis); None: the default, the larger of 2 cm^-1 and one model-axis step.
+        drift_data: training-distribution spectra to fit the contract's drift model on (preprocessed with the
+            run's full preprocessing); None: the drift model the trainer fitted on the run's training spectra
+            (runs written before drift models carry none: the runtime then reports drift "not available").
 
     Returns:
         ``out_path``.
@@ -238,6 +243,7 @@ def export_run(
         preprocess_hash=info.preprocess.hash(),
         in_graph_steps=list(IN_GRAPH_STEPS),
         open_set=info.open_set,
+        drift=info.drift if drift_data is None else _fit_drift(info.preprocess, drift_data, info.axis),
         weights_sha256=info.weights_sha256,
         data_sha256=info.data_sha256,
         opset=opset,
@@ -344,6 +350,21 @@ def export_run(
         _save_atomic(proto, out)
     logger.info("exported %s (%s, opset %d, %d nodes) to %s", run_dir, precision, opset, len(proto.graph.node), out)
     return out
+
+
+def _fit_drift(config: PreprocessConfig, data: SpectralDataset, axis: list[float]) -> DriftModel:
+    """The drift model of ``data`` after the run's full preprocessing (the graph's normalisation included)."""
+    pre = Preprocessor(config)
+    out_axis = pre.output_axis(data.axis)
+    if out_axis.shape != (len(axis),) or not np.allclose(out_axis, axis, rtol=0, atol=1e-6):
+        raise ContractError("drift data do not preprocess onto the model axis")
+    from threadpoolctl import threadpool_limits
+
+    try:
+        with threadpool_limits(limits=1):  # as the trainer: OpenBLAS threads on a busy machine cost 10x
+            return fit_drift(pre.transform(data.X, data.axis), groups=data.groups)
+    except DataError as exc:
+        raise ExportError(f"cannot fit the drift model: {exc}") from None
 
 
 def _host_normalise(x: NDArray[np.float32], method: str) -> NDArray[np.float32]:

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from spectral_core.drift import DriftModel
 from spectral_core.errors import ContractError
 from spectral_core.preprocess import STEPS, PreprocessConfig, default_axis_tolerance
 from spectral_core.spectrum import check_axis
@@ -81,6 +82,8 @@ class ModelContract(BaseModel):
     )
     open_set: OpenSet | None = None
     reference: ReferenceSpectra | None = None
+    #: PCA drift model of the preprocessed training spectra (absent in older contracts: drift not available)
+    drift: DriftModel | None = None
     weights_sha256: str = ""
     data_sha256: str = ""
     package_version: str = ""
@@ -107,6 +110,8 @@ class ModelContract(BaseModel):
             k = len(self.classes)
             if len(self.open_set.centroids) != k or len(self.open_set.thresholds) != k:
                 raise ValueError(f"open_set needs one centroid and one threshold per class ({k})")
+        if self.drift is not None and len(self.drift.mean) != len(self.axis):
+            raise ValueError(f"drift model has {len(self.drift.mean)} points, the model axis {len(self.axis)}")
         return self
 
     @property

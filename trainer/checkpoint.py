@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from spectral_core._version import __version__
 from spectral_core.atomic import write_json_atomic
 from spectral_core.contract import OpenSet
+from spectral_core.drift import DriftModel
 from spectral_core.errors import ContractError, DataError
 from spectral_core.hashing import sha256_file
 from spectral_core.preprocess import PreprocessConfig
@@ -52,6 +53,7 @@ class RunInfo(BaseModel):
     data_sha256: str = ""
     weights_sha256: str = ""
     open_set: OpenSet | None = None
+    drift: DriftModel | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     created: str = ""

@@ -21,7 +21,7 @@ function niceTicks(lo, hi, n) {
   return out;
 }
 
-function drawSpectrum(canvas, axis, y, colour) {
+function drawSpectrum(canvas, axis, y, colour, ylabel) {
   const dpr = window.devicePixelRatio || 1;
   const w = canvas.clientWidth, h = canvas.clientHeight;
   canvas.width = Math.round(w * dpr);
@@ -30,7 +30,7 @@ function drawSpectrum(canvas, axis, y, colour) {
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.clearRect(0, 0, w, h);
   if (!axis || axis.length < 2) return;
-  const pad = { l: 48, r: 8, t: 8, b: 30 };
+  const pad = { l: 62, r: 8, t: 8, b: 30 };
   const x0 = Math.min(...axis), x1 = Math.max(...axis);
   let y0 = Math.min(...y), y1 = Math.max(...y);
   if (y1 === y0) { y1 += 1; y0 -= 1; }
@@ -49,6 +49,11 @@ function drawSpectrum(canvas, axis, y, colour) {
   }
   g.textAlign = "center"; g.textBaseline = "bottom";
   g.fillText("Raman shift (cm\u207b\u00b9)", (pad.l + w - pad.r) / 2, h);
+  g.save();
+  g.translate(2, (pad.t + h - pad.b) / 2); g.rotate(-Math.PI / 2);
+  g.textAlign = "center"; g.textBaseline = "top";
+  g.fillText(ylabel || "intensity (as received)", 0, 0);
+  g.restore();
   g.strokeStyle = colour; g.lineWidth = 1.4; g.beginPath();
   for (let i = 0; i < axis.length; i++) {
     const X = px(axis[i]), Y = py(y[i]);
@@ -109,6 +114,21 @@ function render(s) {
   text("throughput", fmt(k.throughput_per_s, 1));
   text("lat-p50", k.latency_ms ? fmt(k.latency_ms.p50, 1) : null);
   text("lat-p95", k.latency_ms ? fmt(k.latency_ms.p95, 1) : null);
+  const stg = k.latency_ms_by_stage || {};
+  text("lat-model-p50", stg.inference ? fmt(stg.inference.p50, 2) : null);
+  text("lat-model-p95", stg.inference ? fmt(stg.inference.p95, 2) : null);
+  text("lat-queue-p50", stg.queue ? fmt(stg.queue.p50, 1) : null);
+  text("lat-queue-p95", stg.queue ? fmt(stg.queue.p95, 1) : null);
+  const dw = k.drift_window;
+  const dwe = $("drift-window");
+  if (!dw) {
+    dwe.textContent = "not available (the model carries no drift model)";
+    dwe.className = "muted";
+  } else {
+    dwe.textContent = `${dw.flagged} of last ${dw.of} flagged (expected ${fmt(100 * dw.expected_rate, 1)}%)`
+      + (dw.alarm ? ": ALARM, more than chance" : "");
+    dwe.className = dw.alarm ? "bad" : "";
+  }
   text("processed", s.processed);
   text("queue", k.queue_depth);
   renderDl($("errors-by-kind"), Object.entries(k.errors_by_kind || {}));
@@ -138,8 +158,12 @@ function render(s) {
   tb.replaceChildren();
   for (const r of s.recent || []) {
     tb.appendChild(row([r.id, r.input_ref, r.status === "ok" ? r.class : r.error_kind,
-      r.status === "ok" ? fmt(r.confidence, 3) : "", r.unknown ? "yes" : "", fmt(r.total_ms, 1)],
-    r.status === "ok" ? "" : "error", r.id));
+      r.status === "ok" ? fmt(r.confidence, 3) : "", r.unknown ? "yes" : "", r.drift ? "yes" : "",
+      fmt(r.total_ms, 1)], r.status === "ok" ? "" : "error", r.id));
+    const why = r.explain || {};
+    const cells = tb.lastChild.children;
+    cells[4].title = why.unknown || "";
+    cells[5].title = why.drift || "";
   }
 
   const L = s.latest;
@@ -147,8 +171,18 @@ function render(s) {
     const r = L.record;
     text("latest-class", r.class);
     text("latest-confidence", fmt(r.confidence, 3));
-    text("latest-unknown", r.unknown ? "UNKNOWN" : "known");
-    $("latest-unknown").className = "big " + (r.unknown ? "bad" : "ok");
+    text("latest-unknown", r.unknown ? "UNKNOWN" : (r.unknown === false ? "known" : "n/a"));
+    $("latest-unknown").className = "big " + (r.unknown ? "bad" : (r.unknown === false ? "ok" : "muted"));
+    text("latest-drift", r.drift ? "DRIFT" : (r.drift === false ? "no drift" : "n/a"));
+    $("latest-drift").className = "big " + (r.drift ? "bad" : (r.drift === false ? "ok" : "muted"));
+    const why = r.explain || {};
+    text("latest-unknown-why", why.unknown);
+    $("latest-unknown-why").className = r.unknown ? "bad" : "";
+    text("latest-drift-why", why.drift);
+    $("latest-drift-why").className = r.drift ? "bad" : "";
+    text("latest-latency", `latency: model ${fmt(r.inference_ms, 2)} ms (batch of ${r.batch_size || "–"}), `
+      + `preprocessing ${fmt(r.preprocess_ms, 2)} ms, reading ${fmt(r.read_ms, 2)} ms, queueing ${fmt(r.queue_ms, 1)} ms; `
+      + `end-to-end ${fmt(r.total_ms, 1)} ms`);
     text("latest-ref", r.input_ref);
     $("latest-id").textContent = "record #" + r.id;
     $("latest").dataset.id = String(r.id);

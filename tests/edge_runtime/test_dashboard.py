@@ -1,11 +1,12 @@
 """The live dashboard in a real headless chromium (Selenium + Debian's chromium-driver) against a real daemon:
 the page loads from the daemon alone, signs in with the daemon's token once, and a spectrum POSTed to /classify
-appears with its class."""
+appears with its class, its unknown and drift decisions explained against their thresholds."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from _services import require_binary
 
+from edge_runtime.ledger import explain
 from spectral_core.synth import SyntheticCatalog, instrument_axis
 
 TOKEN = "dashboard-token-" + "5f" * 8
@@ -103,6 +105,16 @@ def test_dashboard_shows_a_posted_spectrum_with_its_class(model: Path, tmp_path:
     assert _text(browser, "#latest-class") == "compound_C"
     assert _text(browser, "#latest-confidence") == f"{rec['confidence']:.3f}"
     assert _text(browser, "#latest-unknown") in ("known", "UNKNOWN")
+    # both decisions explained against their thresholds, beside the flags (not a bare "UNKNOWN")
+    why = explain(rec)
+    assert _text(browser, "#latest-unknown-why") == why["unknown"] and "threshold" in why["unknown"]
+    assert _text(browser, "#latest-drift") == ("DRIFT" if rec["drift"] else "no drift")
+    drift_why = _text(browser, "#latest-drift-why")
+    assert drift_why == why["drift"] and "T^2" in drift_why and "Q" in drift_why, drift_why
+    # latency with its meaning: the model's time apart from queueing and end-to-end
+    lat = _text(browser, "#latest-latency")
+    assert f"model {rec['inference_ms']:.2f} ms" in lat and "queueing" in lat and "end-to-end" in lat, lat
+    assert _text(browser, "#lat-model-p50") not in ("", "–") and "of last" in _text(browser, "#drift-window")
     row = _text(browser, f"#results tr[data-id='{rec['id']}']")
     assert "browser-1" in row and "compound_C" in row
     painted = browser.execute_script(
@@ -110,6 +122,14 @@ def test_dashboard_shows_a_posted_spectrum_with_its_class(model: Path, tmp_path:
         ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
         "for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;")
     assert painted > 500, "the spectrum is drawn on the canvas"
+    left = browser.execute_script(  # the rotated y-axis label is the only thing drawn in the leftmost 14 px
+        "const c = document.getElementById('spectrum'); const r = window.devicePixelRatio || 1;"
+        "const d = c.getContext('2d').getImageData(0, 0, Math.round(14 * r), c.height).data; let n = 0;"
+        "for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;")
+    assert left > 50, "the spectrum plot has a y-axis label"
+    shot = os.environ.get("RAMANEDGE_DASHBOARD_SCREENSHOT")  # to look at the page: a path to write a PNG to
+    if shot:
+        browser.save_screenshot(shot)
 
     # an error shows up with its reason and kind
     status, bad = _post(d.url, {"axis": list(np.linspace(300, 900, 200)), "intensities": [1.0] * 200,
