@@ -494,6 +494,8 @@ def open_set_evaluation(
         # Threshold-free view: how well the distance to the predicted class's centroid separates the two.
         dk, du = own_distances(ek, pk, os_), own_distances(eu, pu, os_)
         auroc = float(roc_auc_score(np.r_[np.zeros(dk.size), np.ones(du.size)], np.r_[dk, du]))
+        # The same run scored with the thresholds before calibration (the classes' training-distance quantile)
+        before = os_.model_copy(update={"thresholds": os_.scales}) if os_.scales is not None else None
         row = {
             "held_out": held,
             "unknown_spectra": int(flag_u.size),
@@ -501,6 +503,8 @@ def open_set_evaluation(
             "known_test_spectra": int(flag_k.size),
             "known_false_unknown": float(flag_k.mean()),
             "known_false_unknown_correct": float(flag_k[right].mean()) if right.any() else None,
+            "known_false_unknown_uncalibrated": None if before is None else float(flag_unknown(ek, pk, before).mean()),
+            "unknown_flagged_uncalibrated": None if before is None else float(flag_unknown(eu, pu, before).mean()),
             "known_accuracy": float(correct.mean()),
             "known_accuracy_closed_set": float(right.mean()),
             "auroc": auroc,
@@ -513,7 +517,7 @@ def open_set_evaluation(
             f"falsely flagged (target {cfg.unknown_rate:g}), {row['unknown_flagged']:.3f} of {flag_u.size} "
             f"{held} spectra flagged, AUROC {auroc:.3f}")
     keys = ("known_false_unknown", "known_false_unknown_correct", "unknown_flagged", "known_accuracy",
-            "known_accuracy_closed_set", "auroc")
+            "known_accuracy_closed_set", "auroc", "known_false_unknown_uncalibrated", "unknown_flagged_uncalibrated")
     summary: dict[str, Any] = {}
     for k in keys:
         vals = [r[k] for r in rows if r[k] is not None]
@@ -548,7 +552,7 @@ def open_set_table(doc: dict[str, Any]) -> str:
     """Markdown for an open-set document: per held-out class, then the mean, percentages (AUROC as is)."""
     p = doc["params"]
     head = ["held out", "known test spectra", "false unknown %", "false unknown, correct %", "unknown flagged %",
-            "AUROC", "known acc. %", "calibration spectra"]
+            "AUROC", "known acc. %", "calibration spectra", "before calibration: false unknown % / flagged %"]
     lines = [
         f"protocol openset (target false-unknown rate {p['unknown_rate']:g}, test_fraction={p['test_fraction']}, "
         f"val_fraction={p['val_fraction']}, seed={p['seed']}), {doc['data']['spectra']} spectra, "
@@ -562,10 +566,12 @@ def open_set_table(doc: dict[str, Any]) -> str:
             str(r["held_out"]), str(r["known_test_spectra"]), _pct(r["known_false_unknown"]),
             _pct(r["known_false_unknown_correct"]), _pct(r["unknown_flagged"]), f"{r['auroc']:.3f}",
             _pct(r["known_accuracy"]), str(r["calibration_spectra"]),
+            f"{_pct(r['known_false_unknown_uncalibrated'])} / {_pct(r['unknown_flagged_uncalibrated'])}",
         ]) + " |")
     s = doc["summary"]
     lines.append("| " + " | ".join([
         "mean", "", _pct(s["known_false_unknown"]), _pct(s["known_false_unknown_correct"]),
         _pct(s["unknown_flagged"]), "-" if s["auroc"] is None else f"{s['auroc']:.3f}", _pct(s["known_accuracy"]), "",
+        f"{_pct(s['known_false_unknown_uncalibrated'])} / {_pct(s['unknown_flagged_uncalibrated'])}",
     ]) + " |")
     return "\n".join(lines) + "\n"

@@ -72,6 +72,8 @@ def test_openset_protocol_reports_false_unknown_and_auroc_with_the_split(tmp_pat
     assert row["held_out"] == ds.classes[3]
     assert row["known_test_spectra"] > 0 and 0.0 <= row["known_false_unknown"] <= 1.0
     assert 0.0 <= row["auroc"] <= 1.0 and row["calibration_spectra"] > 0
+    # the same run scored with the thresholds before calibration (training-distance quantile), side by side
+    assert row["known_false_unknown_uncalibrated"] is not None and row["unknown_flagged_uncalibrated"] is not None
     assert doc["params"]["unknown_rate"] == 0.05 and doc["grouping"]["grouped"] is False
     assert "split spectrum by spectrum" in doc["split"]
     for name in ("results.json", "openset.json"):
@@ -80,7 +82,7 @@ def test_openset_protocol_reports_false_unknown_and_auroc_with_the_split(tmp_pat
         assert saved["summary"]["auroc"] == pytest.approx(row["auroc"])
     md = (tmp_path / "os" / "results.md").read_text()
     assert "false unknown %" in md and "AUROC" in md and f"{row['auroc']:.3f}" in md
-    assert "target false-unknown rate 0.05" in md
+    assert "target false-unknown rate 0.05" in md and "before calibration" in md
 
 
 def test_openset_protocol_splits_by_group(tmp_path: Path) -> None:
