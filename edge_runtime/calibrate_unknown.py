@@ -33,6 +33,7 @@ from spectral_core.contract import METADATA_KEY, ModelContract
 from spectral_core.errors import ContractError, DataError
 from spectral_core.hashing import sha256_file
 from spectral_core.openset import calibrate_thresholds, flag_unknown
+from spectral_core.providers import PROVIDER_CHOICES, ProviderName
 from spectral_core.spectrum import SpectralDataset
 
 __all__ = ["CalibrationResult", "calibrate_unknown", "configure_calibrate_unknown", "replace_metadata",
@@ -175,7 +176,7 @@ def calibrate_unknown(
     *,
     unknown_rate: float = 0.05,
     force: bool = False,
-    provider: str = "cpu",
+    provider: ProviderName = "cpu",
 ) -> CalibrationResult:
     """Write ``out``: ``model`` with unknown thresholds fitted on the known spectra ``data``.
 
@@ -202,7 +203,7 @@ def calibrate_unknown(
         raise DataError(f"{dst} exists; choose another --out or pass --force")
     if data.y is None:
         raise DataError("calibration spectra must be labelled with the model's class names")
-    engine = Engine(src, provider=provider, self_test=True)  # type: ignore[arg-type]
+    engine = Engine(src, provider=provider, self_test=True)
     contract = engine.contract
     if contract.open_set is None:
         raise ContractError(f"{src} carries no open-set centroids (exported without them): nothing to calibrate")
@@ -247,7 +248,7 @@ def calibrate_unknown(
             f.flush()
             os.fsync(f.fileno())
         # The new file must load and pass the self-test the daemon runs, and read back the thresholds written.
-        check = Engine(tmp, provider=provider, self_test=True)  # type: ignore[arg-type]
+        check = Engine(tmp, provider=provider, self_test=True)
         if check.contract != new_contract:
             raise ContractError("the rewritten model does not read back the contract written")
         os.replace(tmp, dst)
@@ -280,8 +281,7 @@ def configure_calibrate_unknown(p: argparse.ArgumentParser) -> None:
                    help="target share of known spectra flagged unknown (default 0.05)")
     p.add_argument("--out", required=True, metavar="NEW.onnx", help="the new model file to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
-    p.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "tensorrt", "auto"),
-                   help="onnxruntime provider (default cpu)")
+    p.add_argument("--provider", default="cpu", choices=PROVIDER_CHOICES, help="onnxruntime provider (default cpu)")
 
 
 def run_calibrate_unknown(args: argparse.Namespace) -> int:
