@@ -47,6 +47,8 @@ def test_new_file_new_hash_new_thresholds_old_file_untouched(model: Path, tmp_pa
     assert os_.target_unknown_rate == 0.1 and os_.calibration_spectra == ds.n_spectra
     assert os_.calibration_sha256 == ds.fingerprint()
     assert new.contract.extra["unknown_calibration"]["from_model_sha256"] == old_sha
+    assert new.describe()["unknown_rate"] == 0.1  # what /readyz and the dashboard show
+    assert new.describe()["unknown_calibration_spectra"] == ds.n_spectra
     # everything but the open set is the old contract: same weights hash, same preprocessing, same reference
     assert new.contract.model_copy(update={"open_set": None, "extra": {}}) == old.contract.model_copy(
         update={"open_set": None, "extra": {}})
@@ -127,6 +129,7 @@ def test_old_contract_without_calibration_fields_serves_and_recalibrates(
     os_ = raw.contract.open_set
     assert os_ is not None and os_.target_unknown_rate is None and os_.scales is None
     assert raw.model_sha256 == sha256_file(standin_model)
+    assert raw.describe()["unknown_rate"] is None
     from spectral_core.synth import instrument_axis
 
     ds = synth_dataset(classes=4, per_class=30, seed=21, catalog_seed=0, axis=instrument_axis(1024))
