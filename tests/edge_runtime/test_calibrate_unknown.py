@@ -166,3 +166,14 @@ def test_recalibration_moves_the_flagged_share_to_the_target(model: Path, tmp_pa
     assert emb is not None and new.contract.open_set is not None
     rate = float(flag_unknown(emb, p.argmax(1), new.contract.open_set).mean())
     assert rate <= 0.2, (rate, result)
+
+
+def test_unusable_spectra_are_reported_never_dropped_silently(model: Path, tmp_path: Path) -> None:
+    ds = _known(seed=41, per_class=10)
+    X = ds.X.copy()
+    X[3] = 1.0  # flat: the normalisation cannot scale it, so the engine would refuse it too
+    bad = SpectralDataset(X=X, axis=ds.axis, y=ds.y, classes=ds.classes, provenance=ds.provenance)
+    result = calibrate_unknown(model, bad, tmp_path / "b.onnx", unknown_rate=0.05)
+    assert list(result.excluded) == [3] and result.excluded[3]
+    assert result.spectra == ds.n_spectra - 1
+    assert Engine(tmp_path / "b.onnx", provider="cpu").contract.open_set.calibration_spectra == ds.n_spectra - 1  # type: ignore[union-attr]

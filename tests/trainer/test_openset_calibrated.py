@@ -114,3 +114,14 @@ def test_melanoma_held_out_known_spectra_flagged_near_the_target(data_dir: Path,
     assert row["known_false_unknown"] <= 0.07
     assert row["known_false_unknown_uncalibrated"] > 0.2
     assert row["unknown_flagged"] > 0.5 and row["auroc"] > 0.9
+
+
+def test_unknown_rate_flag_reaches_the_config() -> None:
+    from ramanedge.cli import build_parser
+    from trainer.cli import build_config
+
+    for command in ("train", "evaluate"):
+        args = build_parser(only=command).parse_args([command, "--data", "d.npz", "--out", "o", "--unknown-rate", "0.1"])
+        assert build_config(args).unknown_rate == 0.1
+    args = build_parser(only="train").parse_args(["train", "--data", "d.npz", "--out", "o"])
+    assert build_config(args).unknown_rate == 0.05
