@@ -796,6 +796,10 @@ class Engine:
             "axis_tolerance_cm1": self.axis_tolerance,
             "open_set": self.contract.open_set is not None,
             "drift": self.drift_info(),
+            # how the unknown thresholds were fitted (None: before calibrated unknowns, a training quantile)
+            "unknown_rate": self.contract.open_set.target_unknown_rate if self.contract.open_set else None,
+            "unknown_calibration_spectra": (
+                self.contract.open_set.calibration_spectra if self.contract.open_set else None),
             "precision": self.contract.precision,
             "load_s": round(self.load_s, 4),
             "validation_report": str(self.validation_report) if self.validation_report else None,

@@ -52,6 +52,8 @@ COMMANDS: dict[str, Command] = {
     "acquire": Command("device_drivers.cli", None, "record spectra from a device URL to a file"),
     "simulate": Command("device_drivers.cli", None, "run a simulated instrument on a pty or TCP port"),
     "serve": Command("edge_runtime.cli", None, "classify spectra from devices and drop folders in real time"),
+    "calibrate-unknown": Command("edge_runtime.calibrate_unknown", None,
+                                 "re-fit a model's unknown thresholds on known spectra of a new instrument"),
 }
 
 _HEAVY = {"torch", "onnx", "onnxscript", "shap", "matplotlib", "sklearn", "safetensors", "h5py"}
@@ -60,7 +62,8 @@ _HEAVY = {"torch", "onnx", "onnxscript", "shap", "matplotlib", "sklearn", "safet
 def _load(name: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
     cmd = COMMANDS[name]
     mod = importlib.import_module(cmd.module)
-    return getattr(mod, f"configure_{name}"), getattr(mod, f"run_{name}")
+    attr = name.replace("-", "_")  # calibrate-unknown -> configure_calibrate_unknown
+    return getattr(mod, f"configure_{attr}"), getattr(mod, f"run_{attr}")
 
 
 def _missing(modules: tuple[str, ...]) -> list[str]:

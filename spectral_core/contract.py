@@ -35,7 +35,27 @@ class OpenSet(BaseModel):
     metric: Literal["cosine"] = "cosine"
     centroids: list[list[float]]
     thresholds: list[float]
-    quantile: float = Field(default=0.99, gt=0, le=1, description="training-distance quantile of the thresholds")
+    quantile: float = Field(
+        default=0.99, gt=0, le=1,
+        description="quantile of the thresholds: of training distances (older contracts), else 1 - target rate",
+    )
+    # How the thresholds were calibrated (absent in contracts written before calibrated unknowns: then the
+    # thresholds are a training-distance quantile and nothing below is known).
+    target_unknown_rate: float | None = Field(
+        default=None, gt=0, lt=1, description="the false-unknown rate on known spectra the thresholds aim at"
+    )
+    calibration_spectra: int | None = Field(default=None, ge=0, description="held-out known spectra the fit used")
+    calibration_counts: list[int] | None = Field(
+        default=None, description="calibration spectra per predicted class, in class order"
+    )
+    threshold_rules: list[Literal["class", "pooled"]] | None = Field(
+        default=None, description="per class: its own quantile, or the pooled quantile scaled to the class"
+    )
+    scales: list[float] | None = Field(
+        default=None, description="per class: the distance scale (training quantile) the pooled rule multiplies"
+    )
+    calibration: str | None = Field(default=None, description="what the calibration spectra were, in words")
+    calibration_sha256: str | None = Field(default=None, description="fingerprint of the calibration spectra")
 
 
 class ReferenceSpectra(BaseModel):
@@ -110,6 +130,10 @@ class ModelContract(BaseModel):
             k = len(self.classes)
             if len(self.open_set.centroids) != k or len(self.open_set.thresholds) != k:
                 raise ValueError(f"open_set needs one centroid and one threshold per class ({k})")
+            for name in ("calibration_counts", "threshold_rules", "scales"):
+                per_class = getattr(self.open_set, name)
+                if per_class is not None and len(per_class) != k:
+                    raise ValueError(f"open_set.{name} needs one entry per class ({k})")
         if self.drift is not None and len(self.drift.mean) != len(self.axis):
             raise ValueError(f"drift model has {len(self.drift.mean)} points, the model axis {len(self.axis)}")
         return self

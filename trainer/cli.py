@@ -37,6 +37,8 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--early-stopping", type=int, metavar="EPOCHS",
                    help="stop after EPOCHS without improvement (default: from the number of training spectra)")
     g.add_argument("--triplet-margin", type=float)
+    g.add_argument("--unknown-rate", type=float, metavar="RATE",
+                   help="target share of known spectra flagged unknown (default 0.05), fitted on held-out spectra")
     g.add_argument("--window", type=int, help="RamanNet window length w, points")
     g.add_argument("--step", type=int, help="RamanNet window step dw, points")
     g.add_argument("--paper-compat", action="store_true", default=None,
@@ -179,6 +181,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         "val_fraction": args.val_fraction,
         "early_stopping_patience": args.early_stopping,
         "triplet_margin": args.triplet_margin,
+        "unknown_rate": args.unknown_rate,
         "num_threads": args.threads,
         "model.window": args.window,
         "model.step": args.step,

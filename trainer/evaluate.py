@@ -6,8 +6,9 @@ Protocols:
 - ``holdout``: repeated random stratified hold-out (e.g. 50 x 70/30), as for the COVID-19 tasks;
 - ``fixed``: train / fine-tune / test files, as for Bacteria-ID (RamanNet is pre-trained on the training
   file, then fine-tuned on the fine-tuning file; the baselines are fitted on both);
-- ``openset``: each class in turn is held out of training; the report says how often its spectra are flagged
-  unknown and how often known-class test spectra are falsely flagged.
+- ``openset``: each class in turn is held out of training; the unknown thresholds are calibrated on the
+  validation part to the target false-unknown rate; the report says how often known-class test spectra are
+  falsely flagged, how often the held-out class's spectra are flagged, and the AUROC of the distance score.
 
 In every protocol the training part of a split keeps a validation part (``TrainConfig.val_fraction``): RamanNet
 chooses its checkpoint on it, the baselines their hyper-parameter. The split indices are generated once from
@@ -46,7 +47,7 @@ from trainer.leakage import leakage_text, near_identical_pairs, split_leakage
 from trainer.metrics import TOP_K, aggregate, classification_metrics, group_accuracy
 from trainer.train import RunExistsError, TrainConfig, with_model_axis
 
-__all__ = ["MODELS", "PROTOCOLS", "evaluate", "free_cores", "make_splits", "open_set_evaluation", "results_table"]
+__all__ = ["MODELS", "PROTOCOLS", "evaluate", "free_cores", "make_splits", "open_set_evaluation", "open_set_table", "results_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -428,21 +429,26 @@ def open_set_evaluation(
 ) -> dict[str, Any]:
     """Hold each class of ``unknown_classes`` (default: all) out of training in turn and measure open-set flags.
 
-    For each held-out class: the known classes are split stratified into training (with validation) and test
-    parts; RamanNet is trained on the known training part with its open-set thresholds; then
+    For each held-out class: the known classes are split (by group when the data carry groups, else stratified)
+    into training, validation and test parts; RamanNet is trained on the training part, its unknown thresholds
+    calibrated on the validation part to ``config.unknown_rate`` (the test part is never used to fit anything);
+    then
 
+    - ``known_false_unknown``: the fraction of known-class test spectra flagged unknown (the rate the thresholds
+      aim at; lower is better), and ``known_false_unknown_correct`` among the correctly classified ones;
     - ``unknown_flagged``: the fraction of the held-out class's spectra flagged unknown (higher is better);
-    - ``known_false_unknown``: the fraction of known-class test spectra flagged unknown (lower is better);
     - ``known_accuracy``: accuracy on the known test spectra (flagged ones counted as wrong);
-    - ``auroc``: how well the distance to the predicted class's centroid separates unknown from known test
-      spectra, whatever the threshold (0.5: not at all, 1: perfectly).
+    - ``auroc``: how well the distance to the predicted class's centroid separates the held-out class from the
+      known test spectra, whatever the threshold (0.5: not at all, 1: perfectly).
 
-    Returns the document also written to ``DIR/openset.json``.
+    Returns the document also written to ``DIR/openset.json``; ``DIR/results.json`` and ``DIR/results.md``
+    hold the same numbers with how the data were split.
     """
     from sklearn.metrics import roc_auc_score
 
+    from spectral_core.openset import own_distances
     from trainer.checkpoint import load_run
-    from trainer.openset import cosine_distances, flag_unknown
+    from trainer.openset import flag_unknown
     from trainer.train import predict, train
 
     cfg = config or TrainConfig()
@@ -475,34 +481,97 @@ def open_set_evaluation(
         model, info = load_run(run)
         if info.open_set is None:
             raise DataError(f"{run}: the run carries no open-set thresholds")
+        os_ = info.open_set
         X_known = pre.transform(kds.X[te], kds.axis)
         X_unk = pre.transform(ds.X[ds.y == ds.classes.index(held)], ds.axis)
         lk, ek = predict(model, X_known)
         lu, eu = predict(model, X_unk)
-        flag_k = flag_unknown(ek, lk.argmax(1), info.open_set)
-        flag_u = flag_unknown(eu, lu.argmax(1), info.open_set)
-        correct = (lk.argmax(1) == kds.y[te]) & ~flag_k
+        pk, pu = lk.argmax(1), lu.argmax(1)
+        flag_k = flag_unknown(ek, pk, os_)
+        flag_u = flag_unknown(eu, pu, os_)
+        right = pk == kds.y[te]
+        correct = right & ~flag_k
         # Threshold-free view: how well the distance to the predicted class's centroid separates the two.
-        dk = cosine_distances(ek, info.open_set)[np.arange(lk.shape[0]), lk.argmax(1)]
-        du = cosine_distances(eu, info.open_set)[np.arange(lu.shape[0]), lu.argmax(1)]
+        dk, du = own_distances(ek, pk, os_), own_distances(eu, pu, os_)
         auroc = float(roc_auc_score(np.r_[np.zeros(dk.size), np.ones(du.size)], np.r_[dk, du]))
+        # The same run scored with the thresholds before calibration (the classes' training-distance quantile)
+        before = os_.model_copy(update={"thresholds": os_.scales}) if os_.scales is not None else None
         row = {
             "held_out": held,
             "unknown_spectra": int(flag_u.size),
             "unknown_flagged": float(flag_u.mean()),
             "known_test_spectra": int(flag_k.size),
             "known_false_unknown": float(flag_k.mean()),
+            "known_false_unknown_correct": float(flag_k[right].mean()) if right.any() else None,
+            "known_false_unknown_uncalibrated": None if before is None else float(flag_unknown(ek, pk, before).mean()),
+            "unknown_flagged_uncalibrated": None if before is None else float(flag_unknown(eu, pu, before).mean()),
             "known_accuracy": float(correct.mean()),
-            "known_accuracy_closed_set": float((lk.argmax(1) == kds.y[te]).mean()),
+            "known_accuracy_closed_set": float(right.mean()),
             "auroc": auroc,
+            "train_spectra": int(tr.size),
+            "calibration_spectra": os_.calibration_spectra,
+            "pooled_rule_classes": (os_.threshold_rules or []).count("pooled"),
         }
         rows.append(row)
-        say(f"open set without {held}: {row['unknown_flagged']:.3f} of it flagged, "
-            f"{row['known_false_unknown']:.3f} of known test spectra falsely flagged")
-    summary = {k: float(np.mean([r[k] for r in rows]))
-               for k in ("unknown_flagged", "known_false_unknown", "known_accuracy", "known_accuracy_closed_set", "auroc")}
-    doc = {"quantile": cfg.open_set_quantile, "margin": cfg.open_set_margin, "summary": summary, "per_class": rows,
-           "train_config": cfg.model_dump(mode="json")}
+        say(f"open set without {held}: {row['known_false_unknown']:.3f} of {flag_k.size} known test spectra "
+            f"falsely flagged (target {cfg.unknown_rate:g}), {row['unknown_flagged']:.3f} of {flag_u.size} "
+            f"{held} spectra flagged, AUROC {auroc:.3f}")
+    keys = ("known_false_unknown", "known_false_unknown_correct", "unknown_flagged", "known_accuracy",
+            "known_accuracy_closed_set", "auroc", "known_false_unknown_uncalibrated", "unknown_flagged_uncalibrated")
+    summary: dict[str, Any] = {}
+    for k in keys:
+        vals = [r[k] for r in rows if r[k] is not None]
+        summary[k] = float(np.mean(vals)) if vals else None
+    # Pooled over every held-out class's run: all known test spectra counted once per run.
+    n_known = sum(r["known_test_spectra"] for r in rows)
+    summary["known_false_unknown_pooled"] = (
+        float(sum(r["known_false_unknown"] * r["known_test_spectra"] for r in rows) / n_known) if n_known else None)
+    params = {"protocol": "openset", "test_fraction": test_fraction, "val_fraction": cfg.val_fraction,
+              "seed": cfg.seed, "unknown_rate": cfg.unknown_rate, "held_out": names}
+    grouping = grouping_of(ds)
+    doc = {"params": params, "grouping": grouping,
+           "split": ("per held-out class: one hold-out split of the known classes into training, validation "
+                     "(threshold calibration) and test parts; " + grouping_text(grouping)),
+           "unknown_rate": cfg.unknown_rate, "quantile": cfg.open_set_quantile, "margin": cfg.open_set_margin,
+           "summary": summary, "per_class": rows, "train_config": cfg.model_dump(mode="json"),
+           "data": {"source": str(ds.provenance.get("source", "")), "spectra": ds.n_spectra,
+                    "points": ds.n_points, "class_counts": ds.class_counts()},
+           "classes": list(ds.classes)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "openset.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / RESULTS_JSON).write_text(json.dumps(doc, indent=1) + "\n")
+    (out / RESULTS_MD).write_text(open_set_table(doc))
     return doc
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def open_set_table(doc: dict[str, Any]) -> str:
+    """Markdown for an open-set document: per held-out class, then the mean, percentages (AUROC as is)."""
+    p = doc["params"]
+    head = ["held out", "known test spectra", "false unknown %", "false unknown, correct %", "unknown flagged %",
+            "AUROC", "known acc. %", "calibration spectra", "before calibration: false unknown % / flagged %"]
+    lines = [
+        f"protocol openset (target false-unknown rate {p['unknown_rate']:g}, test_fraction={p['test_fraction']}, "
+        f"val_fraction={p['val_fraction']}, seed={p['seed']}), {doc['data']['spectra']} spectra, "
+        f"{len(doc['classes'])} classes; {doc['split']}",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for r in doc["per_class"]:
+        lines.append("| " + " | ".join([
+            str(r["held_out"]), str(r["known_test_spectra"]), _pct(r["known_false_unknown"]),
+            _pct(r["known_false_unknown_correct"]), _pct(r["unknown_flagged"]), f"{r['auroc']:.3f}",
+            _pct(r["known_accuracy"]), str(r["calibration_spectra"]),
+            f"{_pct(r['known_false_unknown_uncalibrated'])} / {_pct(r['unknown_flagged_uncalibrated'])}",
+        ]) + " |")
+    s = doc["summary"]
+    lines.append("| " + " | ".join([
+        "mean", "", _pct(s["known_false_unknown"]), _pct(s["known_false_unknown_correct"]),
+        _pct(s["unknown_flagged"]), "-" if s["auroc"] is None else f"{s['auroc']:.3f}", _pct(s["known_accuracy"]), "",
+        f"{_pct(s['known_false_unknown_uncalibrated'])} / {_pct(s['unknown_flagged_uncalibrated'])}",
+    ]) + " |")
+    return "\n".join(lines) + "\n"

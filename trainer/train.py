@@ -108,6 +108,10 @@ class TrainConfig(BaseModel):
     )
     open_set_quantile: float = Field(default=0.99, gt=0, le=1)
     open_set_margin: float = Field(default=0.0, ge=0, description="added to each cosine-distance threshold")
+    unknown_rate: float = Field(
+        default=0.05, gt=0, lt=1,
+        description="target share of known spectra flagged unknown; thresholds fitted on the validation part",
+    )
 
     @field_validator("model")
     @classmethod
@@ -469,12 +473,19 @@ def train(
                 mcfg, cfg, X_tr=X_tr, y_tr=y_tr, X_va=X_va, y_va=y_va, progress=progress, rank=rank, world=world,
                 init_state=init_state,
             )
-            _, emb = predict(model, np.concatenate([X_tr, X_va]))
+            _, emb = predict(model, X_tr)
+            logits_va, emb_va = predict(model, X_va)
     finally:
         torch.set_num_threads(old_threads)
 
-    y_fit = np.concatenate([y_tr, y_va])
-    open_set = fit_open_set(emb, y_fit, len(ds.classes), quantile=cfg.open_set_quantile, margin=cfg.open_set_margin)
+    # Centroids from the training spectra, thresholds from the held-out (group-aware) validation part: spectra
+    # the weights never saw sit farther out than training ones, and that is what a threshold must allow for.
+    open_set = fit_open_set(
+        emb, y_tr, len(ds.classes), quantile=cfg.open_set_quantile, margin=cfg.open_set_margin,
+        unknown_rate=cfg.unknown_rate, cal_embeddings=emb_va, cal_predicted=logits_va.argmax(1),
+        calibration=f"held-out validation part of the training data ({int(y_va.size)} spectra"
+        f"{', split by group' if ds.groups is not None else ''})",
+    )
     groups_fit = None if ds.groups is None or val is not None else np.concatenate([ds.groups[tr_idx], ds.groups[va_idx]])
     drift = _fit_drift(np.concatenate([X_tr, X_va]), groups_fit)
     best = history[best_epoch - 1]

@@ -21,6 +21,7 @@ READERS = {
     "validate": ["m.onnx", "--run", "run", "--data", "{A}", "--data", "{B}"],
     "explain": ["run", "--data", "{A}", "--data", "{B}", "--out", "ex"],
     "embed": ["run", "--data", "{A}", "--data", "{B}", "--out", "em"],
+    "calibrate-unknown": ["m.onnx", "--data", "{A}", "--data", "{B}", "--out", "n.onnx"],
 }
 READ_FLAGS = ["--axis", "400:1800:10", "--delimiter", "tab", "--layout", "rows", "--encoding", "latin-1",
               "--excitation-nm", "785", "--resample", "400:1800:10", "--format", "table", "--label-column", "0"]

@@ -163,10 +163,13 @@ def test_open_set_flags_a_stranger_class(tmp_path: Path) -> None:
     )
     # A tiny model on 160 spectra detects the stranger well on some seeds and poorly on others (AUROC
     # 0.4-0.9 per seed), so the claim is checked on the average of three trainings, not on one lucky seed.
+    # The thresholds are calibrated on a validation part of ~11 spectra here; at the default 5% target that is
+    # their largest distance, which lets most strangers through: a looser target (20%) shows the separation.
     summaries = []
     for seed in (1, 2, 3):
         cfg = TrainConfig.model_validate(
-            {**TINY, "epochs": 30, "seed": seed, "model": {**TINY["model"], "n2": 64, "embedding_dim": 32}}
+            {**TINY, "epochs": 30, "seed": seed, "unknown_rate": 0.2,
+             "model": {**TINY["model"], "n2": 64, "embedding_dim": 32}}
         )
         summaries.append(open_set_evaluation(ds, tmp_path / f"os{seed}", cfg, unknown_classes=["stranger"])["summary"])
     mean = {k: float(np.mean([s[k] for s in summaries])) for k in ("unknown_flagged", "known_false_unknown", "auroc")}

@@ -72,12 +72,15 @@ def test_run_directory_contents_and_round_trip(small_ds: SpectralDataset, tmp_pa
     model, loaded = load_run(run)
     assert loaded.weights_sha256 == info.weights_sha256 and loaded.classes == list(small_ds.classes)
     x = Preprocessor(loaded.preprocess).transform(small_ds.X, small_ds.axis)
-    # The loaded model answers exactly as the run's own embeddings did (the centroids were built from them).
+    # The loaded model answers exactly as the run's own embeddings did (the centroids were built from those of
+    # the training part; the validation part calibrates the thresholds).
     _, emb = predict(model, x)
     cen = np.asarray(loaded.open_set.centroids) if loaded.open_set else None
     assert cen is not None
+    cfg = TrainConfig.model_validate(SMALL)
+    tr, _ = validation_split(small_ds.y, small_ds.groups, cfg.val_fraction, cfg.seed)
     for c in range(3):
-        m = emb[small_ds.y == c].mean(0)
+        m = emb[tr][small_ds.y[tr] == c].mean(0)
         np.testing.assert_allclose(m / np.linalg.norm(m), cen[c], atol=1e-5)
     # A config written into run.json can be reloaded as a TrainConfig.
     assert TrainConfig.from_file(run / "run.json") == TrainConfig.model_validate(SMALL)
