@@ -17,6 +17,7 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -70,8 +71,9 @@ class Rows:
     """Results of consecutive spectra (one chunk), column by column. Failed rows have ``class_index`` -1.
 
     Attributes:
-        refs: input reference of each spectrum, ``file#k`` (k counts from 0 in the file), or ``file`` for an
-            input that could not be read at all.
+        source: the input file of these rows (a chunk never spans two files).
+        index: each spectrum's index in the file (counted from 0), -1 for an input that could not be read at
+            all; the reference of a row is ``file#index`` (:meth:`ref`), or ``file`` alone for -1.
         class_index: index into the model's classes, -1 for an error row.
         probabilities: [n, C] softmax probabilities; NaN for an error row.
         unknown: 1 flagged unknown by the open set, 0 not, -1 no open-set data in the model or an error row.
@@ -84,7 +86,8 @@ class Rows:
         error: the reason; empty when classified.
     """
 
-    refs: list[str]
+    source: str
+    index: NDArray[np.int64]
     class_index: NDArray[np.int32]
     probabilities: NDArray[np.float32]
     unknown: NDArray[np.int8]
@@ -96,14 +99,20 @@ class Rows:
     error: list[str]
 
     def __len__(self) -> int:
-        return len(self.refs)
+        return int(self.index.size)
+
+    def ref(self, i: int) -> str:
+        """The input reference of row ``i``: ``file#k``, or ``file`` for an input that could not be read."""
+        k = int(self.index[i])
+        return self.source if k < 0 else f"{self.source}#{k}"
 
     @classmethod
-    def empty(cls, refs: list[str], n_classes: int) -> Rows:
-        """``len(refs)`` rows with nothing filled in yet: every row an error until set (kind ``internal``)."""
-        n = len(refs)
+    def empty(cls, source: str, index: NDArray[np.int64], n_classes: int) -> Rows:
+        """Rows with nothing filled in yet: every row an error until set (kind ``internal``)."""
+        n = int(index.size)
         return cls(
-            refs=refs,
+            source=source,
+            index=np.asarray(index, dtype=np.int64),
             class_index=np.full(n, -1, dtype=np.int32),
             probabilities=np.full((n, n_classes), np.nan, dtype=np.float32),
             unknown=np.full(n, -1, dtype=np.int8),
@@ -169,7 +178,7 @@ class CsvWriter(ResultWriter):
             p = rows.probabilities[i]
             u = int(rows.unknown[i])
             self._w.writerow([
-                rows.refs[i], "ok" if ok else "error", self.classes[c] if ok else "", c if ok else "",
+                rows.ref(i), "ok" if ok else "error", self.classes[c] if ok else "", c if ok else "",
                 _fmt(p[c]) if ok else "", "" if u < 0 else u, _fmt(rows.distance[i]),
                 _fmt(rows.edge_fill[i, 0]) if ok else "", _fmt(rows.edge_fill[i, 1]) if ok else "",
                 _fmt(rows.x[i]), _fmt(rows.y[i]), rows.error_kind[i], rows.error[i],
@@ -215,7 +224,9 @@ class _Column:
         dtype = np.dtype(f"<U{self.longest}") if self.dtype is None else self.dtype
         shape: tuple[int, ...] = (self.n, self.width) if self.width else (self.n,)
         header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
-        with zf.open(f"{self.name}.npy", "w", force_zip64=True) as out, open(self.path, "rb") as src:
+        info = zipfile.ZipInfo(f"{self.name}.npy", date_time=time.localtime()[:6])
+        info.compress_type = zipfile.ZIP_DEFLATED if self.dtype is None else zipfile.ZIP_STORED
+        with zf.open(info, "w", force_zip64=True) as out, open(self.path, "rb") as src:
             np.lib.format.write_array_header_2_0(out, header)
             if self.dtype is not None:
                 shutil.copyfileobj(src, out, 1 << 20)
@@ -227,9 +238,15 @@ class _Column:
 
 
 class NpzWriter(ResultWriter):
-    """A .npz readable with ``np.load`` (no pickle): ``classes`` [C], ``ref`` [N], ``class_index`` [N] (-1 error),
-    ``probabilities`` [N, C], ``unknown`` [N] (1/0, -1 none), ``unknown_score`` [N], ``edge_fill_cm1`` [N, 2],
-    ``x``/``y`` [N], ``error_kind``/``error`` [N] (empty when classified), and ``provider``/``model_sha256``."""
+    """A .npz readable with ``np.load`` (no pickle): ``classes`` [C]; per spectrum ``file_index`` [N] into
+    ``files`` [F] and ``spectrum_index`` [N] (k of ``file#k``, -1 for an input that could not be read at all),
+    ``class_index`` [N] (-1 error), ``probabilities`` [N, C], ``unknown`` [N] (1/0, -1 none), ``unknown_score``
+    [N], ``edge_fill_cm1`` [N, 2], ``x``/``y`` [N], ``error_kind``/``error`` [N] (empty when classified); and
+    the facts given (``provider``, ``model_sha256``, ...).
+
+    Numbers are stored as they are (deflating float32 probabilities costs more time than it saves space);
+    the string members are deflated (mostly empty error texts).
+    """
 
     def __init__(self, path: Path, classes: Sequence[str], facts: dict[str, str] | None = None) -> None:
         super().__init__(path, classes)
@@ -237,8 +254,11 @@ class NpzWriter(ResultWriter):
         self._dir = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}."))
         self.facts = dict(facts or {})
         c = len(self.classes)
+        self._files: list[str] = []  # the last one only is needed to number the next; all are spooled
         self._cols = {
-            "ref": _Column(self._dir, "ref", None),
+            "files": _Column(self._dir, "files", None),
+            "file_index": _Column(self._dir, "file_index", np.dtype("<i4")),
+            "spectrum_index": _Column(self._dir, "spectrum_index", np.dtype("<i8")),
             "class_index": _Column(self._dir, "class_index", np.dtype("<i4")),
             "probabilities": _Column(self._dir, "probabilities", np.dtype("<f4"), c),
             "unknown": _Column(self._dir, "unknown", np.dtype("i1")),
@@ -252,7 +272,11 @@ class NpzWriter(ResultWriter):
 
     def write(self, rows: Rows) -> None:
         cols = self._cols
-        cols["ref"].add(rows.refs)
+        if not self._files or self._files[-1] != rows.source:
+            self._files = [rows.source]
+            cols["files"].add([rows.source])
+        cols["file_index"].add(np.full(len(rows), cols["files"].n - 1, dtype=np.int32))
+        cols["spectrum_index"].add(rows.index)
         cols["class_index"].add(rows.class_index)
         cols["probabilities"].add(rows.probabilities)
         cols["unknown"].add(rows.unknown)
@@ -267,7 +291,7 @@ class NpzWriter(ResultWriter):
     def _commit(self) -> None:
         tmp = self._dir / "out.npz"
         try:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
                 small = {"classes": np.asarray(self.classes, dtype=str),
                          **{k: np.asarray(v, dtype=str) for k, v in self.facts.items()}}
                 for name, arr in small.items():

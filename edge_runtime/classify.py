@@ -34,9 +34,10 @@ from numpy.typing import NDArray
 
 from edge_runtime._classify_out import MapImage, ResultWriter, Rows
 from edge_runtime.engine import Engine, Frame, bounded_text
+from spectral_core.contract import OpenSet
 from spectral_core.errors import PreprocessError, RamanEdgeError, ReaderError
 from spectral_core.io import read_dataset, sniff_format
-from spectral_core.openset import cosine_distances, flag_unknown
+from spectral_core.openset import unknown_scores
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -92,11 +93,12 @@ class Chunk:
     def is_map(self) -> bool:
         return self.x is not None and self.y is not None
 
-    def refs(self) -> list[str]:
+    def index(self) -> NDArray[np.int64]:
+        """Each row's spectrum index in the file; [-1] for an input that could not be read at all."""
         if self.error is not None and self.count == 0:
-            return [self.source]
+            return np.full(1, -1, dtype=np.int64)
         n = self.count if self.X is None else int(self.X.shape[0])
-        return [f"{self.source}#{k}" for k in range(self.start, self.start + n)]
+        return np.arange(self.start, self.start + n, dtype=np.int64)
 
 
 @dataclass
@@ -129,7 +131,7 @@ class Summary:
             kind = rows.error_kind[i]
             self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
             if len(self.first_errors) < 5:
-                self.first_errors.append(f"{rows.refs[i]}: {kind}: {rows.error[i]}")
+                self.first_errors.append(f"{rows.ref(i)}: {kind}: {rows.error[i]}")
 
 
 # --- inputs ------------------------------------------------------------------------------------------------
@@ -339,7 +341,7 @@ def _fail(rows: Rows, idx: Iterable[int], kind: str, reason: str) -> None:
 def _prepare(engine: Engine, chunk: Chunk) -> _Prepared:
     """The engine's checks and preprocessing of a chunk: the steps of ``Engine.classify`` before inference,
     once per chunk (all its spectra share one axis and one length)."""
-    rows = Rows.empty(chunk.refs(), len(engine.classes))
+    rows = Rows.empty(chunk.source, chunk.index(), len(engine.classes))
     n = len(rows)
     if chunk.x is not None and chunk.y is not None:
         rows.x[:], rows.y[:] = chunk.x, chunk.y
@@ -349,7 +351,7 @@ def _prepare(engine: Engine, chunk: Chunk) -> _Prepared:
         return _Prepared(chunk, rows)
     try:
         # the engine's own per-spectrum checks (size limit, shapes), on the first row: every row shares them
-        problem = engine._frame_problem(Frame(source=_SOURCE, ref=rows.refs[0], axis=chunk.axis,
+        problem = engine._frame_problem(Frame(source=_SOURCE, ref=rows.ref(0), axis=chunk.axis,
                                               intensities=chunk.X[0]))
         if problem is not None:
             _fail(rows, range(n), "input", problem)
@@ -375,13 +377,23 @@ def _prepare(engine: Engine, chunk: Chunk) -> _Prepared:
         return _Prepared(chunk, rows)
 
 
-def _infer(engine: Engine, p: _Prepared) -> Rows:
+def _open_set(engine: Engine) -> OpenSet | None:
+    """The contract's open-set data with its centroids and thresholds as arrays, for the same
+    :func:`~spectral_core.openset.unknown_scores`: the contract holds lists, which numpy would convert at every
+    call (a third of the open-set time per batch of 256)."""
+    o = engine.contract.open_set
+    if o is None:
+        return None
+    return OpenSet.model_construct(metric=o.metric, centroids=np.asarray(o.centroids, dtype=np.float64),
+                                   thresholds=np.asarray(o.thresholds, dtype=np.float64), quantile=o.quantile)
+
+
+def _infer(engine: Engine, p: _Prepared, open_set: OpenSet | None) -> Rows:
     """onnxruntime on a prepared chunk in ``engine.max_batch`` pieces, with the engine's open-set flags."""
     rows = p.rows
     if p.Z is None:
         return rows
     idx_all = np.arange(len(rows)) if p.good is None else p.good
-    open_set = engine.contract.open_set
     for s in range(0, idx_all.size, engine.max_batch):
         idx = idx_all[s : s + engine.max_batch]
         batch = p.Z[s : s + idx.size] if p.good is None else p.Z[idx]
@@ -398,8 +410,7 @@ def _infer(engine: Engine, p: _Prepared) -> Rows:
             pred = np.argmax(probs, axis=1).astype(np.int64)
             unknown = dist = None
             if emb is not None and open_set is not None:
-                unknown = flag_unknown(emb, pred, open_set)
-                dist = cosine_distances(emb, open_set)[np.arange(pred.size), pred]
+                unknown, dist = unknown_scores(emb, pred, open_set)
         except Exception as exc:  # as Engine.classify: an unexpected failure is these spectra's error rows
             logger.error("open-set flags of %d spectra failed: %s", idx.size, exc, exc_info=True)
             _fail(rows, idx.tolist(), "internal", f"internal error: {type(exc).__name__}: {exc}")
@@ -422,7 +433,7 @@ def engine_facts(engine: Engine) -> dict[str, str]:
 
 def classify_chunk(engine: Engine, chunk: Chunk) -> Rows:
     """Classify one chunk in the calling thread (what :func:`run_classification` does with a reader thread)."""
-    return _infer(engine, _prepare(engine, chunk))
+    return _infer(engine, _prepare(engine, chunk), _open_set(engine))
 
 
 _END = object()
@@ -459,6 +470,22 @@ def run_classification(
         map_png: path of the class image of the n-th map (n from 1); None: no images.
         progress: called after each chunk with the summary so far and the current input.
     """
+    from threadpoolctl import threadpool_limits
+
+    # The open-set distances are small matrix products; OpenBLAS would run them on a thread per core, and
+    # those threads spin while the reader thread and onnxruntime hold the cores: measured 3-4x the inference
+    # time itself on a busy 2-core machine (bench/bench_classify.py). One BLAS thread costs nothing here.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _run(engine, chunks, writer, map_png, progress)
+
+
+def _run(
+    engine: Engine,
+    chunks: Iterator[Chunk],
+    writer: ResultWriter,
+    map_png: Callable[[int], Path] | None,
+    progress: Callable[[Summary, str], None] | None,
+) -> Summary:
     summary = Summary()
     t0 = time.monotonic()
     q: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -467,6 +494,7 @@ def run_classification(
     worker.start()
     current_map: MapImage | None = None
     seen_source: str | None = None
+    open_set = _open_set(engine)
     try:
         while True:
             item = q.get()
@@ -475,7 +503,7 @@ def run_classification(
             if isinstance(item, BaseException):
                 raise item
             p: _Prepared = item
-            rows = _infer(engine, p)
+            rows = _infer(engine, p, open_set)
             writer.write(rows)
             summary.add(rows, engine.classes)
             src = p.chunk.source

@@ -41,7 +41,10 @@ def _classify(engine: Engine, files: list[str], out: Path, rows: int = 4096, **k
     with writer:
         run_classification(engine, iter_chunks(files, rows), writer, **kw)  # type: ignore[arg-type]
     with np.load(out, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+        got = {k: z[k] for k in z.files}
+    files, k = got["files"][got["file_index"]], got["spectrum_index"]
+    got["ref"] = np.array([f if i < 0 else f"{f}#{i}" for f, i in zip(files, k, strict=True)])
+    return got
 
 
 def _mixed(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
@@ -261,7 +264,7 @@ def test_cli_exit_codes_and_summary(model: Path, tmp_path: Path, capsys: pytest.
     summary = json.loads(capsys.readouterr().out)
     assert summary["spectra"] == 13 and summary["errors"] == 1 and summary["error_kinds"] == {"read": 1}
     with np.load(out2) as z:
-        assert z["ref"].shape == (13,)
+        assert z["class_index"].shape == z["file_index"].shape == (13,) and list(z["files"]) == [str(good), str(bad)]
 
     assert main(["classify", str(model), str(good), "--out", str(tmp_path / "res.txt")]) == 2
     assert "--out must name" in capsys.readouterr().err
