@@ -140,14 +140,19 @@ class Summary:
 def expand_inputs(paths: Sequence[str | Path], pattern: str | None = None) -> list[str]:
     """Files to classify, in order: each path given, and every regular file under a folder (sorted, depth
     first; hidden files and folders skipped; symlinked folders not followed). ``pattern`` (a glob on the file
-    name) picks files inside folders. A path that does not exist is kept: reading it gives its error row."""
+    name) picks files inside folders. A path that does not exist, or a folder that cannot be listed, is kept:
+    reading it gives its error row (nothing is skipped silently)."""
     out: list[str] = []
+
+    def unlistable(exc: OSError) -> None:
+        out.append(str(exc.filename))
+
     for p in paths:
         path = Path(p)
         if not path.is_dir():
             out.append(str(p))
             continue
-        for root, dirs, files in os.walk(path):
+        for root, dirs, files in os.walk(path, onerror=unlistable):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
                 if name.startswith(".") or (pattern is not None and not fnmatch(name, pattern)):
