@@ -257,7 +257,7 @@ def _reason(exc: BaseException) -> str:
 def _npz_chunks(path: str, rows: int) -> Iterator[Chunk]:
     try:
         npz = _NpzRows(path)
-    except (RamanEdgeError, OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+    except Exception as exc:  # BadZipFile, zlib.error, a bad .npy header (ValueError, SyntaxError): the file's row
         yield Chunk(source=path, error=("read", _reason(exc)))
         return
     try:
@@ -269,7 +269,7 @@ def _npz_chunks(path: str, rows: int) -> Iterator[Chunk]:
             last = start + k >= npz.n
             try:
                 X = npz.read(start, k)
-            except (RamanEdgeError, OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            except (RamanEdgeError, OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error) as exc:
                 # the rest of the file cannot be read: each remaining spectrum is an error row
                 why = ("read", _reason(exc))
                 for s in range(start, npz.n, rows):
@@ -287,6 +287,13 @@ def _file_chunks(path: str, rows: int, options: dict[str, Any]) -> Iterator[Chun
         ds = read_dataset(path, **options)
     except (RamanEdgeError, OSError, ValueError, MemoryError, UnicodeError) as exc:
         yield Chunk(source=path, error=("read", _reason(exc)))
+        return
+    except Exception as exc:  # a reader's bug on one file is that file's error row, never the end of the run
+        logger.error("reading %s failed unexpectedly: %s", path, exc, exc_info=True)
+        yield Chunk(source=path, error=("read", _reason(exc)))
+        return
+    if ds.n_spectra == 0:
+        yield Chunk(source=path, error=("read", "holds no spectra"))
         return
     x, y = ds.meta.get("x"), ds.meta.get("y")
     is_map = (ds.n_spectra > 1 and x is not None and y is not None
