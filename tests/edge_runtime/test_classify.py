@@ -272,3 +272,29 @@ def test_cli_exit_codes_and_summary(model: Path, tmp_path: Path, capsys: pytest.
     assert not (tmp_path / "x.npz").exists()
     assert main(["classify", str(model), "--out", str(tmp_path / "x.npz")]) == 2
     assert "no data given" in capsys.readouterr().err
+
+
+def test_classify_runs_without_torch_onnx_or_shap(model: Path, tmp_path: Path) -> None:
+    """The command works with the daemon's light install: importing torch, onnx or shap fails in this process."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "d.npz"
+    write_npz(_spectra(n=8), data)
+    out = tmp_path / "r.csv"
+    heavy = ("torch", "onnx", "onnxscript", "shap", "matplotlib")
+    code = (
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {heavy!r}:\n"
+        "            raise ModuleNotFoundError(name, name=name)\n"
+        "sys.meta_path.insert(0, _Block())\n"
+        "from ramanedge.cli import main\n"
+        f"rc = main(['classify', {str(model)!r}, {str(data)!r}, '--out', {str(out)!r}, '--provider', 'cpu'])\n"
+        f"assert not [m for m in sys.modules if m.split('.')[0] in {heavy!r}]\n"
+        "sys.exit(rc)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["classified"] == 8 and out.is_file()
