@@ -56,10 +56,14 @@ class _Progress:
         self.total = total_inputs
         self.last = 0.0
         self.shown = False
+        self.final: tuple[Any, str] | None = None
 
-    def __call__(self, s: Any, current: str) -> None:
+    def __call__(self, s: Any, current: str, *, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        self.final = (s, current)
         now = time.monotonic()
-        if not self.enabled or now - self.last < 0.2:
+        if now - self.last < 0.2 and not force:
             return
         self.last = now
         rate = s.spectra / s.seconds if s.seconds > 0 else 0.0
@@ -70,6 +74,8 @@ class _Progress:
         self.shown = True
 
     def close(self) -> None:
+        if self.final is not None:  # the last state, not the last one shown (those are at most 5 a second)
+            self(*self.final, force=True)
         if self.shown:
             sys.stderr.write("\n")
             sys.stderr.flush()
