@@ -79,6 +79,8 @@ class Rows:
         unknown: 1 flagged unknown by the open set, 0 not, -1 no open-set data in the model or an error row.
         distance: cosine distance of the embedding to the predicted class's centroid (the unknown score);
             NaN without open-set data or for an error row.
+        drift: 1 flagged by the model's drift model (Hotelling T^2 or Q beyond its limit), 0 not, -1 no drift
+            model in the contract or an error row; ``drift_t2``/``drift_q``: the two statistics (NaN then).
         edge_fill: [n, 2] cm^-1 of the model axis filled from the nearest measured point below and above
             (the axis policy, docs/calibration.md); 0 when the measured range covers the model axis.
         x, y: map coordinates as the file gives them (NaN when the input is no map).
@@ -92,6 +94,9 @@ class Rows:
     probabilities: NDArray[np.float32]
     unknown: NDArray[np.int8]
     distance: NDArray[np.float32]
+    drift: NDArray[np.int8]
+    drift_t2: NDArray[np.float32]
+    drift_q: NDArray[np.float32]
     edge_fill: NDArray[np.float32]
     x: NDArray[np.float64]
     y: NDArray[np.float64]
@@ -117,6 +122,9 @@ class Rows:
             probabilities=np.full((n, n_classes), np.nan, dtype=np.float32),
             unknown=np.full(n, -1, dtype=np.int8),
             distance=np.full(n, np.nan, dtype=np.float32),
+            drift=np.full(n, -1, dtype=np.int8),
+            drift_t2=np.full(n, np.nan, dtype=np.float32),
+            drift_q=np.full(n, np.nan, dtype=np.float32),
             edge_fill=np.zeros((n, 2), dtype=np.float32),
             x=np.full(n, np.nan),
             y=np.full(n, np.nan),
@@ -168,6 +176,7 @@ class CsvWriter(ResultWriter):
         self._f: IO[str] = os.fdopen(fd, "w", encoding="utf-8", newline="")
         self._w = csv.writer(self._f)
         self._w.writerow(["ref", "status", "class", "class_index", "confidence", "unknown", "unknown_score",
+                          "drift", "drift_t2", "drift_q",
                           "edge_fill_low_cm1", "edge_fill_high_cm1", "x", "y", "error_kind", "error",
                           *(f"p_{c}" for c in self.classes)])
 
@@ -177,9 +186,11 @@ class CsvWriter(ResultWriter):
             ok = c >= 0
             p = rows.probabilities[i]
             u = int(rows.unknown[i])
+            d = int(rows.drift[i])
             self._w.writerow([
                 rows.ref(i), "ok" if ok else "error", self.classes[c] if ok else "", c if ok else "",
                 _fmt(p[c]) if ok else "", "" if u < 0 else u, _fmt(rows.distance[i]),
+                "" if d < 0 else d, _fmt(rows.drift_t2[i]), _fmt(rows.drift_q[i]),
                 _fmt(rows.edge_fill[i, 0]) if ok else "", _fmt(rows.edge_fill[i, 1]) if ok else "",
                 _fmt(rows.x[i]), _fmt(rows.y[i]), rows.error_kind[i], rows.error[i],
                 *(_fmt(v) for v in p),
@@ -241,7 +252,7 @@ class NpzWriter(ResultWriter):
     """A .npz readable with ``np.load`` (no pickle): ``classes`` [C]; per spectrum ``file_index`` [N] into
     ``files`` [F] and ``spectrum_index`` [N] (k of ``file#k``, -1 for an input that could not be read at all),
     ``class_index`` [N] (-1 error), ``probabilities`` [N, C], ``unknown`` [N] (1/0, -1 none), ``unknown_score``
-    [N], ``edge_fill_cm1`` [N, 2], ``x``/``y`` [N], ``error_kind``/``error`` [N] (empty when classified); and
+    [N], ``drift`` [N] (1/0, -1 none), ``drift_t2``/``drift_q`` [N], ``edge_fill_cm1`` [N, 2], ``x``/``y`` [N], ``error_kind``/``error`` [N] (empty when classified); and
     the facts given (``provider``, ``model_sha256``, ...).
 
     Numbers are stored as they are (deflating float32 probabilities costs more time than it saves space);
@@ -263,6 +274,9 @@ class NpzWriter(ResultWriter):
             "probabilities": _Column(self._dir, "probabilities", np.dtype("<f4"), c),
             "unknown": _Column(self._dir, "unknown", np.dtype("i1")),
             "unknown_score": _Column(self._dir, "unknown_score", np.dtype("<f4")),
+            "drift": _Column(self._dir, "drift", np.dtype("i1")),
+            "drift_t2": _Column(self._dir, "drift_t2", np.dtype("<f4")),
+            "drift_q": _Column(self._dir, "drift_q", np.dtype("<f4")),
             "edge_fill_cm1": _Column(self._dir, "edge_fill_cm1", np.dtype("<f4"), 2),
             "x": _Column(self._dir, "x", np.dtype("<f8")),
             "y": _Column(self._dir, "y", np.dtype("<f8")),
@@ -281,6 +295,9 @@ class NpzWriter(ResultWriter):
         cols["probabilities"].add(rows.probabilities)
         cols["unknown"].add(rows.unknown)
         cols["unknown_score"].add(rows.distance)
+        cols["drift"].add(rows.drift)
+        cols["drift_t2"].add(rows.drift_t2)
+        cols["drift_q"].add(rows.drift_q)
         cols["edge_fill_cm1"].add(rows.edge_fill)
         cols["x"].add(rows.x)
         cols["y"].add(rows.y)

@@ -109,6 +109,7 @@ class Summary:
     classified: int = 0
     errors: int = 0
     unknown: int = 0
+    drift: int = 0
     inputs: int = 0
     per_class: dict[str, int] = field(default_factory=dict)
     error_kinds: dict[str, int] = field(default_factory=dict)
@@ -123,6 +124,7 @@ class Summary:
         self.classified += int(ok.sum())
         self.errors += n - int(ok.sum())
         self.unknown += int((rows.unknown == 1).sum())
+        self.drift += int((rows.drift == 1).sum())
         counts = np.bincount(rows.class_index[ok], minlength=len(classes))
         for c, k in zip(classes, counts.tolist(), strict=True):
             if k:
@@ -423,6 +425,7 @@ def _infer(engine: Engine, p: _Prepared, open_set: OpenSet | None) -> Rows:
             unknown = dist = None
             if emb is not None and open_set is not None:
                 unknown, dist = unknown_scores(emb, pred, open_set)
+            drift = engine._drift(batch)  # the engine's drift scores of the same model inputs (None: no model)
         except Exception as exc:  # as Engine.classify: an unexpected failure is these spectra's error rows
             logger.error("open-set flags of %d spectra failed: %s", idx.size, exc, exc_info=True)
             _fail(rows, idx.tolist(), "internal", f"internal error: {type(exc).__name__}: {exc}")
@@ -432,6 +435,8 @@ def _infer(engine: Engine, p: _Prepared, open_set: OpenSet | None) -> Rows:
         if unknown is not None and dist is not None:
             rows.unknown[idx] = unknown
             rows.distance[idx] = dist
+        if drift is not None:
+            rows.drift_t2[idx], rows.drift_q[idx], rows.drift[idx] = drift
         for i in idx.tolist():
             rows.error_kind[i] = rows.error[i] = ""
     return rows

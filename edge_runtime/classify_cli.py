@@ -130,6 +130,8 @@ def run_classify(args: argparse.Namespace) -> int:
         "classified": summary.classified,
         "errors": summary.errors,
         "unknown": summary.unknown,
+        "drift": summary.drift,
+        "drift_model": engine.drift is not None,
         "per_class": {c: summary.per_class.get(c, 0) for c in engine.classes},
         "error_kinds": summary.error_kinds,
         "first_errors": summary.first_errors,

@@ -81,12 +81,19 @@ def test_results_agree_with_the_daemon_engine(engine: Engine, tmp_path: Path) ->
             else:
                 assert got["unknown"][i] == int(o.unknown)
                 assert got["unknown_score"][i] == pytest.approx(o.open_set_distance, abs=1e-6)
+            if o.drift is None:
+                assert got["drift"][i] == -1 and np.isnan(got["drift_t2"][i])
+            else:
+                assert got["drift"][i] == int(o.drift)
+                assert got["drift_t2"][i] == pytest.approx(o.drift_t2, rel=1e-5, abs=1e-6)
+                assert got["drift_q"][i] == pytest.approx(o.drift_q, rel=1e-5, abs=1e-6)
         else:
             assert got["class_index"][i] == -1, i
             assert got["error_kind"][i] == o.error_kind
             assert got["error"][i] == o.error
             assert np.isnan(got["probabilities"][i]).all()
     assert [o.error_kind for o in want if not o.ok] == ["input", "input", "preprocess", "preprocess"]
+    assert engine.drift is not None and (got["drift"][got["class_index"] >= 0] >= 0).all()  # drift is scored
     assert (got["edge_fill_cm1"][X.shape[0] : X.shape[0] + 3, 0] > 0).all()  # the axis-policy note is kept
     assert got["ref"][5] == f"{path}#5" and got["ref"][-1] == f"{path3}#1"
     assert list(got["classes"]) == engine.classes
