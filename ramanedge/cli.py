@@ -54,6 +54,8 @@ COMMANDS: dict[str, Command] = {
     "serve": Command("edge_runtime.cli", None, "classify spectra from devices and drop folders in real time"),
     "calibrate-unknown": Command("edge_runtime.calibrate_unknown", None,
                                  "re-fit a model's unknown thresholds on known spectra of a new instrument"),
+    "classify": Command("edge_runtime.classify_cli", None,
+                        "classify files, folders, maps or a .npz offline with an ONNX model: results as .npz/.csv"),
 }
 
 _HEAVY = {"torch", "onnx", "onnxscript", "shap", "matplotlib", "sklearn", "safetensors", "h5py"}

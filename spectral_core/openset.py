@@ -34,7 +34,8 @@ from numpy.typing import ArrayLike, NDArray
 from spectral_core.contract import OpenSet
 from spectral_core.errors import DataError
 
-__all__ = ["calibrate_thresholds", "cosine_distances", "flag_unknown", "min_class_spectra", "own_distances"]
+__all__ = ["calibrate_thresholds", "cosine_distances", "flag_unknown", "min_class_spectra", "own_distances",
+           "unknown_scores"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,14 @@ def flag_unknown(embeddings: ArrayLike, predicted: ArrayLike, open_set: OpenSet)
         predicted: [N] predicted class indices (argmax of the probabilities).
         open_set: the contract's centroids and thresholds.
     """
+    return unknown_scores(embeddings, predicted, open_set)[0]
+
+
+def unknown_scores(
+    embeddings: ArrayLike, predicted: ArrayLike, open_set: OpenSet
+) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
+    """:func:`flag_unknown` and the distance it compared (to the predicted class's centroid), from one
+    distance computation: ``(unknown [N], distance [N])``."""
     d = cosine_distances(embeddings, open_set)
     pred = np.asarray(predicted, dtype=np.int64)
     if pred.shape != (d.shape[0],):
@@ -80,7 +89,7 @@ def flag_unknown(embeddings: ArrayLike, predicted: ArrayLike, open_set: OpenSet)
         raise DataError(f"predicted class indices {int(pred.min())}..{int(pred.max())} outside 0..{d.shape[1] - 1}")
     own = d[np.arange(pred.size), pred]
     thr = np.asarray(open_set.thresholds, dtype=np.float64)[pred]
-    return np.asarray(own > thr)
+    return np.asarray(own > thr), own
 
 
 def own_distances(embeddings: ArrayLike, predicted: ArrayLike, open_set: OpenSet) -> NDArray[np.float64]:

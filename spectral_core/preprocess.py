@@ -624,7 +624,9 @@ class _Plan:
             a0, a1 = float(axis[0]), float(axis[-1])
             _check_range("resampling target", float(dst[0]), float(dst[-1]), lo=a0, hi=a1, tolerance=tolerance)
             # Points within the tolerance outside the measured range take the nearest measured value (clip).
-            pre = _resample_operator(axis, np.clip(dst, a0, a1), cfg.interpolation)
+            # Spectra already on the target axis need no resampling: interpolating at the knots is the identity.
+            if not np.array_equal(axis, dst):
+                pre = _resample_operator(axis, np.clip(dst, a0, a1), cfg.interpolation)
             eps = 1e-6 * (a1 - a0)  # float rounding of equal axes is no fill
             low, high = a0 - float(dst[0]), float(dst[-1]) - a1
             self.edge_fill = (low if low > eps else 0.0, high if high > eps else 0.0)
