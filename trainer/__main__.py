@@ -14,6 +14,8 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
 
 from spectral_core.errors import RamanEdgeError
 from trainer.cli import configure_train, run_train
@@ -21,6 +23,9 @@ from trainer.cli import configure_train, run_train
 __all__ = ["main"]
 
 logger = logging.getLogger("trainer")
+
+#: how long a rank that finished waits for the others (rank 0 still writes the run and its plots), s
+BARRIER_TIMEOUT_S = 300
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,7 +55,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         if dist.is_available() and dist.is_initialized():
+            _leave_together(dist)
             dist.destroy_process_group()
+
+
+def _leave_together(dist: Any) -> None:
+    """Wait until every rank is done before any tears the group down: rank 0 still saves the run after the
+    others return, and a rank that destroyed its gloo group while another still held it was aborted by
+    the C++ runtime ("terminate called without an active exception"). Bounded: a rank that died or failed
+    is reported, never waited for forever."""
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=BARRIER_TIMEOUT_S))
+        else:
+            dist.barrier()
+    except RuntimeError as exc:  # another rank failed or left: nothing to wait for
+        logger.warning("ranks did not all finish together: %s", str(exc).splitlines()[0] if str(exc) else exc)
 
 
 if __name__ == "__main__":
