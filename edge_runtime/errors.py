@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from spectral_core.errors import ContractError, ProviderError, RamanEdgeError
 
-__all__ = ["ModelRefusedError", "ProviderError", "SelfTestError", "SettingsError"]
+__all__ = ["LedgerError", "ModelRefusedError", "ProviderError", "SelfTestError", "SettingsError"]
+
+
+class LedgerError(RamanEdgeError, sqlite3.DatabaseError):
+    """A results ledger this ramanedge cannot use as it is (written by a newer version); still an
+    ``sqlite3.DatabaseError`` for code that handles every database problem alike."""
 
 
 class SelfTestError(RamanEdgeError, RuntimeError):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edge_runtime.engine import Outcome, bounded_text
+from edge_runtime.errors import LedgerError
 
 __all__ = ["SCHEMA_VERSION", "Ledger", "LedgerEntry", "explain"]
 
@@ -160,8 +161,9 @@ class Ledger:
             elif int(row[0]) < SCHEMA_VERSION:
                 self._migrate(int(row[0]))
             elif int(row[0]) != SCHEMA_VERSION:
-                raise sqlite3.DatabaseError(
-                    f"{self.path}: ledger schema version {row[0]}, this ramanedge writes {SCHEMA_VERSION}"
+                raise LedgerError(
+                    f"{self.path}: ledger schema version {row[0]} was written by a newer ramanedge (this one "
+                    f"reads versions up to {SCHEMA_VERSION}); upgrade ramanedge or use another --db"
                 )
         self._closed = False
         # Checkpoints (copying the WAL back into the database, with an fsync) run in their own thread and

@@ -70,6 +70,23 @@ def _run_source(src: WatchSource, until, timeout_s: float = 20.0) -> list[Frame]
     return got
 
 
+def test_a_ledger_from_a_newer_version_is_refused_with_its_own_error(tmp_path: Path) -> None:
+    import sqlite3
+
+    from edge_runtime.errors import LedgerError
+    from edge_runtime.ledger import SCHEMA_VERSION
+
+    db = tmp_path / "l.sqlite"
+    Ledger(db, model_sha256="m").close()
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    con.close()
+    with pytest.raises(LedgerError, match=rf"schema version {SCHEMA_VERSION + 1} was written by a newer") as info:
+        Ledger(db, model_sha256="m")
+    assert isinstance(info.value, sqlite3.DatabaseError)  # still caught where any database problem is
+
+
 def test_recovery_moves_on_a_file_already_recorded_and_classifies_one_that_was_not(tmp_path: Path) -> None:
     drop = tmp_path / "drop"
     (drop / "processing").mkdir(parents=True)
