@@ -108,6 +108,12 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = load_settings(flags, config)
     if not settings.sources and settings.http is None:
         print("ramanedge serve: warning: no --source and HTTP is off: nothing can arrive", file=sys.stderr)
+    from threadpoolctl import threadpool_limits
+
+    # The daemon's numpy work is small per batch (resampling, open-set distances, drift scores): one BLAS
+    # thread. OpenBLAS's spinning helper threads cost several times the inference itself on a busy machine
+    # (measured for `ramanedge classify`, docs/benchmarks.md); onnxruntime keeps its own threads (--threads).
+    threadpool_limits(limits=1, user_api="blas")
     daemon = Daemon(settings)
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
