@@ -54,15 +54,15 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from edge_runtime.engine import MAX_POINTS, Frame, Outcome
+from edge_runtime.engine import MAX_POINTS, Frame, Outcome, bounded_text
 from edge_runtime.settings import is_loopback_host
 
 if TYPE_CHECKING:
     from edge_runtime.settings import ServeSettings
 
 __all__ = [
-    "BINARY_CTYPE", "LISTEN_BACKLOG", "ClassifyMeta", "ClassifyRequest", "HttpApi", "HttpOptions", "exposure_warning",
-    "parse_classify_json",
+    "BINARY_CTYPE", "CSV_CTYPE", "LISTEN_BACKLOG", "ClassifyMeta", "ClassifyRequest", "HttpApi", "HttpOptions", "exposure_warning",
+    "parse_classify_json", "parse_csv_spectrum",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,6 +72,10 @@ LISTEN_BACKLOG = 128
 #: intensities on the model axis, or (layout ``axis,intensities``) the axis in cm^-1 followed by as many
 #: intensities; nothing is parsed, so a long spectrum costs the daemon no more than copying its bytes
 BINARY_CTYPE = "application/octet-stream"
+#: ``POST /classify`` with ``Content-Type: text/csv``: what an instrument exports, pasted or piped as it is: one
+#: value a line (intensities on the model axis) or two (axis in cm^-1 and intensity), separated by a comma,
+#: semicolon, tab or spaces; an optional header line; ``#`` comments
+CSV_CTYPE = "text/csv"
 LAYOUT_HEADER = "X-Spectrum-Layout"
 DTYPE_HEADER = "X-Spectrum-Dtype"
 META_HEADER = "X-Spectrum-Meta"
@@ -538,15 +542,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if ctype not in ("application/json", BINARY_CTYPE):
+        if ctype not in ("application/json", BINARY_CTYPE, CSV_CTYPE):
             self.close_connection = True
-            self._error(415, f"Content-Type must be application/json or {BINARY_CTYPE}, got {ctype or 'none'!r}")
+            self._error(415, f"Content-Type must be application/json, {BINARY_CTYPE} or {CSV_CTYPE}, "
+                             f"got {ctype[:60] or 'none'!r}")
             return
         length = self._content_length(view)
         if length is None:
             return
         if ctype == BINARY_CTYPE:
             self._classify_binary(view, length)
+            return
+        if ctype == CSV_CTYPE:
+            self._classify_csv(view, length)
             return
         try:
             meta, axis, x = parse_classify_json(self.rfile.read(length))
@@ -621,7 +629,27 @@ class _Handler(BaseHTTPRequestHandler):
         axis = values[:n] if parts == 2 else None
         self._classify(view, axis, values[-n:], meta)
 
+    def _classify_csv(self, view: DaemonView, length: int) -> None:
+        """A text body of one or two numeric columns (see :data:`CSV_CTYPE`); ref and metadata as for binary
+        bodies, in the ``X-Spectrum-Meta`` header."""
+        try:
+            meta = ClassifyMeta.model_validate_json(self.headers.get(META_HEADER, "{}"))
+        except ValidationError as exc:
+            self.close_connection = True
+            self._invalid(exc, META_HEADER)
+            return
+        try:
+            axis, x = parse_csv_spectrum(self.rfile.read(length), min(view.settings.max_points, MAX_POINTS))
+        except ValueError as exc:
+            self._error(422, f"invalid text/csv body: {bounded_text(str(exc), 300)}")
+            return
+        self._classify(view, axis, x, meta)
+
     def _classify(self, view: DaemonView, axis: np.ndarray | None, x: np.ndarray, meta: ClassifyMeta) -> None:
+        if axis is not None and axis.size >= 2 and axis.size == x.size and axis[0] > axis[-1]:
+            # Many instruments export wavenumbers from high to low: take the spectrum in that order too (a
+            # merely unsorted axis is still refused by the engine, naming where its direction changes).
+            axis, x = axis[::-1].copy(), x[::-1].copy()
         done = threading.Event()
         box: list[Outcome] = []
 
@@ -649,6 +677,52 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, rec)
         else:
             self._error(422, o.error or "the spectrum could not be classified", record=rec)
+
+
+_CSV_SEPARATORS = re.compile(r"[,;\t ]+")
+
+
+def parse_csv_spectrum(body: bytes, max_points: int) -> tuple[NDArray[np.float64] | None, NDArray[np.float64]]:
+    """``(axis or None, intensities)`` from a text/csv body of one or two numeric columns.
+
+    Blank lines and ``#`` comments are skipped, and so is one header line before the first number. Decimal
+    points only (a comma separates columns). NaN/inf, ragged rows, more than two columns, fewer than 2 or more
+    than ``max_points`` rows: ValueError, saying which line.
+    """
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text (byte {exc.start})") from None
+    rows: list[list[float]] = []
+    header_seen = False
+    for no, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        cells = [c for c in _CSV_SEPARATORS.split(line) if c]
+        try:
+            values = [float(c) for c in cells]
+        except ValueError:
+            if rows or header_seen:
+                raise ValueError(f"line {no}: {line[:40]!r} is not numbers") from None
+            header_seen = True  # one header line before the data
+            continue
+        if not 1 <= len(values) <= 2:
+            raise ValueError(f"line {no}: {len(values)} columns; send one (intensity) or two (axis, intensity)")
+        if rows and len(values) != len(rows[0]):
+            raise ValueError(f"line {no}: {len(values)} column(s) where line 1 of the data had {len(rows[0])}")
+        if len(rows) >= max_points:
+            raise ValueError(f"more than {max_points:,} points")
+        rows.append(values)
+    if len(rows) < 2:
+        raise ValueError(f"{len(rows)} data line(s); a spectrum needs at least 2")
+    arr = np.asarray(rows, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+    if bad.size:
+        raise ValueError(f"{bad.size} row(s) with NaN/inf, the first at data row {int(bad[0]) + 1}")
+    if arr.shape[1] == 2:
+        return arr[:, 0].copy(), arr[:, 1].copy()
+    return None, arr[:, 0].copy()
 
 
 def exposure_warning(host: str, token: str | None) -> str | None:

@@ -170,6 +170,50 @@ def test_classify_a_binary_body_gives_the_record_a_json_body_gives(daemon) -> No
     assert status == 200 and rec2["class"] == "compound_B", rec2
 
 
+def _post_csv(d, text: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    status, body, _ = _req(d, "POST", "/classify", text.encode(), {"Content-Type": "text/csv", **(headers or {})})
+    return status, body
+
+
+def test_classify_a_csv_body_as_an_instrument_exports_it(daemon) -> None:
+    axis = instrument_axis(1024)
+    y = np.asarray(_spectrum(2, axis, 5))
+    status, ref = _post(daemon, {"axis": list(axis), "intensities": list(y)})
+    assert status == 200
+    # a header line, semicolons, wavenumbers from high to low (as many instruments export them)
+    lines = ["Raman shift (cm-1);Intensity"] + [f"{a:.6f};{v:.9g}" for a, v in zip(axis[::-1], y[::-1], strict=True)]
+    status, rec = _post_csv(daemon, "\n".join(lines) + "\n",
+                            {"X-Spectrum-Meta": json.dumps({"ref": "csv-1"})})
+    assert status == 200, rec
+    assert rec["input_ref"] == "csv-1" and rec["class"] == ref["class"]
+    np.testing.assert_allclose(rec["probabilities"], ref["probabilities"], rtol=0, atol=1e-6)
+    # one column: intensities on the model axis; comments and blank lines skipped
+    model_axis = np.linspace(400, 1800, 300)
+    text = "# exported by the test\n\n" + "\n".join(f"{v:.9g}" for v in _spectrum(1, model_axis, 1))
+    status, rec2 = _post_csv(daemon, text)
+    assert status == 200 and rec2["class"] == "compound_B", rec2
+    # the same spectrum as JSON with a descending axis is taken too (no advice for Python code)
+    status, rec3 = _post(daemon, {"axis": list(axis[::-1]), "intensities": list(y[::-1])})
+    assert status == 200 and rec3["class"] == ref["class"], rec3
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("1,2,3\n4,5,6\n", "3 columns"),
+        ("100,1\n101\n", "1 column(s) where"),
+        ("100,1\n101,nan\n", "NaN/inf"),
+        ("intensity\n1\n", "1 data line(s)"),
+        ("100,1\noops,2\n", "line 2"),
+        ("300,1\n1900,2\n1000,1\n", "not monotonic"),
+    ],
+)
+def test_classify_rejects_bad_csv_bodies_with_a_reason(daemon, text: str, words: str) -> None:
+    status, reply = _post_csv(daemon, text)
+    assert status == 422, reply
+    assert words in json.dumps(reply), reply
+
+
 @pytest.mark.parametrize(
     ("values", "headers", "status", "words"),
     [
