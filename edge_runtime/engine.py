@@ -29,7 +29,7 @@ from spectral_core.contract import ModelContract
 from spectral_core.drift import DriftModel, DriftScorer
 from spectral_core.errors import ContractError, ModelFileError, PreprocessError, RamanEdgeError
 from spectral_core.hashing import sha256_arrays, sha256_file
-from spectral_core.openset import cosine_distances, flag_unknown
+from spectral_core.openset import unknown_scores
 from spectral_core.preprocess import AxisSpec, PreprocessConfig, Preprocessor, normalise
 from spectral_core.providers import GPU_PROVIDERS, PROVIDER_CHOICES, PROVIDERS, ProviderName
 
@@ -734,8 +734,7 @@ class Engine:
             dist: NDArray[np.float64] | None = None
             thr: NDArray[np.float64] | None = None
             if emb is not None and self.contract.open_set is not None:
-                unknown = flag_unknown(emb, pred, self.contract.open_set)
-                dist = cosine_distances(emb, self.contract.open_set)[np.arange(pred.size), pred]
+                unknown, dist = unknown_scores(emb, pred, self.contract.open_set)  # one distance computation
                 thr = np.asarray(self.contract.open_set.thresholds, dtype=np.float64)[pred]
             drift = self._drift(Z[chunk])
             for j, k in enumerate(chunk):
