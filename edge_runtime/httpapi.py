@@ -587,6 +587,16 @@ class _Handler(BaseHTTPRequestHandler):
         status = 400 if any(e["type"] == "json_invalid" for e in exc.errors()) else 422
         self._error(status, f"invalid {where}", errors=errors)
 
+    def _header_meta(self) -> ClassifyMeta | None:
+        """``ref`` and ``metadata`` of a binary or text/csv body, from the ``X-Spectrum-Meta`` header; None when
+        it is invalid (the refusal has been sent, and the unread body closes the connection)."""
+        try:
+            return ClassifyMeta.model_validate_json(self.headers.get(META_HEADER, "{}"))
+        except ValidationError as exc:
+            self.close_connection = True
+            self._invalid(exc, META_HEADER)
+            return None
+
     def _classify_binary(self, view: DaemonView, length: int) -> None:
         """A body of raw little-endian floats: its shape is checked from the headers and ``length`` before a
         byte is read, and the values are used where they lie (no parsing, no Python float per point)."""
@@ -610,11 +620,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(422, f"a body of {length} bytes is not {parts} x N {dtype_name} values with 2 <= N <= "
                              f"{max_points:,} (layout {layout!r})")
             return
-        try:
-            meta = ClassifyMeta.model_validate_json(self.headers.get(META_HEADER, "{}"))
-        except ValidationError as exc:
-            self.close_connection = True
-            self._invalid(exc, META_HEADER)
+        meta = self._header_meta()
+        if meta is None:
             return
         values = np.frombuffer(self.rfile.read(length), dtype=dtype)
         if values.size != n * parts:
@@ -632,11 +639,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _classify_csv(self, view: DaemonView, length: int) -> None:
         """A text body of one or two numeric columns (see :data:`CSV_CTYPE`); ref and metadata as for binary
         bodies, in the ``X-Spectrum-Meta`` header."""
-        try:
-            meta = ClassifyMeta.model_validate_json(self.headers.get(META_HEADER, "{}"))
-        except ValidationError as exc:
-            self.close_connection = True
-            self._invalid(exc, META_HEADER)
+        meta = self._header_meta()
+        if meta is None:
             return
         try:
             axis, x = parse_csv_spectrum(self.rfile.read(length), min(view.settings.max_points, MAX_POINTS))
