@@ -45,31 +45,14 @@ GOAL_RSS_MB = 1024
 
 def build_model(workdir: Path) -> Path:
     """RamanNet at paper sizes with random weights and open-set data, exported to fp32 ONNX."""
-    import torch
+    from _models import random_run
 
     from export.onnx_export import export_run
-    from spectral_core.contract import OpenSet
-    from spectral_core.preprocess import PreprocessConfig
     from spectral_core.synth import synth_dataset
-    from trainer.checkpoint import RunInfo, save_run
-    from trainer.model import RamanNet, RamanNetConfig
 
-    torch.manual_seed(0)
-    cfg = RamanNetConfig(input_length=L, n_classes=CLASSES)
-    model = RamanNet(cfg).eval()
-    axis = np.linspace(400.0, 1800.0, L)
-    rng = np.random.default_rng(0)
-    cen = rng.normal(size=(CLASSES, cfg.embedding_dim))
-    cen /= np.linalg.norm(cen, axis=1, keepdims=True)
-    info = RunInfo(
-        model=cfg, preprocess=PreprocessConfig(normalise="minmax"), classes=[f"c{i}" for i in range(CLASSES)],
-        axis=axis.tolist(), open_set=OpenSet(centroids=cen.tolist(), thresholds=[0.5] * CLASSES),
-    )
-    run = workdir / "run"
-    save_run(run, model, info)
+    _, run, axis = random_run(workdir, L, CLASSES)
     ref = synth_dataset(classes=CLASSES, per_class=2, points=L, seed=1, axis=axis)
     return export_run(run, workdir / "model.onnx", precision="fp32", reference=ref)
-
 
 def write_data(path: Path, n: int, chunk: int = 20_000) -> float:
     """An .npz of ``n`` synthetic spectra (X float32 [n, L], axis), written a chunk at a time; returns seconds."""

@@ -49,32 +49,12 @@ def _calls(batch: int) -> int:
 
 
 def build(workdir: Path) -> tuple[object, dict[str, Path]]:
-    import torch
+    from _models import random_run
 
     from export.onnx_export import export_run
-    from spectral_core.contract import OpenSet
-    from spectral_core.preprocess import PreprocessConfig
     from spectral_core.synth import synth_dataset
-    from trainer.checkpoint import RunInfo, save_run
-    from trainer.model import RamanNet, RamanNetConfig
 
-    torch.manual_seed(0)
-    cfg = RamanNetConfig(input_length=L, n_classes=CLASSES)
-    model = RamanNet(cfg).eval()
-    with torch.no_grad():
-        for bn in (model.window_bn, model.bn2, model.bn3):
-            bn.running_mean.uniform_(-0.1, 0.1)
-            bn.running_var.uniform_(0.5, 2.0)
-    axis = np.linspace(400.0, 1800.0, L)
-    rng = np.random.default_rng(0)
-    cen = rng.normal(size=(CLASSES, cfg.embedding_dim))
-    cen /= np.linalg.norm(cen, axis=1, keepdims=True)
-    info = RunInfo(
-        model=cfg, preprocess=PreprocessConfig(normalise="minmax"), classes=[f"c{i}" for i in range(CLASSES)],
-        axis=axis.tolist(), open_set=OpenSet(centroids=cen.tolist(), thresholds=[0.5] * CLASSES),
-    )
-    run = workdir / "run"
-    save_run(run, model, info)
+    model, run, axis = random_run(workdir, L, CLASSES, spread_batch_norm=True)
     calib = synth_dataset(classes=CLASSES, per_class=8, points=L, seed=1, axis=axis)
     paths = {}
     for precision in ("fp32", "fp16", "int8-dynamic", "int8-static"):
@@ -83,7 +63,6 @@ def build(workdir: Path) -> tuple[object, dict[str, Path]]:
             calibration=calib if precision == "int8-static" else None,
         )
     return model, paths
-
 
 def torchscript_nodes(model: object) -> int | str:
     """Node count of the same inference module through the TorchScript exporter (dynamo=False), for comparison."""

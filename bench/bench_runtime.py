@@ -58,27 +58,12 @@ def machine() -> str:
 
 def build_model(workdir: Path) -> Path:
     """A full-size RamanNet exported to fp32 ONNX with its contract (untrained weights)."""
-    import torch
+    from _models import random_run
 
     from export.onnx_export import export_run
-    from spectral_core.contract import OpenSet
-    from spectral_core.preprocess import PreprocessConfig
-    from trainer.checkpoint import RunInfo, save_run
-    from trainer.model import RamanNet, RamanNetConfig
 
-    torch.manual_seed(0)
-    cfg = RamanNetConfig(input_length=L, n_classes=CLASSES)
-    model = RamanNet(cfg).eval()
-    axis = np.linspace(400.0, 1800.0, L)
-    rng = np.random.default_rng(0)
-    cen = rng.normal(size=(CLASSES, cfg.embedding_dim))
-    cen /= np.linalg.norm(cen, axis=1, keepdims=True)
-    info = RunInfo(model=cfg, preprocess=PreprocessConfig(normalise="minmax"),
-                   classes=[f"c{i}" for i in range(CLASSES)], axis=axis.tolist(),
-                   open_set=OpenSet(centroids=cen.tolist(), thresholds=[0.5] * CLASSES))
-    save_run(workdir / "run", model, info)
-    return export_run(workdir / "run", workdir / "ramannet.onnx", precision="fp32")
-
+    _, run, _ = random_run(workdir, L, CLASSES)
+    return export_run(run, workdir / "ramannet.onnx", precision="fp32")
 
 class Daemon:
     """`ramanedge serve` in a subprocess with its HTTP API on a free loopback port."""
