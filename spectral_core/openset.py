@@ -81,14 +81,8 @@ def unknown_scores(
 ) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
     """:func:`flag_unknown` and the distance it compared (to the predicted class's centroid), from one
     distance computation: ``(unknown [N], distance [N])``."""
-    d = cosine_distances(embeddings, open_set)
-    pred = np.asarray(predicted, dtype=np.int64)
-    if pred.shape != (d.shape[0],):
-        raise DataError(f"predicted has shape {pred.shape}, expected ({d.shape[0]},)")
-    if pred.size and (pred.min() < 0 or pred.max() >= d.shape[1]):
-        raise DataError(f"predicted class indices {int(pred.min())}..{int(pred.max())} outside 0..{d.shape[1] - 1}")
-    own = d[np.arange(pred.size), pred]
-    thr = np.asarray(open_set.thresholds, dtype=np.float64)[pred]
+    own = own_distances(embeddings, predicted, open_set)
+    thr = np.asarray(open_set.thresholds, dtype=np.float64)[np.asarray(predicted, dtype=np.int64)]
     return np.asarray(own > thr), own
 
 
