@@ -146,5 +146,9 @@ def test_dashboard_shows_a_posted_spectrum_with_its_class(model: Path, tmp_path:
     browser.set_window_size(360, 740)
     wait.until(lambda b: b.execute_script("return window.innerWidth") <= 360)
     assert browser.execute_script("return document.documentElement.scrollWidth") <= 361
+    clipped = browser.execute_script(  # a long watch:// URL wraps inside its card instead of running out of it
+        "return [...document.querySelectorAll('#sources li, #recent-errors li')]"
+        ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)")
+    assert clipped == [], clipped
     d.signal(signal.SIGTERM)
     assert d.wait(60) == 0, d.log
