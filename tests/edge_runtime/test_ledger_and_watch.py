@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime._inotify import Inotify
-from edge_runtime._inotify import available as inotify_available
 from edge_runtime.engine import Frame, Outcome
 from edge_runtime.ledger import Ledger
 from edge_runtime.sources import WatchSource
+from edge_runtime.sources._inotify import Inotify
+from edge_runtime.sources._inotify import available as inotify_available
 from spectral_core.synth import instrument_axis
 
 SRC = "watch:///drop"
@@ -214,11 +214,12 @@ def test_each_event_backend_sees_files_written_in_place_and_moved_in(tmp_path: P
 
 
 def test_lost_events_make_the_source_rescan_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import edge_runtime.sources as sources
+    import edge_runtime.sources._events as events_module
+    import edge_runtime.sources._watch as watch_module
 
     lose, waiting = threading.Event(), threading.Event()
 
-    class Lossy(sources._PollOnly):
+    class Lossy(events_module.PollOnly):
         """Events that never name a file and, when told, report that the kernel dropped some."""
 
         name = "lossy"
@@ -231,7 +232,7 @@ def test_lost_events_make_the_source_rescan_the_folder(tmp_path: Path, monkeypat
                 return set(), True
             return set(), False
 
-    monkeypatch.setattr(sources, "_open_events", lambda folder, backend, url: Lossy())
+    monkeypatch.setattr(watch_module, "open_events", lambda folder, backend, url: Lossy())
     drop = tmp_path / "drop"
     drop.mkdir()
     src = WatchSource(f"watch://{drop}", Ledger(tmp_path / "l.sqlite"), settle_s=0.05, poll_s=60.0)
@@ -320,9 +321,9 @@ def test_a_name_still_in_processing_is_claimed_again_only_after_it_moved_on(tmp_
 def test_a_backlog_is_handed_to_the_readers_a_bounded_number_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, events: str
 ) -> None:
-    import edge_runtime.sources as sources
+    import edge_runtime.sources._watch as watch_module
 
-    monkeypatch.setattr(sources, "MAX_QUEUED_CLAIMS", 4)
+    monkeypatch.setattr(watch_module, "MAX_QUEUED_CLAIMS", 4)
     drop = tmp_path / "drop"
     drop.mkdir()
     for i in range(60):  # waiting while the daemon was down
