@@ -91,7 +91,6 @@ class WatchSource:
             only way to see new files).
         on_done: ``move`` to done/ or ``delete`` after the result is committed.
         temp_suffixes: names ending so are being written and are never read.
-        use_events: False: polling only (same as ``events="poll"``).
         events: ``auto`` (inotify, else watchdog, else polling), ``inotify``, ``watchdog`` or ``poll``.
         readers: threads that claim, read and parse files.
         watch_links: ``refuse`` every symbolic link, or accept those that resolve ``inside`` the drop folder.
@@ -110,7 +109,6 @@ class WatchSource:
         poll_s: float = 1.0,
         on_done: str = "move",
         temp_suffixes: Iterable[str] = DEFAULT_TEMP_SUFFIXES,
-        use_events: bool = True,
         events: str = "auto",
         readers: int = 2,
         watch_links: str = "refuse",
@@ -137,7 +135,7 @@ class WatchSource:
             raise SettingsError("max_file_bytes and max_spectra_per_file must be at least 1")
         self.on_done = on_done
         self.temp_suffixes = tuple(s.lower() for s in temp_suffixes)
-        self.events_backend = events if use_events else "poll"
+        self.events_backend = events
         self.watch_links = watch_links
         self.max_file_bytes = int(max_file_bytes)
         self.max_spectra_per_file = int(max_spectra_per_file)

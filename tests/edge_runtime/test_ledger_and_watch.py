@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.engine import Frame, Outcome
+from edge_runtime.errors import SettingsError
 from edge_runtime.ledger import Ledger
 from edge_runtime.sources import WatchSource
 from edge_runtime.sources._inotify import Inotify
@@ -139,7 +140,7 @@ def test_quarantine_writes_the_reason_beside_the_file(tmp_path: Path) -> None:
     drop.mkdir()
     led = Ledger(tmp_path / "l.sqlite")
     (drop / "junk.csv").write_bytes(b"\x00\x01garbage")
-    src = WatchSource(f"watch://{drop}", led, settle_s=0.05, poll_s=0.1, use_events=False)
+    src = WatchSource(f"watch://{drop}", led, settle_s=0.05, poll_s=0.1, events="poll")
     got = _run_source(src, lambda g: len(g) >= 1)
     f = got[0]
     assert f.error is not None and f.error[0] == "read"
@@ -150,6 +151,17 @@ def test_quarantine_writes_the_reason_beside_the_file(tmp_path: Path) -> None:
     info = json.loads((drop / "quarantine" / "junk.csv.error.json").read_text())
     assert info["record_id"] == o.record_id and "binary" in info["reason"] and info["kind"] == "read"
     assert (drop / "quarantine" / "junk.csv").read_bytes() == b"\x00\x01garbage"
+
+
+def test_the_event_backend_is_chosen_by_events_alone(tmp_path: Path) -> None:
+    # the pre-release use_events=True/False shim is gone: one keyword, one meaning
+    led = Ledger(tmp_path / "l.sqlite")
+    assert WatchSource(f"watch://{tmp_path}", led, events="poll").events_backend == "poll"
+    assert WatchSource(f"watch://{tmp_path}", led).events_backend == "auto"
+    with pytest.raises(TypeError, match="use_events"):
+        WatchSource(f"watch://{tmp_path}", led, use_events=False)  # type: ignore[call-arg]
+    with pytest.raises(SettingsError, match="watch events"):
+        WatchSource(f"watch://{tmp_path}", led, events="false")
 
 
 def _start_collecting(src: WatchSource) -> list[Frame]:
