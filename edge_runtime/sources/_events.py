@@ -10,9 +10,10 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import TypeAlias
+from typing import TypeAlias, get_args
 
 from edge_runtime.errors import SettingsError
+from edge_runtime.settings import ServeSettings
 from edge_runtime.sources._inotify import Inotify
 from edge_runtime.sources._inotify import available as inotify_available
 
@@ -93,7 +94,8 @@ class WatchdogEvents(PollOnly):
         self._observer.join(5.0)
 
 
-EVENT_BACKENDS = ("auto", "inotify", "watchdog", "poll")
+#: the ``watch_events`` choices, read from the settings model (one list for flags, settings and the source)
+EVENT_BACKENDS: tuple[str, ...] = get_args(ServeSettings.model_fields["watch_events"].annotation)
 #: an open event backend
 Events: TypeAlias = PollOnly | Inotify
 

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -37,7 +37,7 @@ import numpy as np
 from edge_runtime.engine import Frame, Outcome, bounded_text
 from edge_runtime.errors import SettingsError
 from edge_runtime.ledger import Ledger, LedgerEntry
-from edge_runtime.settings import DEFAULT_TEMP_SUFFIXES
+from edge_runtime.settings import DEFAULT_TEMP_SUFFIXES, ServeSettings
 from edge_runtime.sources._base import Submit
 from edge_runtime.sources._events import EVENT_BACKENDS, Events, open_events
 from edge_runtime.sources._files import O_NOFOLLOW, OPEN_FLAGS, file_kind, move_exclusive, os_reason, refusal_key
@@ -52,9 +52,10 @@ logger = logging.getLogger(__name__)
 SUBDIRS = ("processing", "done", "quarantine")
 #: claims queued for the reader threads at most; further stable files wait in the due queue
 MAX_QUEUED_CLAIMS = 256
-LINK_POLICIES = ("refuse", "inside")
-DEFAULT_MAX_FILE_BYTES = 64 << 20
-DEFAULT_MAX_SPECTRA_PER_FILE = 10_000
+# the choices and defaults the daemon's settings declare, read from its model (never a second copy)
+LINK_POLICIES: tuple[str, ...] = get_args(ServeSettings.model_fields["watch_links"].annotation)
+DEFAULT_MAX_FILE_BYTES: int = ServeSettings.model_fields["max_file_bytes"].default
+DEFAULT_MAX_SPECTRA_PER_FILE: int = ServeSettings.model_fields["max_spectra_per_file"].default
 #: inotify: a file still open for writing waits for IN_CLOSE_WRITE, unless it stayed unchanged this long, s
 #: (a writer that truncates without closing, or a close event the kernel never sent)
 CLOSE_WAIT_S = 30.0

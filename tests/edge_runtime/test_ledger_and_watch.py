@@ -164,6 +164,22 @@ def test_the_event_backend_is_chosen_by_events_alone(tmp_path: Path) -> None:
         WatchSource(f"watch://{tmp_path}", led, events="false")
 
 
+def test_the_drop_folder_takes_its_choices_and_defaults_from_the_settings_model(tmp_path: Path) -> None:
+    from edge_runtime.settings import load_settings
+    from edge_runtime.sources import EVENT_BACKENDS, LINK_POLICIES
+
+    s = load_settings({"model": "m.onnx"})
+    w = WatchSource(f"watch://{tmp_path}", Ledger(tmp_path / "l.sqlite"))
+    assert (w.max_file_bytes, w.max_spectra_per_file, w.watch_links, w.events_backend) == (
+        s.max_file_bytes, s.max_spectra_per_file, s.watch_links, s.watch_events)
+    for events in EVENT_BACKENDS:  # every choice the source knows, the settings take, and no other
+        assert load_settings({"model": "m.onnx", "watch_events": events}).watch_events == events
+    for links in LINK_POLICIES:
+        assert load_settings({"model": "m.onnx", "watch_links": links}).watch_links == links
+    with pytest.raises(SettingsError, match="watch_links"):
+        load_settings({"model": "m.onnx", "watch_links": "follow"})
+
+
 def _start_collecting(src: WatchSource) -> list[Frame]:
     got: list[Frame] = []
     src.start(got.append)
