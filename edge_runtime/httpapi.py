@@ -52,7 +52,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from edge_runtime.engine import MAX_POINTS, Frame, Outcome, bounded_text
 from edge_runtime.settings import is_loopback_host
@@ -120,15 +129,24 @@ class ClassifyMeta(BaseModel):
 
 class ClassifyRequest(ClassifyMeta):
     """Body of ``POST /classify`` as JSON. Strict: numbers must be JSON numbers, NaN/Infinity and unknown keys
-    refused.
+    refused. The longest array allowed is the validation context's ``max_points`` (the daemon's setting;
+    :data:`~edge_runtime.engine.MAX_POINTS` without a context).
 
     Attributes:
         intensities: counts, one per axis point.
         axis: wavenumbers in cm^-1, increasing; omitted means the model axis.
     """
 
-    intensities: list[float] = Field(min_length=2, max_length=MAX_POINTS)
-    axis: list[float] | None = Field(default=None, min_length=2, max_length=MAX_POINTS)
+    intensities: list[float] = Field(min_length=2)
+    axis: list[float] | None = Field(default=None, min_length=2)
+
+    @field_validator("intensities", "axis", mode="after")
+    @classmethod
+    def _at_most_max_points(cls, v: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        limit = _max_points(info.context)
+        if v is not None and len(v) > limit:
+            raise ValueError(f"{len(v):,} points, more than max_points={limit:,}")
+        return v
 
     @model_validator(mode="after")
     def _same_length(self) -> ClassifyRequest:
@@ -137,25 +155,35 @@ class ClassifyRequest(ClassifyMeta):
         return self
 
 
+def _max_points(context: Any) -> int:
+    """The ``max_points`` of a validation context (``{"max_points": n}``), else the default limit."""
+    limit = context.get("max_points") if isinstance(context, dict) else None
+    return int(limit) if isinstance(limit, int) else MAX_POINTS
+
+
 _FLOATS: TypeAdapter[list[float]] = TypeAdapter(list[float], config=ConfigDict(strict=True, allow_inf_nan=False))
 
 
-def parse_classify_json(body: bytes) -> tuple[ClassifyMeta, NDArray[np.float64] | None, NDArray[np.float64]]:
+def parse_classify_json(
+    body: bytes, max_points: int = MAX_POINTS
+) -> tuple[ClassifyMeta, NDArray[np.float64] | None, NDArray[np.float64]]:
     """A ``POST /classify`` JSON body as (ref and metadata, axis or None, intensities), validated exactly as
-    :class:`ClassifyRequest` does.
+    :class:`ClassifyRequest` does, with arrays of at most ``max_points`` values.
 
     Raises:
         ValidationError: the body is not a valid request (the full validation's report).
     """
-    fast = _parse_in_pieces(body) if len(body) >= _FAST_MIN_BYTES else None
+    fast = _parse_in_pieces(body, max_points) if len(body) >= _FAST_MIN_BYTES else None
     if fast is not None:
         return fast
-    req = ClassifyRequest.model_validate_json(body)
+    req = ClassifyRequest.model_validate_json(body, context={"max_points": max_points})
     axis = np.asarray(req.axis, dtype=np.float64) if req.axis is not None else None
     return req, axis, np.asarray(req.intensities, dtype=np.float64)
 
 
-def _parse_in_pieces(body: bytes) -> tuple[ClassifyMeta, NDArray[np.float64] | None, NDArray[np.float64]] | None:
+def _parse_in_pieces(
+    body: bytes, max_points: int = MAX_POINTS
+) -> tuple[ClassifyMeta, NDArray[np.float64] | None, NDArray[np.float64]] | None:
     """The long arrays of a valid body validated a piece at a time, or None to leave the body to the full
     validation (which then reports what is wrong).
 
@@ -180,7 +208,7 @@ def _parse_in_pieces(body: bytes) -> tuple[ClassifyMeta, NDArray[np.float64] | N
         prev = stop
     rest.append(body[prev:])
     try:
-        req = ClassifyRequest.model_validate_json(b"".join(rest))
+        req = ClassifyRequest.model_validate_json(b"".join(rest), context={"max_points": max_points})
     except ValidationError:
         return None
     if req.intensities != [0.0, 0.0] or (req.axis is not None) != ("axis" in spans):
@@ -196,7 +224,7 @@ def _parse_in_pieces(body: bytes) -> tuple[ClassifyMeta, NDArray[np.float64] | N
             except ValidationError:
                 return None
             count += len(values)
-            if not values or count > MAX_POINTS:  # an empty piece: [], [1,], [1,,2]
+            if not values or count > max_points:  # an empty piece: [], [1,], [1,,2]
                 return None
             parts.append(np.asarray(values, dtype=np.float64))
             if cut == stop:
@@ -557,7 +585,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._classify_csv(view, length)
             return
         try:
-            meta, axis, x = parse_classify_json(self.rfile.read(length))
+            meta, axis, x = parse_classify_json(self.rfile.read(length), view.settings.max_points)
         except ValidationError as exc:
             self._invalid(exc)
             return
@@ -614,7 +642,7 @@ class _Handler(BaseHTTPRequestHandler):
         dtype, parts = _DTYPES[dtype_name], _LAYOUTS[layout]
         row_bytes = dtype.itemsize * parts
         n = length // row_bytes
-        max_points = min(view.settings.max_points, MAX_POINTS)
+        max_points = view.settings.max_points
         if length % row_bytes or not 2 <= n <= max_points:
             self.close_connection = True  # the body is not read
             self._error(422, f"a body of {length} bytes is not {parts} x N {dtype_name} values with 2 <= N <= "
@@ -643,7 +671,7 @@ class _Handler(BaseHTTPRequestHandler):
         if meta is None:
             return
         try:
-            axis, x = parse_csv_spectrum(self.rfile.read(length), min(view.settings.max_points, MAX_POINTS))
+            axis, x = parse_csv_spectrum(self.rfile.read(length), view.settings.max_points)
         except ValueError as exc:
             self._error(422, f"invalid text/csv body: {bounded_text(str(exc), 300)}")
             return

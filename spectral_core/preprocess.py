@@ -51,6 +51,7 @@ __all__ = [
     "baseline_methods",
     "default_axis_tolerance",
     "normalise",
+    "resample",
 ]
 
 PREPROCESS_VERSION = 1
@@ -375,6 +376,35 @@ def _resample_operator(src: NDArray[np.float64], dst: NDArray[np.float64], kind:
     L = w.shape[1]
     cols = (start[:, None] + np.arange(L)).ravel()
     return csr_matrix((w.ravel(), cols, np.arange(0, L * m + 1, L)), shape=(m, n))
+
+
+def resample(
+    X: ArrayLike, axis: ArrayLike, target: ArrayLike, *, interpolation: Literal["cubic", "linear"] = "cubic"
+) -> NDArray[np.float32]:
+    """Spectra measured on ``axis`` (cm^-1) on the axis ``target`` (cm^-1): the pipeline's resampling step alone.
+
+    The same operator and arithmetic as :class:`Preprocessor` (float32 result, bit for bit what its resample
+    step gives without smoothing), so a data set resampled when it is read matches what serving computes from
+    the raw spectra. Targets beyond the ends of ``axis`` take the nearest measured value: a caller that must
+    not extrapolate checks the range first.
+
+    Args:
+        X: intensities, (points,) or (spectra, points).
+        axis: the measured axis, strictly increasing, cm^-1.
+        target: the axis to resample onto, strictly increasing, cm^-1.
+        interpolation: ``cubic`` (not-a-knot spline) or ``linear``.
+
+    Raises:
+        AxisError: ``axis`` or ``target`` not finite and strictly increasing.
+        PreprocessError: ``X`` does not match ``axis``.
+    """
+    src = check_axis(axis, what="source axis")
+    dst = check_axis(target, what="resampling target")
+    x = np.asarray(X, dtype=np.float32)
+    if x.shape[-1:] != (src.size,) or x.ndim > 2:
+        raise PreprocessError(f"spectra of shape {x.shape} do not match the axis ({src.size} points)")
+    op = _resample_operator(src, np.clip(dst, src[0], src[-1]), interpolation)
+    return BandedOperator.from_sparse(op).apply(x)
 
 
 def _savgol_operator(n: int, cfg: SmoothConfig) -> csr_matrix:

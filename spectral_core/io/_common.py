@@ -603,12 +603,13 @@ def resample_dataset(ds: SpectralDataset, target: NDArray[np.float64], path: str
     """``ds`` on the axis ``target`` (cm^-1) by not-a-knot cubic spline, as the ``resample=`` reader option.
 
     Used to bring files measured on different axes (e.g. single RRUFF spectra in class folders) onto one
-    axis; only on request, and never by extrapolation.
+    axis; only on request, and never by extrapolation. The spline is the preprocessing's own
+    (:func:`spectral_core.preprocess.resample`), so data resampled here equal what serving computes.
 
     Raises:
         ReaderError: ``target`` reaches outside the file's measured range.
     """
-    from scipy.interpolate import CubicSpline
+    from spectral_core.preprocess import resample
 
     lo, hi = float(ds.axis[0]), float(ds.axis[-1])
     tol = 1e-9 * (hi - lo)
@@ -620,7 +621,10 @@ def resample_dataset(ds: SpectralDataset, target: NDArray[np.float64], path: str
         )
     if ds.axis.shape == target.shape and np.array_equal(ds.axis, target):
         return ds
-    X = CubicSpline(ds.axis, ds.X.astype(np.float64), axis=1, bc_type="not-a-knot")(np.clip(target, lo, hi))
+    try:
+        X = resample(ds.X, ds.axis, target, interpolation="cubic")
+    except DataError as exc:  # a target axis that is not strictly increasing
+        raise ReaderError(path, str(exc)) from None
     prov = {**ds.provenance, "resampled": {"from": [lo, hi, int(ds.axis.size)], "method": "cubic spline"}}
     return make_dataset(
         path, X=X, axis=target, y=ds.y, classes=ds.classes, groups=ds.groups, provenance=prov, meta=ds.meta

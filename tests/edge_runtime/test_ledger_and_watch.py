@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime._inotify import Inotify
-from edge_runtime._inotify import available as inotify_available
 from edge_runtime.engine import Frame, Outcome
+from edge_runtime.errors import SettingsError
 from edge_runtime.ledger import Ledger
 from edge_runtime.sources import WatchSource
+from edge_runtime.sources._inotify import Inotify
+from edge_runtime.sources._inotify import available as inotify_available
 from spectral_core.synth import instrument_axis
 
 SRC = "watch:///drop"
@@ -139,7 +140,7 @@ def test_quarantine_writes_the_reason_beside_the_file(tmp_path: Path) -> None:
     drop.mkdir()
     led = Ledger(tmp_path / "l.sqlite")
     (drop / "junk.csv").write_bytes(b"\x00\x01garbage")
-    src = WatchSource(f"watch://{drop}", led, settle_s=0.05, poll_s=0.1, use_events=False)
+    src = WatchSource(f"watch://{drop}", led, settle_s=0.05, poll_s=0.1, events="poll")
     got = _run_source(src, lambda g: len(g) >= 1)
     f = got[0]
     assert f.error is not None and f.error[0] == "read"
@@ -150,6 +151,33 @@ def test_quarantine_writes_the_reason_beside_the_file(tmp_path: Path) -> None:
     info = json.loads((drop / "quarantine" / "junk.csv.error.json").read_text())
     assert info["record_id"] == o.record_id and "binary" in info["reason"] and info["kind"] == "read"
     assert (drop / "quarantine" / "junk.csv").read_bytes() == b"\x00\x01garbage"
+
+
+def test_the_event_backend_is_chosen_by_events_alone(tmp_path: Path) -> None:
+    # the pre-release use_events=True/False shim is gone: one keyword, one meaning
+    led = Ledger(tmp_path / "l.sqlite")
+    assert WatchSource(f"watch://{tmp_path}", led, events="poll").events_backend == "poll"
+    assert WatchSource(f"watch://{tmp_path}", led).events_backend == "auto"
+    with pytest.raises(TypeError, match="use_events"):
+        WatchSource(f"watch://{tmp_path}", led, use_events=False)  # type: ignore[call-arg]
+    with pytest.raises(SettingsError, match="watch events"):
+        WatchSource(f"watch://{tmp_path}", led, events="false")
+
+
+def test_the_drop_folder_takes_its_choices_and_defaults_from_the_settings_model(tmp_path: Path) -> None:
+    from edge_runtime.settings import load_settings
+    from edge_runtime.sources import EVENT_BACKENDS, LINK_POLICIES
+
+    s = load_settings({"model": "m.onnx"})
+    w = WatchSource(f"watch://{tmp_path}", Ledger(tmp_path / "l.sqlite"))
+    assert (w.max_file_bytes, w.max_spectra_per_file, w.watch_links, w.events_backend) == (
+        s.max_file_bytes, s.max_spectra_per_file, s.watch_links, s.watch_events)
+    for events in EVENT_BACKENDS:  # every choice the source knows, the settings take, and no other
+        assert load_settings({"model": "m.onnx", "watch_events": events}).watch_events == events
+    for links in LINK_POLICIES:
+        assert load_settings({"model": "m.onnx", "watch_links": links}).watch_links == links
+    with pytest.raises(SettingsError, match="watch_links"):
+        load_settings({"model": "m.onnx", "watch_links": "follow"})
 
 
 def _start_collecting(src: WatchSource) -> list[Frame]:
@@ -214,11 +242,12 @@ def test_each_event_backend_sees_files_written_in_place_and_moved_in(tmp_path: P
 
 
 def test_lost_events_make_the_source_rescan_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import edge_runtime.sources as sources
+    import edge_runtime.sources._events as events_module
+    import edge_runtime.sources._watch as watch_module
 
     lose, waiting = threading.Event(), threading.Event()
 
-    class Lossy(sources._PollOnly):
+    class Lossy(events_module.PollOnly):
         """Events that never name a file and, when told, report that the kernel dropped some."""
 
         name = "lossy"
@@ -231,7 +260,7 @@ def test_lost_events_make_the_source_rescan_the_folder(tmp_path: Path, monkeypat
                 return set(), True
             return set(), False
 
-    monkeypatch.setattr(sources, "_open_events", lambda folder, backend, url: Lossy())
+    monkeypatch.setattr(watch_module, "open_events", lambda folder, backend, url: Lossy())
     drop = tmp_path / "drop"
     drop.mkdir()
     src = WatchSource(f"watch://{drop}", Ledger(tmp_path / "l.sqlite"), settle_s=0.05, poll_s=60.0)
@@ -320,9 +349,9 @@ def test_a_name_still_in_processing_is_claimed_again_only_after_it_moved_on(tmp_
 def test_a_backlog_is_handed_to_the_readers_a_bounded_number_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, events: str
 ) -> None:
-    import edge_runtime.sources as sources
+    import edge_runtime.sources._watch as watch_module
 
-    monkeypatch.setattr(sources, "MAX_QUEUED_CLAIMS", 4)
+    monkeypatch.setattr(watch_module, "MAX_QUEUED_CLAIMS", 4)
     drop = tmp_path / "drop"
     drop.mkdir()
     for i in range(60):  # waiting while the daemon was down

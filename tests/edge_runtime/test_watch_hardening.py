@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime._inotify import available as inotify_available
 from edge_runtime.engine import Frame, Outcome
 from edge_runtime.errors import SettingsError
 from edge_runtime.ledger import Ledger
 from edge_runtime.settings import load_settings
 from edge_runtime.sources import WatchSource, input_ref, name_of_ref
+from edge_runtime.sources._inotify import available as inotify_available
 from spectral_core.errors import DataError
 from spectral_core.synth import instrument_axis
 
@@ -279,16 +279,16 @@ def test_an_npz_declaring_a_billion_values_is_refused_before_allocation(watch) -
 def test_any_exception_while_parsing_is_that_files_error_record(
     watch, monkeypatch: pytest.MonkeyPatch, exc: Exception
 ) -> None:
-    import edge_runtime.sources as sources
+    import edge_runtime.sources._watch as watch_module
 
-    real = sources._parse
+    real = watch_module.parse_file
 
     def parse(path: Path, data: bytes, **kw: int):
         if path.name == "bad.csv":
             raise exc
         return real(path, data, **kw)
 
-    monkeypatch.setattr(sources, "_parse", parse)
+    monkeypatch.setattr(watch_module, "parse_file", parse)
     w = watch(start=False)
     (w.drop / "bad.csv").write_bytes(_csv_bytes())
     (w.drop / "good.csv").write_bytes(_csv_bytes(2.0))
@@ -345,9 +345,9 @@ def test_descriptor_exhaustion_is_waited_out_and_the_file_read_again(watch, monk
 
 
 def test_a_move_that_meets_descriptor_exhaustion_is_retried(watch, monkeypatch: pytest.MonkeyPatch) -> None:
-    import edge_runtime.sources as sources
+    import edge_runtime.sources._watch as watch_module
 
-    real = sources._move_exclusive
+    real = watch_module.move_exclusive
     calls = {"n": 0}
 
     def flaky(*a: object, **k: object) -> str:
@@ -356,7 +356,7 @@ def test_a_move_that_meets_descriptor_exhaustion_is_retried(watch, monkeypatch: 
             raise OSError(errno.ENFILE, "File table overflow")
         return real(*a, **k)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(sources, "_move_exclusive", flaky)
+    monkeypatch.setattr(watch_module, "move_exclusive", flaky)
     w = watch()
     (w.drop / "a.csv").write_bytes(_csv_bytes())
     (f,) = w.wait(1)
@@ -418,12 +418,12 @@ def test_an_orphan_error_note_in_quarantine_is_never_overwritten(watch) -> None:
 
 
 def test_a_quarantine_reason_is_bounded_and_says_where_it_was_cut(watch, monkeypatch: pytest.MonkeyPatch) -> None:
-    import edge_runtime.sources as sources
+    import edge_runtime.sources._watch as watch_module
 
     def parse(path: Path, data: bytes, **kw: int):
         raise DataError("line 1: " + "x" * 200_000)
 
-    monkeypatch.setattr(sources, "_parse", parse)
+    monkeypatch.setattr(watch_module, "parse_file", parse)
     w = watch()
     (w.drop / "long.csv").write_bytes(_csv_bytes())
     (f,) = w.wait(1)

@@ -100,3 +100,38 @@ def test_preprocessor_on_a_long_axis_never_builds_a_dense_operator() -> None:
     ref = np.cos(np.linspace(400.0, 1800.0, 1000) / 300.0)
     ref = (ref - ref.min()) / (ref.max() - ref.min())
     assert np.abs(z - ref).max() < 1e-3
+
+
+@pytest.mark.parametrize(("name", "src"), _axes()[:3], ids=[a for a, _ in _axes()[:3]])
+def test_the_resample_reader_option_is_the_preprocessing_resampler(name: str, src: np.ndarray, tmp_path) -> None:
+    # One spline: a data set resampled when it is read (``resample=``, ``ramanedge data convert --resample``)
+    # equals, bit for bit, what the serving preprocessor makes of the raw spectrum.
+    from spectral_core.io import read_dataset
+    from spectral_core.preprocess import resample
+
+    rng = np.random.default_rng(5)
+    path = tmp_path / f"{name}.csv"
+    path.write_text("".join(f"{a:.17g},{v:.9g}\n" for a, v in zip(src, rng.random(src.size), strict=True)))
+    start, stop, points = float(np.ceil(src[0])) + 1.0, float(np.floor(src[-1])) - 1.0, 451
+    raw = read_dataset(path)
+    ds = read_dataset(path, resample=f"{start:g}:{stop:g}:{points}")
+    serving = Preprocessor(PreprocessConfig(target_axis=AxisSpec(start=start, stop=stop, points=points),
+                                            normalise="none"))
+    assert ds.X.shape == (1, points) and not np.array_equal(ds.axis, raw.axis)
+    np.testing.assert_array_equal(ds.axis, serving.output_axis(raw.axis))
+    np.testing.assert_array_equal(ds.X, serving.transform(raw.X, raw.axis))
+    np.testing.assert_array_equal(ds.X, resample(raw.X, raw.axis, ds.axis))
+    # and both are the not-a-knot spline, to float32 resolution
+    exact = CubicSpline(raw.axis, raw.X[0].astype(np.float64), bc_type="not-a-knot")(ds.axis)
+    np.testing.assert_allclose(ds.X[0], exact, rtol=0, atol=1e-6 * np.abs(exact).max())
+
+
+def test_resample_refuses_spectra_that_do_not_match_the_axis() -> None:
+    from spectral_core.errors import AxisError, PreprocessError
+    from spectral_core.preprocess import resample
+
+    axis = np.linspace(200.0, 1800.0, 100)
+    with pytest.raises(PreprocessError, match="100 points"):
+        resample(np.ones((2, 99)), axis, np.linspace(300.0, 1700.0, 50))
+    with pytest.raises(AxisError, match="resampling target"):
+        resample(np.ones(100), axis, np.linspace(1700.0, 300.0, 50))

@@ -1,8 +1,4 @@
-"""Where spectra come from: instruments opened by device URL, and ``watch://`` drop folders.
-
-A source runs in its own thread and hands :class:`~edge_runtime.engine.Frame` objects to ``submit`` (which
-blocks while the daemon's bounded queue is full: back-pressure, never a dropped spectrum). Everything a
-source cannot read still becomes a frame, with ``error`` set, so it ends in the ledger with its reason.
+"""The ``watch://`` drop folder: a state machine from a dropped file to its records, exactly once.
 
 Drop folder (``watch:///path/to/dropdir``)::
 
@@ -23,57 +19,43 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import io
-import itertools
 import json
 import logging
-import math
 import os
-import re
 import stat
 import threading
 import time
-import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, get_args
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
-from numpy.typing import NDArray
 
-from edge_runtime._inotify import Inotify
-from edge_runtime._inotify import available as inotify_available
 from edge_runtime.engine import Frame, Outcome, bounded_text
 from edge_runtime.errors import SettingsError
 from edge_runtime.ledger import Ledger, LedgerEntry
-from edge_runtime.settings import DEFAULT_TEMP_SUFFIXES
-from spectral_core.errors import DataError, DriverError, RamanEdgeError
+from edge_runtime.settings import DEFAULT_TEMP_SUFFIXES, ServeSettings
+from edge_runtime.sources._base import Submit
+from edge_runtime.sources._events import EVENT_BACKENDS, Events, open_events
+from edge_runtime.sources._files import O_NOFOLLOW, OPEN_FLAGS, file_kind, move_exclusive, os_reason, refusal_key
+from edge_runtime.sources._names import input_ref, storable
+from edge_runtime.sources._parse import parse_file
+from spectral_core.errors import DataError, RamanEdgeError
 
-__all__ = [
-    "DEFAULT_TEMP_SUFFIXES",
-    "EVENT_BACKENDS",
-    "LINK_POLICIES",
-    "CalibratedSource",
-    "DeviceSource",
-    "Source",
-    "WatchSource",
-    "input_ref",
-    "name_of_ref",
-    "open_source",
-]
+__all__ = ["LINK_POLICIES", "WatchSource", "watch_path"]
 
 logger = logging.getLogger(__name__)
 
-Submit = Callable[[Frame], None]
 SUBDIRS = ("processing", "done", "quarantine")
 #: claims queued for the reader threads at most; further stable files wait in the due queue
 MAX_QUEUED_CLAIMS = 256
-LINK_POLICIES = ("refuse", "inside")
-DEFAULT_MAX_FILE_BYTES = 64 << 20
-DEFAULT_MAX_SPECTRA_PER_FILE = 10_000
+# the choices and defaults the daemon's settings declare, read from its model (never a second copy)
+LINK_POLICIES: tuple[str, ...] = get_args(ServeSettings.model_fields["watch_links"].annotation)
+DEFAULT_MAX_FILE_BYTES: int = ServeSettings.model_fields["max_file_bytes"].default
+DEFAULT_MAX_SPECTRA_PER_FILE: int = ServeSettings.model_fields["max_spectra_per_file"].default
 #: inotify: a file still open for writing waits for IN_CLOSE_WRITE, unless it stayed unchanged this long, s
 #: (a writer that truncates without closing, or a close event the kernel never sent)
 CLOSE_WAIT_S = 30.0
@@ -84,324 +66,6 @@ FD_BACKOFF_MAX_S = 2.0
 ERROR_JSON_REASON_BYTES = 64 << 10
 #: failed spectra listed one by one in the ``.error.json`` of a multi-spectrum file (all are counted)
 ERROR_JSON_MAX_FAILED = 100
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-# O_NONBLOCK: a FIFO swapped in after the claim must not block the open (fstat then refuses it)
-_OPEN_FLAGS = os.O_RDONLY | _O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0) \
-    | getattr(os, "O_BINARY", 0)
-#: what read_spectrum says of a file holding several spectra: such a file is read whole (read_dataset)
-_MULTI = re.compile(r"holds \d+ spectra")
-_KEPT_METADATA = ("device_serial", "integration_time_us")
-
-
-class Source(Protocol):
-    """A producer of frames, started and stopped by the daemon."""
-
-    url: str
-
-    def open(self) -> None:
-        """Open what needs opening, raising on a bad URL or a missing device/folder; nothing flows yet."""
-
-    def start(self, submit: Submit) -> None:
-        """Start the producer thread (opens first if :meth:`open` was not called)."""
-
-    def stop(self) -> None:
-        """Stop intake: no new frame is produced after this returns (one in hand may still be submitted)."""
-
-    def join(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` seconds for the producer thread to end."""
-
-    def status(self) -> dict[str, Any]:
-        """Counters and state for /readyz."""
-
-
-# -- instruments ----------------------------------------------------------------------------------------
-
-
-#: characters of a driver's error message kept in a device error record
-MAX_DEVICE_REASON = 2000
-
-
-class DeviceSource:
-    """Spectra from an instrument opened with :func:`device_drivers.open_device`.
-
-    The device is opened in :meth:`start`, so a bad URL or an absent instrument fails start-up loudly. A link
-    that fails later is recorded as an error and reopened with back-off until the daemon stops. Every frame
-    the driver rejects (malformed, damaged on the link, or missing from a sequence gap) is recorded as its own
-    error with the driver's reason and the seq when known (from the driver's ``events()``; a driver without
-    it is read with ``stream()`` and its sequence gaps and ``lost`` counter are recorded instead).
-
-    Args:
-        url: any device_drivers URL (serial://, tcp://, sim://, replay://, seabreeze://).
-        reconnect_s: first back-off before reopening a failed device, s (doubles to 30 s).
-    """
-
-    def __init__(self, url: str, *, reconnect_s: float = 0.5) -> None:
-        self.url = url
-        self.reconnect_s = reconnect_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._dev: Any = None
-        self._dev_lock = threading.Lock()
-        self.frames = 0
-        self.errors = 0
-        self.exhausted = False
-        self.state = "new"
-        self.axis: np.ndarray[Any, np.dtype[np.float64]] | None = None
-
-    def _open(self) -> Any:
-        from device_drivers import open_device
-
-        return open_device(self.url)
-
-    def open(self) -> None:
-        """Open the device now (so a bad URL fails start-up) and learn its axis (cm^-1) when it says."""
-        if self._dev is not None:
-            return
-        self._dev = self._open()
-        self.state = "open"
-        try:
-            self.axis = np.asarray(self._dev.info.raman_shift(), dtype=np.float64)
-        except (DriverError, RamanEdgeError, ValueError) as exc:
-            logger.warning("%s: axis unknown before the first spectrum: %s", self.url, exc)
-
-    def start(self, submit: Submit) -> None:
-        self.open()
-        self._thread = threading.Thread(target=self._run, args=(submit,), name=f"source:{self.url}", daemon=True)
-        self._thread.start()
-
-    def _error(self, submit: Submit, reason: str, ref: str = "link") -> None:
-        self.errors += 1
-        reason = bounded_text(reason, MAX_DEVICE_REASON)  # a driver's message may quote what the device sent
-        submit(Frame(source=self.url, ref=ref, axis=None, intensities=None, error=("device", reason)))
-
-    def _run(self, submit: Submit) -> None:
-        from device_drivers import RejectedFrame
-        from device_drivers.errors import SourceExhaustedError
-
-        backoff = self.reconnect_s
-        while not self._stop.is_set():
-            dev = self._dev
-            if dev is None:
-                try:
-                    dev = self._open()
-                except (DriverError, RamanEdgeError, OSError) as exc:
-                    self.state = f"reconnecting: {exc}"
-                    logger.warning("%s: reopen failed (%s); next try in %.1f s", self.url, exc, backoff)
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 30.0)
-                    continue
-                with self._dev_lock:
-                    if self._stop.is_set():
-                        dev.close()
-                        break
-                    self._dev = dev
-                self.state = "open"
-                logger.info("%s: reopened", self.url)
-            base_lost = int(dev.stats.get("lost", 0))
-            accounted = 0
-            events = getattr(dev, "events", None)
-            explicit = callable(events)
-            items = events if callable(events) else dev.stream
-            try:
-                for spec in items():
-                    backoff = self.reconnect_s
-                    if isinstance(spec, RejectedFrame):
-                        self._rejected(submit, dev, spec)
-                        if self._stop.is_set():
-                            break
-                        continue
-                    if explicit:
-                        submit(self._frame(spec))
-                        if self._stop.is_set():
-                            break
-                        continue
-                    seq = spec.metadata.get("seq")
-                    gap = int(spec.metadata.get("lost_before") or 0)
-                    if gap > 0:
-                        # the driver saw a jump in sequence numbers: those spectra never arrived
-                        self._error(submit, f"{gap} spectrum(s) lost on the link before seq {seq} (sequence gap)",
-                                    ref=f"lost-before-seq={seq}")
-                        accounted += gap
-                    submit(self._frame(spec))
-                    lost = int(dev.stats.get("lost", 0)) - base_lost
-                    if lost > accounted:
-                        self._error(submit, f"{lost - accounted} spectrum(s) lost or garbled on the link "
-                                            f"(driver counter, near seq {seq})", ref=f"lost-near-seq={seq}")
-                        accounted = lost
-                    if self._stop.is_set():
-                        break
-            except SourceExhaustedError:
-                self.exhausted = True
-                logger.info("%s: source exhausted after %d spectra", self.url, self.frames)
-                break
-            except (DriverError, OSError, RamanEdgeError, ValueError) as exc:
-                # a broken link, or a payload the driver could not turn into a spectrum: recorded, reopened
-                if self._stop.is_set():
-                    break  # the daemon closed the device to stop a blocking read
-                self._error(submit, f"{type(exc).__name__}: {exc}")
-                logger.warning("%s: %s; reopening", self.url, exc)
-            finally:
-                with self._dev_lock:
-                    self._dev = None
-                try:
-                    dev.close()
-                except (DriverError, OSError) as exc:
-                    logger.debug("%s: close: %s", self.url, exc)
-            if self._stop.is_set() or self.exhausted:
-                break
-        self.state = "exhausted" if self.exhausted else "stopped"
-
-    def _rejected(self, submit: Submit, dev: Any, bad: Any) -> None:
-        """One error record for a frame the driver rejected, with its reason and seq (when known)."""
-        self.errors += 1
-        meta: dict[str, Any] = {"rejected": bad.kind}
-        if bad.seq is not None:
-            meta["seq"] = int(bad.seq)
-        try:
-            meta["device_serial"] = dev.info.serial
-        except (DriverError, RamanEdgeError, AttributeError) as exc:  # not known yet: the record says the rest
-            logger.debug("%s: device serial unknown for a rejected frame: %s", self.url, exc)
-        ref = f"seq={bad.seq}" if bad.seq is not None else f"rejected-{self.errors}"
-        submit(Frame(source=self.url, ref=ref, axis=None, intensities=None, metadata=meta,
-                     t_received=bad.t_monotonic, acquired_at=bad.t_wall, error=("device", bad.reason)))
-
-    def _frame(self, spec: Any) -> Frame:
-        self.frames += 1
-        meta = dict(spec.metadata)
-        seq = meta.get("seq")
-        t_mono = meta.get("t_monotonic")
-        return Frame(
-            source=self.url,
-            ref=f"seq={seq}" if seq is not None else f"n={self.frames}",
-            axis=spec.axis,
-            intensities=spec.intensities,
-            metadata=meta,
-            t_received=float(t_mono) if isinstance(t_mono, (int, float)) else time.monotonic(),
-            acquired_at=meta.get("t_wall"),
-        )
-
-    def stop(self) -> None:
-        self._stop.set()
-        with self._dev_lock:
-            dev = self._dev
-        if dev is not None:
-            try:
-                dev.close()
-            except (DriverError, OSError) as exc:
-                logger.debug("%s: close: %s", self.url, exc)
-
-    def join(self, timeout_s: float) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    @property
-    def finished(self) -> bool:
-        return self._thread is not None and not self._thread.is_alive()
-
-    def status(self) -> dict[str, Any]:
-        return {"url": self.url, "state": self.state, "spectra": self.frames, "errors": self.errors}
-
-
-# -- drop folders ---------------------------------------------------------------------------------------
-
-
-class _PollOnly:
-    """No filesystem events: the folder is only scanned (network shares, or when asked)."""
-
-    name = "poll"
-    dead = False
-
-    def __init__(self) -> None:
-        self._wake = threading.Event()
-
-    def wait(self, timeout_s: float) -> tuple[set[str], bool]:
-        self._wake.wait(timeout_s)
-        self._wake.clear()
-        return set(), False
-
-    def take_states(self) -> dict[str, bool]:
-        """No open/close events here: every file is judged by the settle check alone."""
-        return {}
-
-    def wakeup(self) -> None:
-        self._wake.set()
-
-    def close(self) -> None:
-        pass
-
-
-class _WatchdogEvents(_PollOnly):
-    """Filesystem events through watchdog (macOS, Windows, or Linux without usable inotify)."""
-
-    name = "watchdog"
-
-    def __init__(self, folder: Path) -> None:
-        super().__init__()
-        from watchdog.events import FileSystemEvent, FileSystemEventHandler
-        from watchdog.observers import Observer
-
-        names: set[str] = set()
-        lock = threading.Lock()
-        wake = self._wake
-
-        class _Handler(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                if event.is_directory:
-                    return
-                p = Path(os.fsdecode(getattr(event, "dest_path", "") or event.src_path))
-                if p.parent == folder:
-                    with lock:
-                        names.add(p.name)
-                    wake.set()
-
-        self._names, self._lock = names, lock
-        obs = Observer()
-        obs.schedule(_Handler(), str(folder), recursive=False)
-        obs.daemon = True
-        obs.start()
-        self._observer = obs
-
-    def wait(self, timeout_s: float) -> tuple[set[str], bool]:
-        super().wait(timeout_s)
-        with self._lock:
-            names = set(self._names)
-            self._names.clear()
-        return names, False
-
-    def close(self) -> None:
-        try:
-            self._observer.unschedule_all()  # before stop: a late event must find no dead emitter
-        except (OSError, KeyError, RuntimeError) as exc:
-            logger.debug("watchdog unschedule: %s", exc)
-        self._observer.stop()
-        self._observer.join(5.0)
-
-
-EVENT_BACKENDS = ("auto", "inotify", "watchdog", "poll")
-
-
-def _open_events(folder: Path, backend: str, url: str) -> _PollOnly | Inotify:
-    """The event source for ``folder``: inotify on Linux, watchdog elsewhere, polling as the last resort."""
-    if backend not in EVENT_BACKENDS:
-        raise SettingsError(f"watch events must be one of {EVENT_BACKENDS}, got {backend!r}")
-    if backend == "poll":
-        return _PollOnly()
-    if backend in ("auto", "inotify") and inotify_available():
-        try:
-            return Inotify(folder)
-        except OSError as exc:
-            if backend == "inotify":
-                raise SettingsError(f"{url}: inotify: {exc}") from None
-            logger.warning("%s: inotify unavailable (%s); trying watchdog", url, exc)
-    elif backend == "inotify":
-        raise SettingsError(f"{url}: inotify is not available on this system")
-    try:
-        return _WatchdogEvents(folder)
-    except (ImportError, OSError) as exc:
-        if backend == "watchdog":
-            raise SettingsError(f"{url}: watchdog: {exc}") from None
-        logger.warning("%s: filesystem events unavailable (%s); polling only", url, exc)
-        return _PollOnly()
 
 
 class WatchSource:
@@ -428,7 +92,6 @@ class WatchSource:
             only way to see new files).
         on_done: ``move`` to done/ or ``delete`` after the result is committed.
         temp_suffixes: names ending so are being written and are never read.
-        use_events: False: polling only (same as ``events="poll"``).
         events: ``auto`` (inotify, else watchdog, else polling), ``inotify``, ``watchdog`` or ``poll``.
         readers: threads that claim, read and parse files.
         watch_links: ``refuse`` every symbolic link, or accept those that resolve ``inside`` the drop folder.
@@ -447,7 +110,6 @@ class WatchSource:
         poll_s: float = 1.0,
         on_done: str = "move",
         temp_suffixes: Iterable[str] = DEFAULT_TEMP_SUFFIXES,
-        use_events: bool = True,
         events: str = "auto",
         readers: int = 2,
         watch_links: str = "refuse",
@@ -474,7 +136,7 @@ class WatchSource:
             raise SettingsError("max_file_bytes and max_spectra_per_file must be at least 1")
         self.on_done = on_done
         self.temp_suffixes = tuple(s.lower() for s in temp_suffixes)
-        self.events_backend = events if use_events else "poll"
+        self.events_backend = events
         self.watch_links = watch_links
         self.max_file_bytes = int(max_file_bytes)
         self.max_spectra_per_file = int(max_spectra_per_file)
@@ -487,7 +149,7 @@ class WatchSource:
         self._root_s = os.fspath(self.root)
         self._processing_s = os.fspath(self.processing)
         self._stop = threading.Event()
-        self._events: _PollOnly | Inotify | None = None
+        self._events: Events | None = None
         self._pending: dict[str, tuple[int, int]] = {}  # name -> (size, mtime_ns) at its last check
         self._due: deque[tuple[float, str]] = deque()  # (monotonic time of the next check, name), in order
         self._writing: set[str] = set()  # inotify: opened for writing and not closed yet
@@ -522,7 +184,7 @@ class WatchSource:
     def start(self, submit: Submit) -> None:
         self.open()
         # events are watched before the first scan, so a file dropped in between is seen by one or the other
-        self._events = _open_events(self.root, self.events_backend, self.url)
+        self._events = open_events(self.root, self.events_backend, self.url)
         self.events_name = self._events.name
         self.events_active = self.events_name != "poll"
         logger.info("%s: %s", self.url, "filesystem events via " + self.events_name if self.events_active
@@ -628,7 +290,7 @@ class WatchSource:
             logger.error("%s: a claimed file could not be handed on (%s: %s); it stays in processing/ for the "
                          "next start", self.url, type(exc).__name__, exc)
 
-    def _rewatch(self, events: _PollOnly | Inotify) -> _PollOnly | Inotify:
+    def _rewatch(self, events: Events) -> Events:
         """The drop folder went away (deleted, renamed, unmounted): say so once, and once it is back, recreate
         processing/, done/ and quarantine/ and watch the new folder (its files are found by the next scan)."""
         if not self.root.is_dir():
@@ -639,7 +301,7 @@ class WatchSource:
             return events
         try:
             self.open()
-            fresh = _open_events(self.root, self.events_backend, self.url)
+            fresh = open_events(self.root, self.events_backend, self.url)
         except (OSError, SettingsError) as exc:
             logger.error("%s: the drop folder is back but cannot be watched yet: %s", self.url, exc)
             self.folder_missing = True
@@ -779,13 +441,13 @@ class WatchSource:
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EMFILE, errno.ENFILE) or self._stop.is_set():
-                    frames = [self._failed(name, ref, f"cannot read: {_os_reason(exc)}", t0=t0, recovered=recovered)]
+                    frames = [self._failed(name, ref, f"cannot read: {os_reason(exc)}", t0=t0, recovered=recovered)]
                     break
                 # out of file descriptors (a burst of connections, a leak elsewhere): not this file's fault;
                 # it waits in processing/ and is read again, never quarantined for it and never left behind
                 with self._inflight_lock:
                     self.fd_retries += 1
-                logger.warning("%s: %s while reading %s; retrying in %.2f s", self.url, _os_reason(exc), ref,
+                logger.warning("%s: %s while reading %s; retrying in %.2f s", self.url, os_reason(exc), ref,
                                backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, FD_BACKOFF_MAX_S)
@@ -801,12 +463,12 @@ class WatchSource:
         """One error frame for the whole file, keyed by a refusal key when its bytes were never hashed."""
         try:
             st = os.lstat(os.path.join(self._processing_s, name))
-            key = _refusal_key("read", st)
+            key = refusal_key("read", st)
         except OSError:
             key = None
         claim = _Claim(self, name, ref, key or "", 1, recovered=recovered)
         return Frame(source=self.url, ref=ref, axis=None, intensities=None, t_received=t0, content_sha256=key,
-                     error=("read", _storable(reason)), on_done=claim.outcome(0))
+                     error=("read", storable(reason)), on_done=claim.outcome(0))
 
     def _read_claimed(
         self, name: str, ref: str, acquired: float | None, recovered: bool, t0: float
@@ -820,7 +482,7 @@ class WatchSource:
         if refused is not None:
             with self._inflight_lock:
                 self.refused += 1
-            sha = _refusal_key(refused.kind, refused.st)
+            sha = refusal_key(refused.kind, refused.st)
             entry = self.ledger.lookup(self.url, ref, sha) if recovered else None
             claim = _Claim(self, name, ref, sha, 1, recovered=recovered)
             if entry is not None:
@@ -841,13 +503,13 @@ class WatchSource:
         frame = Frame(source=self.url, ref=ref, axis=None, intensities=None, t_received=t0,
                       acquired_at=acquired, content_sha256=sha)
         try:
-            spectra = _parse(Path(path_s), data, max_values=max(1, self.max_file_bytes // 4),
+            spectra = parse_file(Path(path_s), data, max_values=max(1, self.max_file_bytes // 4),
                              max_spectra=self.max_spectra_per_file)
         except (DataError, RamanEdgeError, ValueError, OSError, UnicodeError) as exc:
-            frame.error = ("read", _storable(str(exc)))
+            frame.error = ("read", storable(str(exc)))
             spectra = None
         except Exception as exc:  # MemoryError and the unforeseen: this file's record
-            frame.error = ("read", _storable(f"{type(exc).__name__}: {exc}"))
+            frame.error = ("read", storable(f"{type(exc).__name__}: {exc}"))
             spectra = None
         del data
         read_s = time.monotonic() - t0
@@ -879,7 +541,7 @@ class WatchSource:
                 frames.append(Frame(source=self.url, ref=ref_k, axis=None, intensities=None,
                                     metadata={"spectrum_index": k, "spectra_in_file": n}, t_received=t0,
                                     acquired_at=acquired, read_s=read_s / n, content_sha256=sha,
-                                    error=("read", _storable(bad[k])), on_done=claim.outcome(k)))
+                                    error=("read", storable(bad[k])), on_done=claim.outcome(k)))
                 continue
             frames.append(Frame(source=self.url, ref=ref_k, axis=axis, intensities=X[i],
                                 metadata={**metas[i], "spectrum_index": k, "spectra_in_file": n},
@@ -900,12 +562,12 @@ class WatchSource:
             _Refused: a link (unless allowed), not a regular file, or over ``max_file_bytes``.
             OSError: the file cannot be opened or read (EMFILE/ENFILE are retried by the caller).
         """
-        if not _O_NOFOLLOW:  # no O_NOFOLLOW on this platform: look before opening
+        if not O_NOFOLLOW:  # no O_NOFOLLOW on this platform: look before opening
             lst = os.lstat(path_s)
             if stat.S_ISLNK(lst.st_mode):
                 return self._read_link(path_s, lst)
         try:
-            fd = os.open(path_s, _OPEN_FLAGS)
+            fd = os.open(path_s, OPEN_FLAGS)
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.EMLINK):
                 raise
@@ -921,7 +583,7 @@ class WatchSource:
     def _read_fd(self, fd: int) -> tuple[bytes, os.stat_result]:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise _Refused("read", f"not a regular file ({_file_kind(st.st_mode)}) refused", st)
+            raise _Refused("read", f"not a regular file ({file_kind(st.st_mode)}) refused", st)
         limit = self.max_file_bytes
         if st.st_size > limit:
             raise _Refused("read", f"file of {st.st_size} bytes refused: larger than max_file_bytes={limit}", st)
@@ -957,11 +619,11 @@ class WatchSource:
         if not inside or any(os.path.commonpath([d, real]) == d for d in own):
             raise _Refused("read", "symlink refused: it does not resolve to a file inside the drop folder", lst)
         try:
-            fd = os.open(real, _OPEN_FLAGS)
+            fd = os.open(real, OPEN_FLAGS)
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE):
                 raise
-            raise _Refused("read", f"symlink refused: its target cannot be opened ({_os_reason(exc)})",
+            raise _Refused("read", f"symlink refused: its target cannot be opened ({os_reason(exc)})",
                            lst) from None
         try:
             data, _ = self._read_fd(fd)
@@ -1026,7 +688,7 @@ class WatchSource:
                 return False
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE) and not self._stop.is_set():
-                    logger.warning("%s: %s while moving %s on; retrying", self.url, _os_reason(exc), claim.ref)
+                    logger.warning("%s: %s while moving %s on; retrying", self.url, os_reason(exc), claim.ref)
                     return True
                 logger.error("%s: cannot move %s out of processing/: %s (it is recorded; the next start moves it "
                              "on)", self.url, claim.ref, exc)
@@ -1038,11 +700,11 @@ class WatchSource:
             if self.on_done == "delete":
                 os.unlink(src)
             else:
-                _move_exclusive(src, os.fspath(self.done), claim.name, claim.first_id, recovered=claim.recovered)
+                move_exclusive(src, os.fspath(self.done), claim.name, claim.first_id, recovered=claim.recovered)
             return
         info = claim.error_info(self.url)
         note = (json.dumps(info, indent=1) + "\n").encode("utf-8")
-        _move_exclusive(src, os.fspath(self.quarantine), claim.name, info["record_id"], recovered=claim.recovered,
+        move_exclusive(src, os.fspath(self.quarantine), claim.name, info["record_id"], recovered=claim.recovered,
                         error_json=note)
 
     def stop(self) -> None:
@@ -1143,231 +805,6 @@ class _Claim:
         return info
 
 
-def input_ref(name: str) -> str:
-    """The ledger's ``input_ref`` of a drop-folder entry: the name itself when it is valid UTF-8 without a
-    backslash (nearly always); otherwise each byte that is not UTF-8 is written ``\\xNN`` and a backslash
-    ``\\\\``, so that every name has its own, reversible reference (:func:`name_of_ref`)."""
-    if "\\" not in name:
-        try:
-            name.encode("utf-8")
-            return name
-        except UnicodeEncodeError:
-            pass
-    raw = os.fsencode(name)
-    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
-
-
-def name_of_ref(ref: str) -> bytes:
-    """The file name (bytes) of an ``input_ref`` made by :func:`input_ref` (without a ``#k`` suffix)."""
-    out = bytearray()
-    i = 0
-    while i < len(ref):
-        c = ref[i]
-        if c == "\\" and ref[i + 1 : i + 2] == "\\":
-            out += b"\\"
-            i += 2
-        elif c == "\\" and ref[i + 1 : i + 2] == "x":
-            out.append(int(ref[i + 2 : i + 4], 16))
-            i += 4
-        else:
-            out += c.encode("utf-8")
-            i += 1
-    return bytes(out)
-
-
-def _storable(text: str) -> str:
-    """Error text that SQLite, JSON and MQTT take: a file name that is not UTF-8 (quoted by a reader) has its
-    undecodable bytes as ``\\udcNN`` escapes instead of lone surrogates."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _refusal_key(kind: str, st: os.stat_result) -> str:
-    """The exactly-once key of an entry refused unread: not a hash of its bytes (never read), but of what
-    identifies it across a rename and a restart (kind, size, mtime, inode)."""
-    ident = f"ramanedge-unread:{kind}:{st.st_mode:o}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
-    return hashlib.sha256(ident.encode()).hexdigest()
-
-
-def _os_reason(exc: OSError) -> str:
-    """An OSError without its file name (names are the record's ref already; a link target never shows)."""
-    name = errno.errorcode.get(exc.errno or 0, "")
-    return f"[{name or exc.errno}] {exc.strerror or type(exc).__name__}"
-
-
-def _file_kind(mode: int) -> str:
-    for test, what in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
-                       (stat.S_ISBLK, "block device"), (stat.S_ISLNK, "symlink"), (stat.S_ISDIR, "directory")):
-        if test(mode):
-            return what
-    return f"mode {mode:o}"
-
-
-def _move_exclusive(
-    src: str, folder: str, name: str, record_id: int | None, *, recovered: bool = False,
-    error_json: bytes | None = None,
-) -> str:
-    """Move ``src`` into ``folder`` under a name no file there has yet (with ``error_json`` written beside it
-    as ``<name>.error.json`` first); returns the path it got. Never overwrites a file.
-
-    ``name``, then ``stem.<record id>.ext``, then ``stem.<record id>-<n>.ext``: each tried with ``os.link``
-    (fails if the name exists; links a symlink itself) and then the unlink of ``src``; on filesystems without
-    hard links an O_EXCL placeholder is created and replaced. A crash between the link and the unlink leaves
-    ``src`` with a second link: a recovered file that is already in ``folder`` is only unlinked. A crash
-    after the ``.error.json`` and before the move leaves that note alone (the file gets a new one).
-    """
-    stem, dot, ext = name.partition(".")
-    tag = str(record_id) if record_id is not None else str(time.monotonic_ns())
-    names = (name if n == 0 else f"{stem}.{tag}{dot}{ext}" if n == 1 else f"{stem}.{tag}-{n - 1}{dot}{ext}"
-             for n in range(1_000_000))
-    if recovered:
-        st = os.lstat(src)
-        if st.st_nlink > 1:
-            for cand in itertools.islice(names, 64):
-                dst = os.path.join(folder, cand)
-                try:
-                    other = os.lstat(dst)
-                except FileNotFoundError:
-                    break
-                if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-                    os.unlink(src)
-                    return dst
-            names = (name if n == 0 else f"{stem}.{tag}{dot}{ext}" if n == 1 else f"{stem}.{tag}-{n - 1}{dot}{ext}"
-                     for n in range(1_000_000))
-    hard_links = os.link in os.supports_follow_symlinks
-    for cand in names:
-        dst = os.path.join(folder, cand)
-        note = None
-        if error_json is not None:
-            note = dst + ".error.json"
-            if os.path.lexists(dst):
-                continue
-            try:
-                fd = os.open(note, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _O_NOFOLLOW, 0o644)
-            except FileExistsError:
-                continue
-            try:
-                os.write(fd, error_json)
-            finally:
-                os.close(fd)
-        try:
-            if hard_links:
-                try:
-                    os.link(src, dst, follow_symlinks=False)
-                except FileExistsError:
-                    raise
-                except OSError as exc:
-                    if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK,
-                                         errno.ENOSYS):
-                        raise
-                    hard_links = False
-                else:
-                    os.unlink(src)
-                    return dst
-            os.close(os.open(dst, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _O_NOFOLLOW, 0o600))
-            os.replace(src, dst)
-            return dst
-        except FileExistsError:
-            if note is not None:
-                os.unlink(note)
-            continue
-        except BaseException:
-            if note is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(note)
-            raise
-    raise FileExistsError(errno.EEXIST, f"no free name for {input_ref(name)} in {folder}")
-
-
-def _parse(
-    path: Path, data: bytes, *, max_values: int, max_spectra: int
-) -> tuple[NDArray[np.float64], NDArray[np.float32], list[dict[str, Any]], dict[int, str]]:
-    """The spectra of a dropped file, with the shared readers: (axis in cm^-1, intensities (n, points) of the
-    readable spectra, one metadata dict each, and the unreadable ones of a partly bad table or map: index in
-    the file -> reason). A single spectrum takes the fast path; a table, map or series is read whole.
-
-    Raises:
-        DataError: empty, a bare .npy, an .npz declaring more than ``max_values`` values, more than
-            ``max_spectra`` spectra, or NaN/inf intensities; ReaderError: what the reader found wrong.
-    """
-    if not data:
-        raise DataError(f"{path.name}: empty file")
-    if path.suffix.lower() == ".npy":
-        raise DataError(f"{path.name}: a bare .npy holds no wavenumber axis; drop two-column text or JCAMP-DX")
-    if data[:4] == b"PK\x03\x04":
-        _check_npz(path, data, max_values)
-    from spectral_core.errors import ReaderError
-    from spectral_core.io import BadSpectraError, read_dataset, read_spectrum
-
-    try:
-        spec = read_spectrum(path, data=data)
-    except ReaderError as exc:
-        partly = isinstance(exc, BadSpectraError) and exc.partly
-        if _MULTI.search(str(exc)) is None and not partly:
-            raise
-        # the bytes in hand: the file is not read again from disk; a partly bad file gives its good spectra
-        # and the index and reason of each bad one
-        ds = read_dataset(path, data=data, bad_spectra="skip")
-    else:
-        if not np.all(np.isfinite(spec.intensities)):
-            raise DataError(f"{path.name}: NaN/inf intensities")
-        meta = {k: v for k, v in spec.metadata.items() if k in _KEPT_METADATA}
-        return np.asarray(spec.axis, dtype=np.float64), np.asarray(spec.intensities)[None, :], [meta], {}
-    bad = {int(e["index"]): str(e["reason"]) for e in ds.provenance.get("skipped_spectra") or ()}
-    n = ds.n_spectra + len(bad)
-    if n > max_spectra:
-        raise DataError(f"{path.name}: holds {n} spectra, more than max_spectra_per_file={max_spectra}")
-    if n == 0:
-        raise DataError(f"{path.name}: holds no spectrum")
-    n = ds.n_spectra
-    metas: list[dict[str, Any]] = [{} for _ in range(n)]
-    if ds.y is not None and ds.classes:
-        for k in range(n):
-            metas[k]["label_in_file"] = ds.classes[int(ds.y[k])]
-    if ds.groups is not None:
-        for k in range(n):
-            metas[k]["group"] = str(ds.groups[k])
-    for key, column in (ds.meta or {}).items():  # each spectrum's own facts: map x/y, acquisition, time
-        for k, value in enumerate(np.asarray(column).tolist()):
-            if value is not None and value != "" and not (isinstance(value, float) and not math.isfinite(value)):
-                metas[k][str(key)] = value
-    return np.asarray(ds.axis, dtype=np.float64), ds.X, metas, bad
-
-
-def _check_npz(path: Path, data: bytes, max_values: int) -> None:
-    """Refuse a zip (.npz) whose arrays declare more than ``max_values`` values in all (or more than 16 bytes a
-    value allowed), from the member headers alone: a small file declaring 1e9 values is never allocated."""
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError):
-        return  # the reader says what is wrong with it
-    total = nbytes = 0
-    with zf:
-        for info in zf.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
-            try:
-                with zf.open(info) as member:
-                    version = np.lib.format.read_magic(member)
-                    if version == (1, 0):
-                        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
-                    else:
-                        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
-                raise DataError(f"{path.name}: member {info.filename[:80]!r} has no readable .npy header "
-                                f"({type(exc).__name__})") from None
-            values = math.prod(int(d) for d in shape)
-            total += values
-            nbytes += values * max(1, dtype.itemsize)
-            if total > max_values or nbytes > 4 * max_values * 4:
-                raise DataError(f"{path.name}: its arrays declare {total} values ({nbytes} bytes) so far, more "
-                                f"than the {max_values} values that max_file_bytes allows (max_file_bytes / 4); "
-                                "refused before reading them")
-
-
 def watch_path(url: str) -> Path:
     """The folder of a ``watch://`` URL (``watch:///abs/dir``; ``watch://rel/dir`` is relative)."""
     parts = urlsplit(url)
@@ -1377,106 +814,3 @@ def watch_path(url: str) -> Path:
     if not path:
         raise SettingsError(f"{url!r} names no folder; use watch:///path/to/dropdir")
     return Path(path)
-
-
-def open_source(url: str, ledger: Ledger, **watch_options: Any) -> Source:
-    """The source for ``url``: ``watch://`` drop folders here, anything else through device_drivers.
-
-    A ``calibration=instrument.json`` option (any source) corrects every spectrum's axis with that file
-    (``ramanedge calibrate``); the option is taken out of the URL the source itself sees, so the source's
-    identity in the ledger does not change when a calibration is added or renewed.
-    """
-    if "://" not in url:
-        raise SettingsError(f"source {url!r} is not a URL (e.g. serial:///dev/ttyUSB0, sim://, watch:///dir)")
-    inner_url, cal_path = _split_calibration(url)
-    src: Source = WatchSource(inner_url, ledger, **watch_options) if inner_url.startswith("watch:") else (
-        DeviceSource(inner_url))
-    if cal_path is None:
-        return src
-    from spectral_core.calibration import CalibrationError, load_calibration
-
-    try:
-        calibration = load_calibration(cal_path)
-    except CalibrationError as exc:
-        raise SettingsError(f"{url}: {exc}") from None
-    return CalibratedSource(src, calibration)
-
-
-def _split_calibration(url: str) -> tuple[str, str | None]:
-    """(``url`` without its ``calibration=`` option, that option's path or None)."""
-    base, sep, query = url.partition("?")
-    if not sep:
-        return url, None
-    # the other options stay exactly as written (no re-encoding): the source parses them itself
-    kept, paths = [], []
-    for item in query.split("&"):
-        key, _, value = item.partition("=")
-        if unquote(key) == "calibration":
-            paths.append(unquote(value))
-        else:
-            kept.append(item)
-    if not paths:
-        return url, None
-    if len(paths) > 1 or not paths[0]:
-        raise SettingsError(f"{url}: give calibration= once, with the path of a `ramanedge calibrate` file")
-    return base + ("?" + "&".join(kept) if kept else ""), paths[0]
-
-
-class CalibratedSource:
-    """A source whose spectra get their axis corrected by a wavenumber calibration before they are queued.
-
-    Every frame's axis passes :func:`spectral_core.calibration.apply_calibration` (one shared corrected array
-    per source axis, so batching is unchanged) and its record carries the calibration's SHA-256; a spectrum the
-    correction cannot be applied to becomes that spectrum's ``calibration`` error record.
-    """
-
-    def __init__(self, inner: Source, calibration: Any) -> None:
-        self.inner = inner
-        self.url = inner.url
-        self.calibration = calibration
-
-    @property
-    def axis(self) -> NDArray[np.float64] | None:
-        """The source's corrected axis, when the source knows it before its first spectrum."""
-        raw = getattr(self.inner, "axis", None)
-        if raw is None:
-            return None
-        from spectral_core.calibration import CalibrationError, apply_calibration
-
-        try:
-            return apply_calibration(self.calibration, raw)[0]
-        except CalibrationError as exc:
-            logger.error("%s: the calibration does not apply to the instrument's axis: %s", self.url, exc)
-            return None
-
-    @property
-    def finished(self) -> bool:
-        return bool(getattr(self.inner, "finished", False))
-
-    def open(self) -> None:
-        self.inner.open()
-
-    def start(self, submit: Submit) -> None:
-        from spectral_core.calibration import CalibrationError, apply_calibration
-
-        cal = self.calibration
-
-        def calibrated(frame: Frame) -> None:
-            if frame.error is None and frame.axis is not None:
-                try:
-                    frame.axis, extra = apply_calibration(cal, frame.axis)
-                    frame.metadata = {**frame.metadata, **extra}
-                except CalibrationError as exc:
-                    frame.error = ("calibration", bounded_text(str(exc), MAX_DEVICE_REASON))
-            submit(frame)
-
-        self.inner.start(calibrated)
-
-    def stop(self) -> None:
-        self.inner.stop()
-
-    def join(self, timeout_s: float) -> None:
-        self.inner.join(timeout_s)
-
-    def status(self) -> dict[str, Any]:
-        return {**self.inner.status(), "calibration": self.calibration.summary()}
