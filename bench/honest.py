@@ -84,6 +84,7 @@ class SetSpec:
     title: str
     folds: int
     load: Callable[[Path], SpectralDataset]
+    grouping: str  # a short label for the table; the full description comes from the data's provenance
 
 
 def _shared_data() -> Path:
@@ -209,13 +210,14 @@ def _microplastics(data: Path) -> SpectralDataset:
     return _derived(ds, "similar")
 
 
+_COPIES = "copies only (similar r > 0.9999)"
 SETS: dict[str, SetSpec] = {s.name: s for s in (
-    SetSpec("melanoma_nh2", "Melanoma SERS NH2, 12 classes", 4, _melanoma("nh2")),
-    SetSpec("melanoma_cooh", "Melanoma SERS COOH, 12 classes", 4, _melanoma("cooh")),
-    SetSpec("melanoma_cooh2", "Melanoma SERS (COOH)2, 12 classes", 4, _melanoma("cooh2")),
-    SetSpec("covid", "COVID-19 serum, 3 classes", 5, _covid),
-    SetSpec("rruff", "RRUFF minerals", 3, _rruff),
-    SetSpec("microplastics", "Microplastics (RaMPP), 11 polymers", 3, _microplastics),
+    SetSpec("melanoma_nh2", "Melanoma SERS NH2", 4, _melanoma("nh2"), _COPIES),
+    SetSpec("melanoma_cooh", "Melanoma SERS COOH", 4, _melanoma("cooh"), _COPIES),
+    SetSpec("melanoma_cooh2", "Melanoma SERS (COOH)2", 4, _melanoma("cooh2"), _COPIES),
+    SetSpec("covid", "COVID-19 serum", 5, _covid, "runs of repeats (adjacent r > 0.99) + copies"),
+    SetSpec("rruff", "RRUFF minerals (>= 3 specimens a class)", 3, _rruff, "RRUFF specimen id + copies"),
+    SetSpec("microplastics", "Microplastics (RaMPP)", 3, _microplastics, "RaMPP particle variant + copies"),
 )}
 
 
@@ -260,17 +262,15 @@ def _read_json(p: Path) -> dict[str, Any]:
 def run_set(spec: SetSpec, out: Path, *, data: Path, folds: int | None, baselines: list[str],
             common: list[str], ramannet: list[str], in_process: bool = False) -> dict[str, Any]:
     """Evaluate one set (baselines, then RamanNet, on the same splits); returns and writes its ``honest.json``.
-    A step done before with the same arguments is skipped."""
+
+    A step done before with the same models and options is skipped. When the data, their grouping, the folds
+    or the common options changed, the set starts again (its old splits and results are replaced)."""
     sdir = out / spec.name
     sdir.mkdir(parents=True, exist_ok=True)
-    state = _read_json(sdir / SET_JSON)
+    old = _read_json(sdir / SET_JSON)
     k = folds or spec.folds
-    want = {"set": spec.name, "title": spec.title, "folds": k, "baselines": baselines, "common_args": common,
-            "ramannet_args": ramannet}
-    if any(state.get(key) != v for key, v in want.items() if key not in ("baselines", "ramannet_args")):
-        state = {}
-    state.update(want)
-    state.pop("error", None)
+    state: dict[str, Any] = {"set": spec.name, "title": spec.title, "label": spec.grouping, "folds": k,
+                             "baselines": baselines, "common_args": common, "ramannet_args": ramannet}
 
     def save() -> None:
         (sdir / SET_JSON).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
@@ -278,29 +278,35 @@ def run_set(spec: SetSpec, out: Path, *, data: Path, folds: int | None, baseline
     t0 = time.perf_counter()
     try:
         ds = spec.load(data)
+        state.update(grouping=str(ds.provenance.get("groups_from", "none")),
+                     groups=None if ds.groups is None else int(np.unique(ds.groups).size),
+                     spectra=ds.n_spectra, classes=len(ds.classes), fingerprint=ds.fingerprint())
+        same = ("set", "folds", "common_args", "grouping", "groups", "fingerprint")
+        fresh = any(old.get(key) != state[key] for key in same)
+        state["done"] = {} if fresh else dict(old.get("done", {}))
         write_npz(ds, sdir / "data.npz")
-        state["grouping"] = str(ds.provenance.get("groups_from", "none"))
-        state["groups"] = None if ds.groups is None else int(np.unique(ds.groups).size)
-        state["spectra"], state["classes"] = ds.n_spectra, len(ds.classes)
         save()
         log = sdir / "evaluate.log"
         steps = [("baselines", baselines, common), ("ramannet", ["ramannet"], [*common, *ramannet])]
-        for step, models, extra in steps:
-            done = state.get("done", {}).get(step)
-            if done == {"models": models, "args": extra}:
+        for i, (step, models, extra) in enumerate(steps):
+            done = state["done"].get(step, {})
+            if done.get("models") == models and done.get("args") == extra:
                 logger.info("%s: %s done before, skipped", spec.name, step)
                 continue
-            rc = _evaluate(sdir / "data.npz", sdir / "eval", k, models=models, extra=extra, log=log,
+            force = ["--force"] if fresh and i == 0 and (sdir / "eval").exists() else []  # new splits
+            t1 = time.perf_counter()
+            rc = _evaluate(sdir / "data.npz", sdir / "eval", k, models=models, extra=[*extra, *force], log=log,
                            in_process=in_process)
             if rc != 0:
-                raise DataError(f"ramanedge evaluate ({step}) exited with {rc}; see {log}")
-            state.setdefault("done", {})[step] = {"models": models, "args": extra}
+                tail = [ln for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+                raise DataError(f"ramanedge evaluate ({step}) exited with {rc}: {tail[-1][:200] if tail else ''}")
+            state["done"][step] = {"models": models, "args": extra, "seconds": round(time.perf_counter() - t1, 1),
+                                   "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
             save()
     except Exception as exc:  # one set's failure is recorded, the next set still runs
         logger.exception("%s failed", spec.name)
         state["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     state["seconds"] = round(time.perf_counter() - t0, 1)
-    state["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     save()
     return state
 
@@ -314,12 +320,14 @@ def _pm(v: dict[str, Any] | None) -> str:
 def set_row(state: dict[str, Any], results: dict[str, Any]) -> tuple[list[str], float | None]:
     """One table row of a set, and RamanNet's lead over the best baseline in points (None when missing)."""
     models = results.get("models", {})
-    title = state.get("title", state.get("set", "?"))
+    known = SETS.get(str(state.get("set")))
+    title = known.title if known else str(state.get("title", state.get("set", "?")))
     grouping = results.get("grouping") or {}
     n_groups = grouping.get("groups") if grouping.get("grouped") else None
     spectra = results.get("data", {}).get("spectra", state.get("spectra"))
     size = f"{spectra} / {n_groups if n_groups is not None else 'ungrouped'}"
-    head = [title, str(state.get("grouping", "-")), str(state.get("folds", "-")), size]
+    label = state.get("label") or (known.grouping if known else str(state.get("grouping", "-")).split(":")[0])
+    head = [title, str(state.get("classes", "-")), label, str(state.get("folds", "-")), size]
     if state.get("error") and "ramannet" not in models:
         return [*head, f"failed: {state['error']}", "", "", "", ""], None
     rn = models.get("ramannet", {}).get("summary")
@@ -330,30 +338,35 @@ def set_row(state: dict[str, Any], results: dict[str, Any]) -> tuple[list[str], 
         diff = 100 * (rn["accuracy"]["mean"] - base[best]["accuracy"]["mean"])
     row = [
         *head,
-        _pm(rn.get("accuracy")) if rn else "not run",
+        _pm(rn.get("accuracy")) if rn else "not run yet",
         _pm(rn.get("group_accuracy")) if rn else "-",
-        f"{best} {_pm(base[best].get('accuracy'))}" if best else "not run",
+        f"{best} {_pm(base[best].get('accuracy'))}" if best else "not run yet",
         _pm(base[best].get("group_accuracy")) if best else "-",
         "-" if diff is None else f"{diff:+.1f}",
     ]
     return row, diff
 
 
-def render_section(out: Path, command: str) -> str:
-    """The docs section for every set found under ``out``."""
-    rows, diffs = [], []
-    leaks = []
+def render_section(out: Path, command: str, expected: list[str] | None = None) -> str:
+    """The docs section for every set found under ``out`` (known sets first, in their order); ``expected``
+    sets without any result are listed as not measured."""
+    found = [p for p in out.iterdir() if (p / SET_JSON).is_file()] if out.is_dir() else []
+    order = {name: i for i, name in enumerate(SETS)}
+    found.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
+    rows, diffs, notes, leaks = [], [], [], []
     ramannet_args = set()
-    for sdir in sorted(p for p in out.iterdir() if (p / SET_JSON).is_file()) if out.is_dir() else []:
+    for sdir in found:
         state = _read_json(sdir / SET_JSON)
         results = _read_json(sdir / "eval" / "results.json")
         row, diff = set_row(state, results)
         rows.append("| " + " | ".join(row) + " |")
         diffs.append(diff)
         ramannet_args.add(" ".join(state.get("ramannet_args", [])) or "none")
+        notes.append(f"- {row[0]}: {state.get('grouping', '-')}.")
         leak = results.get("leakage") or {}
         if leak.get("pairs_across"):
-            leaks.append(f"{state.get('title')}: {leak['distinct_pairs_across']} near-identical pair(s) across splits")
+            leaks.append(f"{row[0]}: {leak['distinct_pairs_across']} near-identical pair(s) across splits")
+    missing = [n for n in (expected or []) if n not in {p.name for p in found}]
     measured = [d for d in diffs if d is not None]
     wins = sum(d >= 0 for d in measured)
     plus2 = sum(d >= 2 for d in measured)
@@ -361,11 +374,11 @@ def render_section(out: Path, command: str) -> str:
         SECTION,
         "",
         "Accuracy %, mean ± std over k folds, RamanNet beside every classical baseline (svm, logreg, pca-svm, knn, "
-        "anova-svm, library search) on the same `splits.json` per set; groups never straddle a split (training, "
-        "validation, test). Group accuracy: each group's prediction is the argmax of its spectra's mean "
-        "probability. Best baseline: the highest mean spectrum accuracy. Difference: RamanNet minus best "
-        "baseline, in points. From `bench/honest.py` (grouping of each set explained in its docstring; "
-        "`trainer/grouping.py` for `similar`/`adjacent`).",
+        "anova-svm, library search) on the same `splits.json` per set; a group never straddles a split "
+        "(training, validation, test). Group accuracy: each group's prediction is the argmax of its spectra's "
+        "mean probability. Best baseline: the highest mean spectrum accuracy. Difference: RamanNet minus best "
+        "baseline, in points. From `bench/honest.py` (why each grouping: its docstring; `similar`/`adjacent`: "
+        "`trainer/grouping.py`).",
         "",
         "```",
         command,
@@ -373,12 +386,17 @@ def render_section(out: Path, command: str) -> str:
         "",
         f"RamanNet options beyond the data-size defaults: {', '.join(sorted(ramannet_args)) or 'none'}.",
         "",
-        "| data set | grouping | folds | spectra / groups | RamanNet | RamanNet, groups | best baseline | "
+        "| data set | classes | grouping | folds | spectra / groups | RamanNet | RamanNet, groups | best baseline | "
         "best baseline, groups | difference |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"RamanNet >= best baseline on {wins} of {len(measured)} sets measured; >= +2 points on {plus2}.",
+        *([f"Not measured yet: {', '.join(missing)}."] if missing else []),
+        "",
+        "Groupings as recorded in each `splits.json`:",
+        "",
+        *notes,
     ]
     if leaks:
         lines += ["", "Near-identical spectra still across splits (trainer/leakage.py): " + "; ".join(leaks) + "."]
@@ -413,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
             name, eq, path = item.partition("=")
             if not eq or not name or not path:
                 ap.error(f"--set takes NAME=FILE, got {item!r}")
-            specs.append(SetSpec(name, name, 2 if args.quick else 3, _custom(Path(path), args.groups)))
+            specs.append(SetSpec(name, name, 2 if args.quick else 3, _custom(Path(path), args.groups),
+                                 args.groups or "the file's own groups"))
     else:
         unknown = [s for s in args.sets.split(",") if s and s not in SETS]
         if unknown:
@@ -433,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         shown += ["--ramannet-args", shlex.quote(args.ramannet_args)]
     if args.common_args:
         shown += ["--common-args", shlex.quote(args.common_args)]
-    text = render_section(out, ".venv/bin/python bench/honest.py " + " ".join(shown))
+    text = render_section(out, ".venv/bin/python bench/honest.py " + " ".join(shown), [s.name for s in specs])
     print(text)
     if not args.no_write:
         write_section(SECTION, text, doc=args.doc)

@@ -60,13 +60,14 @@ def test_quick_run_writes_the_side_by_side_row_and_resumes(tmp_path: Path) -> No
     row = next(line for line in text.splitlines() if line.startswith("| syn |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     rn = results["models"]["ramannet"]["summary"]["accuracy"]["mean"]
-    assert cells[1].startswith("similar") and cells[2] == "2" and cells[3] == "42 / 36"
-    assert cells[4].startswith(f"{100 * rn:.1f} ± ")
+    assert cells[1] == "3" and cells[2] == "similar" and cells[3] == "2" and cells[4] == "42 / 36"
+    assert cells[5].startswith(f"{100 * rn:.1f} ± ")
     best = max(("svm", "knn", "library"), key=lambda m: results["models"][m]["summary"]["accuracy"]["mean"])
-    assert cells[6].startswith(best + " ")
+    assert cells[7].startswith(best + " ")
     b = results["models"][best]["summary"]["accuracy"]["mean"]
-    assert cells[8] == f"{100 * (rn - b):+.1f}"
-    assert cells[5] != "-" and cells[7] != "-"  # group-level accuracy beside spectrum-level
+    assert cells[9] == f"{100 * (rn - b):+.1f}"
+    assert cells[6] != "-" and cells[8] != "-"  # group-level accuracy beside spectrum-level
+    assert "- syn: similar: spectra with Pearson r > 0.9999" in text  # the grouping in full below the table
     bad = next(line for line in text.splitlines() if line.startswith("| bad |"))
     assert "failed:" in bad  # a set that cannot be read is a row saying why, not a crash or a gap
     # RamanNet's options go to its own call only, verbatim; the baselines' call is the same without them
