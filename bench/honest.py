@@ -394,6 +394,12 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
         f"RamanNet >= best baseline on {wins} of {len(measured)} sets measured; >= +2 points on {plus2}.",
         *([f"Not measured yet: {', '.join(missing)}."] if missing else []),
         "",
+        "For files of your own without sample ids, `ramanedge train`/`evaluate` take the two derived groupings "
+        "used here: `--groups similar[:R]` joins spectra whose Pearson correlation exceeds R (default 0.9999: "
+        "copies) into connected components; `--groups adjacent[:R]` joins consecutive rows above R (default "
+        "0.99) with the same label, for files written sample by sample. Both merge with the groups the data "
+        "carry; the largest group is reported (single linkage chains at low R).",
+        "",
         "Groupings as recorded in each `splits.json`:",
         "",
         *notes,
