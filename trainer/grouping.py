@@ -6,8 +6,9 @@ which spectra belong together (a file per sample, a column, a path pattern) the 
 that (:mod:`spectral_core.io`). When it does not, two derived groupings are the next best thing:
 
 - ``similar[:R]``: spectra whose Pearson correlation exceeds ``R`` (default :data:`SIMILAR_R`) are linked
-  (candidate pairs from :func:`trainer.leakage.near_identical_pairs`, each confirmed exactly), and every
-  connected component is one group (single linkage: A~B and B~C put A, B and C together). At the default
+  (candidate pairs from :func:`trainer.leakage.near_identical_pairs`: each spectrum's few nearest neighbours
+  in a random projection, each confirmed exactly; a spectrum with more near copies than that is still
+  joined to the rest through them), and every connected component is one group (single linkage: A~B and B~C put A, B and C together). At the default
   this catches copies of one spectrum (stored twice, or under two names); a lower ``R`` also catches repeat
   acquisitions, but components grow by chaining, so look at the largest group it reports.
 - ``adjacent[:R]``: neighbouring rows of the file whose correlation exceeds ``R`` (default :data:`ADJACENT_R`)
