@@ -44,6 +44,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 import time
 import zipfile
 from collections.abc import Callable
@@ -322,8 +323,8 @@ def set_row(state: dict[str, Any], results: dict[str, Any]) -> tuple[list[str], 
     models = results.get("models", {})
     known = SETS.get(str(state.get("set")))
     title = known.title if known else str(state.get("title", state.get("set", "?")))
-    grouping = results.get("grouping") or {}
-    n_groups = grouping.get("groups") if grouping.get("grouped") else None
+    grouping = results.get("grouping")
+    n_groups = state.get("groups") if grouping is None else grouping.get("groups") if grouping.get("grouped") else None
     spectra = results.get("data", {}).get("spectra", state.get("spectra"))
     size = f"{spectra} / {n_groups if n_groups is not None else 'ungrouped'}"
     label = state.get("label") or (known.grouping if known else str(state.get("grouping", "-")).split(":")[0])
@@ -362,7 +363,8 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
         rows.append("| " + " | ".join(row) + " |")
         diffs.append(diff)
         ramannet_args.add(" ".join(state.get("ramannet_args", [])) or "none")
-        notes.append(f"- {row[0]}: {state.get('grouping', '-')}.")
+        notes.append(textwrap.fill(f"- {row[0]}: {state.get('grouping', '-')}.", width=115,
+                                   subsequent_indent="  ", break_long_words=False, break_on_hyphens=False))
         leak = results.get("leakage") or {}
         if leak.get("pairs_across"):
             leaks.append(f"{row[0]}: {leak['distinct_pairs_across']} near-identical pair(s) across splits")
@@ -370,15 +372,18 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
     measured = [d for d in diffs if d is not None]
     wins = sum(d >= 0 for d in measured)
     plus2 = sum(d >= 2 for d in measured)
+    def wrap(text: str) -> str:
+        return textwrap.fill(text, width=115, break_long_words=False, break_on_hyphens=False)
+
     lines = [
         SECTION,
         "",
-        "Accuracy %, mean ± std over k folds, RamanNet beside every classical baseline (svm, logreg, pca-svm, knn, "
+        wrap("Accuracy %, mean ± std over k folds, RamanNet beside every classical baseline (svm, logreg, pca-svm, knn, "
         "anova-svm, library search) on the same `splits.json` per set; a group never straddles a split "
         "(training, validation, test). Group accuracy: each group's prediction is the argmax of its spectra's "
         "mean probability. Best baseline: the highest mean spectrum accuracy. Difference: RamanNet minus best "
         "baseline, in points. From `bench/honest.py` (why each grouping: its docstring; `similar`/`adjacent`: "
-        "`trainer/grouping.py`).",
+        "`trainer/grouping.py`)."),
         "",
         "```",
         command,
@@ -394,11 +399,11 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
         f"RamanNet >= best baseline on {wins} of {len(measured)} sets measured; >= +2 points on {plus2}.",
         *([f"Not measured yet: {', '.join(missing)}."] if missing else []),
         "",
-        "For files of your own without sample ids, `ramanedge train`/`evaluate` take the two derived groupings "
+        wrap("For files of your own without sample ids, `ramanedge train`/`evaluate` take the two derived groupings "
         "used here: `--groups similar[:R]` joins spectra whose Pearson correlation exceeds R (default 0.9999: "
         "copies) into connected components; `--groups adjacent[:R]` joins consecutive rows above R (default "
         "0.99) with the same label, for files written sample by sample. Both merge with the groups the data "
-        "carry; the largest group is reported (single linkage chains at low R).",
+        "carry; the largest group is reported (single linkage chains at low R)."),
         "",
         "Groupings as recorded in each `splits.json`:",
         "",

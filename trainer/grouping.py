@@ -169,7 +169,7 @@ def apply_derived_grouping(ds: SpectralDataset, kind: str, r: float) -> Spectral
     else:
         raise DataError(f"unknown derived grouping {kind!r}; choose {' or '.join(DERIVED_GROUPINGS)}")
     if old is not None:
-        before = re.sub(r"; largest group \d+ spectra", "", str(ds.provenance.get("groups_from", "the data groups")))
+        before = re.sub(r"; largest group \d+ spectr(um|a)", "", str(ds.provenance.get("groups_from", "the data groups")))
         how += f", merged with {before}"
     sizes = np.bincount(ids)
     info: dict[str, Any] = {"kind": kind, "r": r, "links": links, "groups": int(sizes.size),
@@ -179,7 +179,7 @@ def apply_derived_grouping(ds: SpectralDataset, kind: str, r: float) -> Spectral
         info["mixed_label_groups"] = int(mixed)
         if mixed:
             how += f"; {mixed} group(s) hold spectra of two or more classes"
-    how += f"; largest group {info['largest']} spectra"
+    how += f"; largest group {info['largest']} spectr{'um' if info['largest'] == 1 else 'a'}"
     logger.info("%d spectra in %d groups (%s)", ds.n_spectra, info["groups"], how)
     groups = np.asarray([f"g{int(g)}" for g in ids], dtype=str)
     return SpectralDataset(X=ds.X, axis=ds.axis, y=ds.y, classes=ds.classes, groups=groups,
