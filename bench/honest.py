@@ -312,14 +312,48 @@ def run_set(spec: SetSpec, out: Path, *, data: Path, folds: int | None, baseline
     return state
 
 
+def run_contrast(spec: SetSpec, out: Path, *, data: Path, folds: int | None, baselines: list[str],
+                 common: list[str], in_process: bool = False) -> str | None:
+    """The baselines once more on the same spectra split spectrum by spectrum (groups dropped), into
+    ``OUT/<set>/ungrouped``: how optimistic an ungrouped split would have been. Skipped when done; returns an
+    error text, or None."""
+    udir = out / spec.name / "ungrouped"
+    results = _read_json(udir / "results.json")
+    k = folds or spec.folds
+    if set(baselines) <= set(results.get("models", {})) and results.get("params", {}).get("folds") == k:
+        return None
+    udir.mkdir(parents=True, exist_ok=True)
+    try:
+        ds = spec.load(data)
+        plain = SpectralDataset(X=ds.X, axis=ds.axis, y=ds.y, classes=ds.classes, groups=None,
+                                provenance={**ds.provenance, "groups_from": "none (the contrast)"}, meta=ds.meta)
+        write_npz(plain, udir / "data.npz")
+        rc = _evaluate(udir / "data.npz", udir, k, models=baselines, extra=[*common, "--force"],
+                       log=udir / "evaluate.log", in_process=in_process)
+        return None if rc == 0 else f"ramanedge evaluate (ungrouped baselines) exited with {rc}"
+    except Exception as exc:  # recorded; the grouped results stand without the contrast
+        logger.exception("%s: the ungrouped contrast failed", spec.name)
+        return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
 def _pm(v: dict[str, Any] | None) -> str:
     if not v or v.get("mean") is None:
         return "-"
     return f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f}"
 
 
-def set_row(state: dict[str, Any], results: dict[str, Any]) -> tuple[list[str], float | None]:
-    """One table row of a set, and RamanNet's lead over the best baseline in points (None when missing)."""
+def _best(models: dict[str, Any]) -> str:
+    base = {m: r["summary"] for m, r in models.items() if m != "ramannet"}
+    if not base:
+        return "-"
+    best = max(base, key=lambda m: base[m]["accuracy"]["mean"])
+    return f"{best} {_pm(base[best].get('accuracy'))}"
+
+
+def set_row(state: dict[str, Any], results: dict[str, Any],
+            ungrouped: dict[str, Any] | None = None) -> tuple[list[str], float | None]:
+    """One table row of a set, and RamanNet's lead over the best baseline in points (None when missing);
+    with ``ungrouped`` results, a last cell with their best baseline."""
     models = results.get("models", {})
     known = SETS.get(str(state.get("set")))
     title = known.title if known else str(state.get("title", state.get("set", "?")))
@@ -330,7 +364,7 @@ def set_row(state: dict[str, Any], results: dict[str, Any]) -> tuple[list[str], 
     label = state.get("label") or (known.grouping if known else str(state.get("grouping", "-")).split(":")[0])
     head = [title, str(state.get("classes", "-")), label, str(state.get("folds", "-")), size]
     if state.get("error") and "ramannet" not in models:
-        return [*head, f"failed: {state['error']}", "", "", "", ""], None
+        return [*head, f"failed: {state['error']}", "", "", "", "", *([""] if ungrouped is not None else [])], None
     rn = models.get("ramannet", {}).get("summary")
     base = {m: r["summary"] for m, r in models.items() if m != "ramannet"}
     best = max(base, key=lambda m: base[m]["accuracy"]["mean"]) if base else None
@@ -345,6 +379,8 @@ def set_row(state: dict[str, Any], results: dict[str, Any]) -> tuple[list[str], 
         _pm(base[best].get("group_accuracy")) if best else "-",
         "-" if diff is None else f"{diff:+.1f}",
     ]
+    if ungrouped is not None:
+        row.append(_best(ungrouped.get("models", {})))
     return row, diff
 
 
@@ -356,10 +392,11 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
     found.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
     rows, diffs, notes, leaks = [], [], [], []
     ramannet_args = set()
+    contrast = any((p / "ungrouped" / "results.json").is_file() for p in found)
     for sdir in found:
         state = _read_json(sdir / SET_JSON)
         results = _read_json(sdir / "eval" / "results.json")
-        row, diff = set_row(state, results)
+        row, diff = set_row(state, results, _read_json(sdir / "ungrouped" / "results.json") if contrast else None)
         rows.append("| " + " | ".join(row) + " |")
         diffs.append(diff)
         ramannet_args.add(" ".join(state.get("ramannet_args", [])) or "none")
@@ -392,12 +429,15 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
         f"RamanNet options beyond the data-size defaults: {', '.join(sorted(ramannet_args)) or 'none'}.",
         "",
         "| data set | classes | grouping | folds | spectra / groups | RamanNet | RamanNet, groups | best baseline | "
-        "best baseline, groups | difference |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "best baseline, groups | difference |" + (" best baseline, split by spectrum |" if contrast else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if contrast else ""),
         *rows,
         "",
         f"RamanNet >= best baseline on {wins} of {len(measured)} sets measured; >= +2 points on {plus2}.",
         *([f"Not measured yet: {', '.join(missing)}."] if missing else []),
+        *(["", wrap("Last column (`--contrast`): the same baselines on the same spectra and folds count, split "
+                    "spectrum by spectrum (groups dropped), as the tables further down were: how much of their "
+                    "accuracy the grouping takes away.")] if contrast else []),
         "",
         wrap("For files of your own without sample ids, `ramanedge train`/`evaluate` take the two derived groupings "
         "used here: `--groups similar[:R]` joins spectra whose Pearson correlation exceeds R (default 0.9999: "
@@ -428,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--common-args", default="", help="extra `ramanedge evaluate` options for every model")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 2 folds, 3 epochs, svm/knn/library, evaluate in this process (tiny data only)")
+    ap.add_argument("--contrast", action="store_true",
+                    help="also the baselines split spectrum by spectrum (groups dropped), a column of the table")
+    ap.add_argument("--contrast-only", action="store_true", help="only that contrast, for sets evaluated before")
     ap.add_argument("--doc", type=Path, default=DOC, help="the results document to update")
     ap.add_argument("--no-write", action="store_true", help="print the section, leave the document alone")
     ap.add_argument("--doc-only", action="store_true", help="only re-render the section from OUT")
@@ -453,12 +496,18 @@ def main(argv: list[str] | None = None) -> int:
     baselines = [m for m in (",".join(QUICK_BASELINES) if args.quick else args.baselines).split(",") if m]
     ramannet = [*(QUICK_RAMANNET if args.quick else ()), *shlex.split(args.ramannet_args)]
     common = shlex.split(args.common_args)
+    data = args.data_dir or _shared_data()
     if not args.doc_only:
         for spec in specs:
-            state = run_set(spec, out, data=args.data_dir or _shared_data(), folds=folds, baselines=baselines,
-                            common=common, ramannet=ramannet, in_process=args.quick)
-            logger.info("%s: %s", spec.name, state.get("error") or f"done in {state['seconds']} s")
-    shown = ["--out", "OUT"] + (["--quick"] if args.quick else [])
+            if not args.contrast_only:
+                state = run_set(spec, out, data=data, folds=folds, baselines=baselines, common=common,
+                                ramannet=ramannet, in_process=args.quick)
+                logger.info("%s: %s", spec.name, state.get("error") or f"done in {state['seconds']} s")
+            if args.contrast or args.contrast_only:
+                error = run_contrast(spec, out, data=data, folds=folds, baselines=baselines, common=common,
+                                     in_process=args.quick)
+                logger.info("%s, ungrouped contrast: %s", spec.name, error or "done")
+    shown = ["--out", "OUT"] + (["--quick"] if args.quick else []) + (["--contrast"] if args.contrast or args.contrast_only else [])
     if args.ramannet_args:
         shown += ["--ramannet-args", shlex.quote(args.ramannet_args)]
     if args.common_args:

@@ -45,7 +45,7 @@ def test_quick_run_writes_the_side_by_side_row_and_resumes(tmp_path: Path) -> No
     doc = tmp_path / "results.md"
     doc.write_text("# Results\n\n## At a glance\n\nkept\n")
     argv = ["--quick", "--set", f"syn={tmp_path / 'syn.npz'}", "--set", f"bad={tmp_path / 'broken.npz'}",
-            "--groups", "similar", "--out", str(tmp_path / "out"), "--doc", str(doc), "--ramannet-args", "--lr 0.002"]
+            "--groups", "similar", "--out", str(tmp_path / "out"), "--doc", str(doc), "--ramannet-args", "--lr 0.002", "--contrast"]
     assert honest.main(argv) == 0
     out = tmp_path / "out" / "syn"
     splits = json.loads((out / "eval" / "splits.json").read_text())
@@ -68,6 +68,11 @@ def test_quick_run_writes_the_side_by_side_row_and_resumes(tmp_path: Path) -> No
     assert cells[9] == f"{100 * (rn - b):+.1f}"
     assert cells[6] != "-" and cells[8] != "-"  # group-level accuracy beside spectrum-level
     assert "- syn: similar: spectra with Pearson r > 0.9999" in text  # the grouping in full below the table
+    # --contrast: the same baselines split spectrum by spectrum, in the last column
+    plain = json.loads((out / "ungrouped" / "results.json").read_text())
+    assert not plain["grouping"]["grouped"] and plain["params"]["folds"] == 2
+    best_plain = max(plain["models"], key=lambda m: plain["models"][m]["summary"]["accuracy"]["mean"])
+    assert cells[10].startswith(best_plain + " ") and len(cells) == 11
     bad = next(line for line in text.splitlines() if line.startswith("| bad |"))
     assert "failed:" in bad  # a set that cannot be read is a row saying why, not a crash or a gap
     # RamanNet's options go to its own call only, verbatim; the baselines' call is the same without them
@@ -78,6 +83,7 @@ def test_quick_run_writes_the_side_by_side_row_and_resumes(tmp_path: Path) -> No
     log = (out / "evaluate.log").read_text()
     assert honest.main(argv) == 0
     assert (out / "evaluate.log").read_text() == log
+    assert (out / "ungrouped" / "evaluate.log").read_text().count("$ ") == 1
     assert json.loads((out / "eval" / "splits.json").read_text())["key"] == splits["key"]
 
 
