@@ -400,7 +400,10 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
         rows.append("| " + " | ".join(row) + " |")
         diffs.append(diff)
         ramannet_args.add(" ".join(state.get("ramannet_args", [])) or "none")
-        notes.append(textwrap.fill(f"- {row[0]}: {state.get('grouping', '-')}.", width=115,
+        epochs = [str(m.get("best_epoch")) for m in
+                  _read_json(sdir / "eval" / "ramannet" / "results.json").get("per_split", [])]
+        kept = f" RamanNet's kept epochs per fold: {', '.join(epochs)}." if epochs else ""
+        notes.append(textwrap.fill(f"- {row[0]}: {state.get('grouping', '-')}.{kept}", width=115,
                                    subsequent_indent="  ", break_long_words=False, break_on_hyphens=False))
         leak = results.get("leakage") or {}
         if leak.get("pairs_across"):
@@ -445,7 +448,8 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
         "0.99) with the same label, for files written sample by sample. Both merge with the groups the data "
         "carry; the largest group is reported (single linkage chains at low R)."),
         "",
-        "Groupings as recorded in each `splits.json`:",
+        wrap("Groupings as recorded in each `splits.json`, and the epoch of the checkpoint RamanNet kept in each "
+             "fold (best validation loss):"),
         "",
         *notes,
     ]
