@@ -13,22 +13,24 @@ files allow (stated in the table):
 - ``rruff``: the RRUFF specimen id (one specimen measured with several lasers is one group). The ids are in
   ``file_liste_excellent.xlsx``, not aligned with ``obs.npy`` row by row; the per-mineral counts of the list
   match the labels exactly and, taken in list order, every bit-identical pair of rows maps to one specimen
-  (17 of 19 at the same laser under two mineral names; checked at each run), so the i-th row of a mineral is its i-th file of the list.
-  Classes with at least 3 specimens; 3 folds.
+  (17 of the 19 are one file under two mineral names, 2 one diamond at two lasers; checked at each run), so
+  the i-th row of a mineral is its i-th file of the list. Classes with at least 3 specimens; 3 folds.
 - ``microplastics``: the particle variant (``PS V1``) of the RaMPP tables, one group across the fresh-water
   and sea-water files, each pristine reference on its own, plus copies; 3 folds.
 
 The baselines run first (one ``evaluate``), RamanNet second into the same directory, so both use the same
 ``splits.json``. ``--common-args`` go to both calls (e.g. preprocessing), ``--ramannet-args`` to RamanNet's
-only. Sets run one after the other; each writes ``OUT/<set>/`` (``data.npz`` with its groups, ``eval/``,
+only (not ``--seed`` or ``--val-fraction``: they make other splits, which evaluate refuses to mix).
+``--contrast`` also runs the baselines split spectrum by spectrum (groups dropped), a last column that shows
+how optimistic an ungrouped split is. Sets run one after the other; each writes ``OUT/<set>/`` (``data.npz`` with its groups, ``eval/``,
 ``honest.json``) and a finished step is not repeated when the same command is run again. A set that fails is
 recorded (``honest.json`` and a row of the table saying why) and the next one runs.
 
 Usage::
 
-    .venv/bin/python bench/honest.py --out eval/honest                      # every set, data-size defaults
-    .venv/bin/python bench/honest.py --out eval/honest_swa --ramannet-args "--select swa"
-    .venv/bin/python bench/honest.py --out eval/honest --doc-only           # re-render the section
+    .venv/bin/python bench/honest.py --out runs/honest --contrast           # every set, data-size defaults
+    .venv/bin/python bench/honest.py --out runs/honest_swa --ramannet-args "--select swa"
+    .venv/bin/python bench/honest.py --out runs/honest --doc-only           # re-render the section
     .venv/bin/python bench/honest.py --quick --set syn=FILE.npz --groups similar --out /tmp/h --doc /tmp/r.md
 """
 
