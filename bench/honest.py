@@ -140,10 +140,18 @@ def _xlsx_rows(path: Path, sheet: str) -> list[list[str]]:
         root = ElementTree.fromstring(z.read("xl/" + str(target).lstrip("/").removeprefix("xl/")))
     rows = []
     for row in root.iter(f"{{{ns['m']}}}row"):
-        cells = []
+        cells: list[str] = []
         for c in row.findall("m:c", ns):
             v = c.find("m:v", ns)
             text = "" if v is None or v.text is None else v.text
+            letters = re.match(r"[A-Z]+", c.get("r", "")) if c.get("r") else None
+            col = len(cells)
+            if letters:  # empty cells are left out of the file: place each cell by its reference (A1, C1...)
+                col = 0
+                for ch in letters.group(0):
+                    col = col * 26 + ord(ch) - ord("A") + 1
+                col -= 1
+            cells += [""] * (col - len(cells))
             cells.append(shared[int(text)] if c.get("t") == "s" and text else text)
         rows.append(cells)
     return rows
