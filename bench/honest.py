@@ -8,8 +8,10 @@ files allow (stated in the table):
 - ``melanoma_nh2`` / ``melanoma_cooh`` / ``melanoma_cooh2``: no sample id in the files (SOURCE.md), so copies
   of one spectrum are joined (``similar``, Pearson r > 0.9999); 4 folds, as in the paper.
 - ``covid``: repeat acquisitions of 177 serum samples without a sample id (SOURCE.md), written sample by
-  sample: consecutive rows with r > 0.99 and the same label are one group (``adjacent``; 166 groups, fewer
-  and larger than the samples, so the grouping errs on the safe side), plus copies; 3 classes, 5 folds.
+  sample (for 63% of the spectra the most similar other one is the row before or after): consecutive rows
+  with r > 0.99 and the same label are one group (``adjacent``), plus copies: 166 groups for 177 samples, so
+  on average a group is a little larger than a sample, but a sample whose repeats correlate below 0.99 is
+  still cut in two; 3 classes, 5 folds.
 - ``rruff``: the RRUFF specimen id (one specimen measured with several lasers is one group). The ids are in
   ``file_liste_excellent.xlsx``, not aligned with ``obs.npy`` row by row; the per-mineral counts of the list
   match the labels exactly and, taken in list order, every bit-identical pair of rows maps to one specimen
