@@ -63,7 +63,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._docs import write_section  # noqa: E402
+from bench._docs import cpu_model, write_section  # noqa: E402
 from spectral_core.errors import DataError  # noqa: E402
 from spectral_core.io import read_dataset, write_npz  # noqa: E402
 from spectral_core.spectrum import SpectralDataset  # noqa: E402
@@ -404,6 +404,8 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
     found.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
     rows, diffs, notes, leaks = [], [], [], []
     ramannet_args = set()
+    finished = [str(step.get("finished", ""))[:10] for p in found
+                for step in _read_json(p / SET_JSON).get("done", {}).values() if step.get("finished")]
     contrast = any((p / "ungrouped" / "results.json").is_file() for p in found)
     for sdir in found:
         state = _read_json(sdir / SET_JSON)
@@ -441,7 +443,9 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
         command,
         "```",
         "",
-        f"RamanNet options beyond the data-size defaults: {', '.join(sorted(ramannet_args)) or 'none'}.",
+        wrap(f"RamanNet options beyond the data-size defaults: {', '.join(sorted(ramannet_args)) or 'none'}. "
+             f"Measured {max(finished) if finished else 'not yet'} on {cpu_model()} ({os.cpu_count()} cores, "
+             "shared with other jobs)."),
         "",
         "| data set | classes | grouping | folds | spectra / groups | RamanNet | RamanNet, groups | best baseline | "
         "best baseline, groups | difference |" + (" best baseline, split by spectrum |" if contrast else ""),
@@ -450,7 +454,7 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
         "",
         f"RamanNet >= best baseline on {wins} of {len(measured)} sets measured; >= +2 points on {plus2}.",
         *([f"Not measured yet: {', '.join(missing)}."] if missing else []),
-        *(["", wrap("Last column (`--contrast`): the same baselines on the same spectra and folds count, split "
+        *(["", wrap("Last column (`--contrast`): the same baselines on the same spectra with the same number of folds, split "
                     "spectrum by spectrum (groups dropped), as the tables further down were: how much of their "
                     "accuracy the grouping takes away.")] if contrast else []),
         "",
