@@ -85,7 +85,8 @@ def _add_read_options(p: argparse.ArgumentParser, *, classes_alias: bool = False
     g.add_argument("--groups", metavar="file|folder|column:NAME|regex:PATTERN|none",
                    help="which spectra belong together (never split between training and test): the file they "
                         "came from (the default when files hold several spectra), its folder, a table column, a "
-                        "regex on the file path, or none")
+                        "regex on the file path, or none; train and evaluate also take similar[:R] and "
+                        "adjacent[:R] (groups from the spectra's correlation, for files without sample ids)")
     g.add_argument("--format", choices=FORMATS, help="force a reader instead of sniffing the content")
     g.add_argument("--bad-spectra", choices=BAD_SPECTRA_POLICIES,
                    help="a table or map whose spectra are partly bad (NaN/inf, a truncated row): error (default: "

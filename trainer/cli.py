@@ -251,9 +251,14 @@ def with_data_defaults(args: argparse.Namespace, cfg: TrainConfig, ds: SpectralD
 def load_data(args: argparse.Namespace) -> SpectralDataset:
     """Read every ``--data`` with the shared reader options (stacked), correct the axis with
     ``--calibration`` and keep ``--classes`` if given."""
-    ds = read_data(args)
+    from trainer.grouping import apply_derived_grouping, parse_derived_grouping
+
+    derived = parse_derived_grouping(getattr(args, "groups", None))  # similar[:R] / adjacent[:R]: from the spectra
+    ds = read_data(argparse.Namespace(**{**vars(args), "groups": None}) if derived else args)
     if getattr(args, "calibration", None):
         ds = apply_calibration(ds, args.calibration)
+    if derived is not None:  # before --classes: adjacent needs the file's own row order
+        ds = apply_derived_grouping(ds, *derived)
     if getattr(args, "classes", None):
         ds = ds.select_classes([c.strip() for c in args.classes.split(",") if c.strip()])
     return ds

@@ -159,7 +159,8 @@ def _group_split(
     from sklearn.model_selection import StratifiedGroupKFold
 
     n_groups = np.unique(groups).size
-    k = min(max(2, round(1.0 / fraction)), n_groups)
+    # sklearn refuses more folds than the largest class has members: small data get a larger validation share
+    k = min(max(2, round(1.0 / fraction)), n_groups, int(np.bincount(y).max()))
     if k < 2:
         raise DataError(f"group-aware validation needs at least 2 groups, got {n_groups}")
     sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed % (2**32))
