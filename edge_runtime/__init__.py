@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from edge_runtime.daemon import Daemon
-    from edge_runtime.engine import Engine, Frame, Outcome
+    from edge_runtime.engine import Engine
     from edge_runtime.errors import ModelRefusedError, ProviderError, SelfTestError, SettingsError
     from edge_runtime.ledger import Ledger
+    from edge_runtime.records import Frame, Outcome
     from edge_runtime.settings import ServeSettings
 
 __all__ = [
@@ -32,8 +33,8 @@ __all__ = [
 _WHERE = {
     "Daemon": "edge_runtime.daemon",
     "Engine": "edge_runtime.engine",
-    "Frame": "edge_runtime.engine",
-    "Outcome": "edge_runtime.engine",
+    "Frame": "edge_runtime.records",
+    "Outcome": "edge_runtime.records",
     "Ledger": "edge_runtime.ledger",
     "ServeSettings": "edge_runtime.settings",
     "ModelRefusedError": "edge_runtime.errors",

@@ -33,7 +33,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_runtime._classify_out import MapImage, ResultWriter, Rows
-from edge_runtime.engine import Engine, Frame, bounded_text
+from edge_runtime.engine import Engine
+from edge_runtime.records import Frame, bounded_text
 from spectral_core.contract import OpenSet
 from spectral_core.errors import PreprocessError, RamanEdgeError, ReaderError
 from spectral_core.io import read_dataset, sniff_format

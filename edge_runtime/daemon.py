@@ -30,16 +30,18 @@ from typing import Any, cast
 
 import numpy as np
 
-from edge_runtime.engine import Engine, Frame, Outcome, ProviderName, bounded_text, task_changes
+from edge_runtime.engine import Engine, ProviderName, task_changes
 from edge_runtime.errors import SettingsError
 from edge_runtime.hotswap import ModelWatcher
 from edge_runtime.httpapi import HttpApi
 from edge_runtime.ledger import Ledger, explain
 from edge_runtime.metrics import Metrics
 from edge_runtime.mqtt import MqttTls
+from edge_runtime.protocols import Sink, Source
+from edge_runtime.records import Committed, Frame, Outcome, Record, bounded_text
 from edge_runtime.settings import ServeSettings, parse_host_port
-from edge_runtime.sinks import Sink, open_sink
-from edge_runtime.sources import Source, open_source
+from edge_runtime.sinks import open_sinks
+from edge_runtime.sources import open_source
 from spectral_core.providers import short_name
 
 __all__ = ["Daemon"]
@@ -76,7 +78,7 @@ class Daemon:
         self.request_timeout_s = settings.request_timeout_s
         self.engine: Engine | None = None
         self.ledger: Ledger | None = None
-        self.sink: Sink | None = None
+        self.sinks: list[Sink] = []
         self.http: HttpApi | None = None
         self.metrics: Metrics | None = None
         self.sources: list[Source] = []
@@ -112,9 +114,9 @@ class Daemon:
         self.model_updates: dict[str, Any] = {"accepted": 0, "rejected": 0, "last_accepted": None,
                                               "last_rejected": None, "pending": None}
         # What the dashboard shows, kept by the worker (the only writer) and read by HTTP threads.
-        self.recent: deque[dict[str, Any]] = deque(maxlen=50)
-        self.recent_errors: deque[dict[str, Any]] = deque(maxlen=20)
-        self.latest: tuple[dict[str, Any], Any, Any] | None = None
+        self.recent: deque[Record] = deque(maxlen=50)
+        self.recent_errors: deque[Record] = deque(maxlen=20)
+        self.latest: tuple[Record, Any, Any] | None = None
         self.quarantined = 0
 
     # -- life cycle ----------------------------------------------------------------------------------
@@ -129,13 +131,12 @@ class Daemon:
         self.engine = Engine(s.model, provider=s.provider, **self._engine_options())
         e = self.engine
         try:
-            self.ledger = Ledger(s.db, model_sha256=e.model_sha256, preprocess_hash=e.preprocess_hash,
-                                 provider=e.provider, synchronous=s.ledger_sync)
+            self.ledger = Ledger(s.db, serving=e.identity, synchronous=s.ledger_sync)
         except (sqlite3.Error, OSError) as exc:
             raise SettingsError(f"cannot open the ledger {s.db}: {exc}") from None
         try:
-            self.sink = open_sink(s.jsonl, mqtt=s.mqtt, ledger=self.ledger,
-                                  mqtt_tls=MqttTls(s.mqtt_ca_file, s.mqtt_cert_file, s.mqtt_key_file))
+            self.sinks = open_sinks(s.jsonl, mqtt=s.mqtt, ledger=self.ledger,
+                                    mqtt_tls=MqttTls(s.mqtt_ca_file, s.mqtt_cert_file, s.mqtt_key_file))
         except BaseException:
             self.ledger.close()
             raise
@@ -150,6 +151,8 @@ class Daemon:
             try:
                 self.http = HttpApi(host, port, self)
             except OSError as exc:
+                for sink in self.sinks:  # the MQTT sink's threads would outlive a failed start
+                    sink.close(0.0)
                 self.ledger.close()
                 raise SettingsError(f"cannot listen on {s.http}: {exc}") from None
             self.http.start()
@@ -173,7 +176,7 @@ class Daemon:
                 src = open_source(url, self.ledger, **watch_opts)
                 src.open()
                 self.sources.append(src)
-                axis = getattr(src, "axis", None)
+                axis = src.axis
                 if axis is not None:
                     # the resampling operator for this instrument is built before its first spectrum arrives
                     why = e.prepare(axis)
@@ -236,7 +239,7 @@ class Daemon:
             elif self._worker_error is not None:
                 exc = self._worker_error
                 self.stop(bounded_text(f"worker failed: {type(exc).__name__}: {exc}", 512))
-            elif self.sources and all(getattr(x, "finished", False) for x in self.sources) and self._q.empty():
+            elif self.sources and all(x.finished for x in self.sources) and self._q.empty():
                 self.stop("every source finished")
         return self.shutdown()
 
@@ -261,13 +264,9 @@ class Daemon:
                 self._take_over()
         if self.http is not None:
             self.http.stop()
-        if self.sink is not None:
-            # the MQTT sink's final flush stays within the drain deadline (at least half a second)
-            left = max(0.5, self._drain_deadline - time.monotonic())
-            for x in getattr(self.sink, "sinks", [self.sink]):
-                if hasattr(x, "flush_timeout_s"):
-                    x.flush_timeout_s = min(x.flush_timeout_s, left)
-            self.sink.close()
+        for sink in self.sinks:
+            # a sink's final flush (MQTT) stays within the drain deadline (at least half a second)
+            sink.close(max(0.5, self._drain_deadline - time.monotonic()))
         if self.ledger is not None:
             self.ledger.close()
         with self._count_lock:
@@ -422,7 +421,7 @@ class Daemon:
             raise RuntimeError("daemon not started")
         for attempt in range(_COMMIT_RETRIES):
             try:
-                records = ledger.commit(outcomes)
+                committed = ledger.commit(outcomes)
                 break
             except sqlite3.OperationalError as exc:
                 if attempt == _COMMIT_RETRIES - 1:
@@ -434,27 +433,28 @@ class Daemon:
         with self._count_lock:
             for o in outcomes:
                 self._recorded["file" if o.frame.content_sha256 is not None else "other"] += 1
-        if self.sink is not None:
-            self.sink.write(records)
+        records = [c.record for c in committed if c.record is not None]
+        for sink in self.sinks:
+            sink.write(records)
         if self.metrics is not None:
-            self.metrics.observe(outcomes)
-        self._remember(outcomes)
-        for o in outcomes:
-            cb = o.frame.on_done
+            self.metrics.observe(committed)
+        self._remember(committed)
+        for c in committed:
+            cb = c.outcome.frame.on_done
             if cb is not None:
                 try:
-                    cb(o)
+                    cb(c)
                 except (OSError, ValueError, RuntimeError) as exc:
-                    logger.error("after-commit action for %s failed: %s", o.frame.ref, exc)
-        self.processed += sum(1 for o in outcomes if not o.duplicate)
+                    logger.error("after-commit action for %s failed: %s", c.outcome.frame.ref, exc)
+        self.processed += len(records)
         count = self.settings.count
         if count is not None and self.processed >= count:
             self.stop(f"count {count} reached")
 
-    def _remember(self, outcomes: list[Outcome]) -> None:
+    def _remember(self, committed: list[Committed]) -> None:
         """Keep the last records, errors and spectrum for the dashboard (references only, no copies)."""
-        for o in outcomes:
-            rec = o.record
+        for c in committed:
+            rec, o = c.record, c.outcome
             if rec is None:
                 continue
             self.recent.append(rec)
@@ -499,7 +499,7 @@ class Daemon:
         if changes and not self.settings.allow_task_change:
             return "changes the task (refused without --allow-task-change): " + "; ".join(changes)
         for src in self.sources:
-            axis = getattr(src, "axis", None)
+            axis = src.axis
             if axis is not None:
                 why = new.prepare(axis)
                 if why is not None:
@@ -533,8 +533,7 @@ class Daemon:
         old, ledger = self.engine, self.ledger
         self.engine = new
         if ledger is not None:  # the worker is the only writer: every later record names the new model
-            ledger.model_sha256, ledger.preprocess_hash, ledger.provider = (
-                new.model_sha256, new.preprocess_hash, new.provider)
+            ledger.serve(new.identity)
         if self.metrics is not None:
             self.metrics.set_info({"model": new.model_path.name, "model_sha256": new.model_sha256,
                                    "provider": new.provider, "preprocess_hash": new.preprocess_hash})
@@ -598,7 +597,6 @@ class Daemon:
             step = max(1, -(-a.size // max_points))
             latest = {"record": _slim(rec), "axis": np.round(a[::step], 2).tolist(),
                       "intensities": np.round(v[::step], 3).tolist()}
-        sinks = [x for x in getattr(self.sink, "sinks", [self.sink]) if hasattr(x, "status")]
         ready, _ = self.readiness()
         return {
             "ready": ready,
@@ -612,13 +610,13 @@ class Daemon:
             "recent_errors": [_slim(r) for r in list(self.recent_errors)[::-1]],
             "latest": latest,
             "sources": [src.status() for src in self.sources],
-            "sinks": [x.status() for x in sinks],
+            "sinks": [x.status() for x in self.sinks],
         }
 
     def metrics_text(self) -> str:
         return self.metrics.render() if self.metrics else ""
 
-    def results_since(self, since: int, limit: int) -> list[dict[str, Any]]:
+    def results_since(self, since: int, limit: int) -> list[Record]:
         return self.ledger.since(since, limit) if self.ledger else []
 
     def model_axis(self) -> list[float]:
@@ -631,7 +629,7 @@ _SLIM_KEYS = ("id", "source", "input_ref", "status", "class", "confidence", "unk
               "model_sha256", "completed_at", "saturated")
 
 
-def _slim(rec: dict[str, Any]) -> dict[str, Any]:
+def _slim(rec: Record) -> dict[str, Any]:
     """A record without its probabilities and metadata (the dashboard's tables), with its unknown and drift
     decisions explained in words."""
     return {**{k: rec.get(k) for k in _SLIM_KEYS}, "explain": explain(rec)}

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
 from edge_runtime.errors import ModelRefusedError, ProviderError, SelfTestError
+from edge_runtime.records import Frame, ModelIdentity, Outcome, Prepared, bounded_text
 from edge_runtime.settings import DEFAULT_MAX_POINTS
 from spectral_core.contract import ModelContract
 from spectral_core.drift import DriftModel, DriftScorer
@@ -33,20 +32,12 @@ from spectral_core.openset import unknown_scores
 from spectral_core.preprocess import AxisSpec, PreprocessConfig, Preprocessor, normalise
 from spectral_core.providers import GPU_PROVIDERS, PROVIDER_CHOICES, PROVIDERS, ProviderName
 
-if TYPE_CHECKING:
-    from edge_runtime.ledger import LedgerEntry
-
 __all__ = [
-    "MAX_ERROR_BYTES",
     "MAX_POINTS",
     "PREPROCESS_IN_CALLER_POINTS",
     "PROVIDERS",
     "Engine",
-    "Frame",
-    "Outcome",
-    "Prepared",
     "ProviderName",
-    "bounded_text",
     "find_validation_report",
     "task_changes",
 ]
@@ -66,125 +57,6 @@ MAX_POINTS = DEFAULT_MAX_POINTS
 #: Sources leave it unset: their spectra share an axis and are preprocessed by the worker in batches (one call
 #: for 64 rows of 8,192 points costs about a quarter of 64 calls of one row)
 PREPROCESS_IN_CALLER_POINTS = 4096
-#: error text kept in a record (ledger, /results, JSON lines, MQTT, the dashboard), UTF-8 bytes; the outcome
-#: keeps the whole reason until it is committed (the drop folder bounds its quarantine ``.error.json`` itself)
-MAX_ERROR_BYTES = 2048
-_CUT_NOTE = re.compile(r" \.\.\. \[cut ([\d,]+) bytes\]$")
-
-
-def bounded_text(text: str, limit: int = MAX_ERROR_BYTES) -> str:
-    """``text`` cut to at most ``limit`` UTF-8 bytes, saying how much was cut (``... [cut 1,234 bytes]``).
-
-    A reason built from hostile input (a 50 MB line quoted in a parser error) must not travel whole into the
-    ledger, the sinks and every dashboard poll.
-    """
-    if len(text) * 4 <= limit:  # at most 4 bytes a character: certainly short enough
-        return text
-    raw = text.encode("utf-8", errors="surrogateescape")
-    if len(raw) <= limit:
-        return text
-    earlier = 0
-    m = _CUT_NOTE.search(text[-64:])
-    if m is not None:  # cut again (an outcome's 64 KiB, then a record's 2 KiB): the note counts both cuts
-        earlier = int(m.group(1).replace(",", ""))
-        raw = raw[: len(raw) - len(m.group(0).encode())]
-    keep = limit - 40  # room for the note
-    head = raw[:keep].decode("utf-8", errors="ignore")  # a character split by the cut is dropped whole
-    cut = len(raw) - len(head.encode("utf-8", errors="surrogateescape")) + earlier
-    return f"{head} ... [cut {cut:,} bytes]"
-
-
-@dataclass
-class Frame:
-    """One spectrum on its way through the daemon, or an input that already failed (``error`` set).
-
-    Attributes:
-        source: where it came from (device URL, ``watch://`` URL, ``http``).
-        ref: the input reference inside the source (file name, ``seq=12``, request id).
-        axis: source axis, cm^-1 (None when the input could not be read).
-        intensities: counts on ``axis`` (None when the input could not be read).
-        metadata: device facts (device_serial, integration_time_us, seq, saturated, ...).
-        t_received: time.monotonic() when the frame (or file claim) arrived, s.
-        acquired_at: acquisition wall-clock time, s since the epoch, when known.
-        read_s: time spent reading/parsing the input, s.
-        error: (kind, reason) of an input that cannot be classified.
-        content_sha256: hash of the file's bytes (file drops; the exactly-once key with ``ref``).
-        on_done: called with the outcome once it is committed (file moves, HTTP replies).
-        preprocess_ahead: preprocess a long spectrum in the caller's thread (:meth:`Engine.prepare_frame`).
-        prepared: the result of that, for the worker.
-    """
-
-    source: str
-    ref: str
-    axis: NDArray[np.float64] | None
-    intensities: NDArray[Any] | None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    t_received: float = field(default_factory=time.monotonic)
-    acquired_at: float | None = None
-    read_s: float = 0.0
-    error: tuple[str, str] | None = None
-    content_sha256: str | None = None
-    on_done: Callable[[Outcome], None] | None = None
-    preprocess_ahead: bool = False
-    prepared: Prepared | None = None
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A spectrum already preprocessed in its caller's thread, valid only for the engine that did it (a model
-    swap in between makes the worker preprocess it again).
-
-    Attributes:
-        owner: the :class:`Engine` that preprocessed it.
-        row: the model input (model axis), or None when the spectrum cannot be classified (``bad``).
-        bad: why the spectrum cannot be classified (NaN, flat), else None.
-        preprocess_s: time spent preprocessing, s.
-        edge_fill: cm^-1 of the model axis filled from the nearest measured point, below and above.
-    """
-
-    owner: object
-    row: NDArray[np.float32] | None
-    bad: str | None
-    preprocess_s: float
-    edge_fill: tuple[float, float]
-
-
-@dataclass
-class Outcome:
-    """What became of a frame: a classification or an error with a reason. Times in seconds."""
-
-    frame: Frame
-    ok: bool
-    class_name: str | None = None
-    class_index: int | None = None
-    confidence: float | None = None
-    probabilities: list[float] | None = None
-    unknown: bool | None = None
-    open_set_distance: float | None = None
-    #: the open-set threshold of the predicted class that ``open_set_distance`` was compared with
-    open_set_threshold: float | None = None
-    #: drift flag (T^2 > limit or Q > limit), None when the model carries no drift model
-    drift: bool | None = None
-    drift_t2: float | None = None
-    drift_q: float | None = None
-    #: the limits T^2 and Q were compared with (the served model's)
-    drift_t2_limit: float | None = None
-    drift_q_limit: float | None = None
-    error_kind: str | None = None
-    error: str | None = None
-    preprocess_s: float = 0.0
-    inference_s: float = 0.0
-    batch_size: int = 0
-    record_id: int | None = None
-    completed_at: float | None = None
-    duplicate: bool = False
-    #: for a duplicate: what the ledger recorded the first time (its status decides done/ or quarantine/)
-    previous: LedgerEntry | None = None
-    record: dict[str, Any] | None = None
-
-    @classmethod
-    def failed(cls, frame: Frame, kind: str, reason: str) -> Outcome:
-        return cls(frame=frame, ok=False, error_kind=kind, error=reason)
 
 
 def task_changes(old: ModelContract, new: ModelContract) -> list[str]:
@@ -781,6 +653,11 @@ class Engine:
         return {"t2_limit": d.t2_limit, "q_limit": d.q_limit, "components": d.n_components,
                 "explained_variance": round(d.explained_variance, 4), "quantile": d.quantile,
                 "expected_flag_rate": round(d.expected_flag_rate, 4), "limit_method": d.limit_method}
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """The model as every record it makes names it (see :meth:`edge_runtime.ledger.Ledger.serve`)."""
+        return ModelIdentity(self.model_sha256, self.preprocess_hash, self.provider)
 
     def describe(self) -> dict[str, Any]:
         """What is being served (for logs, /readyz and the ledger)."""

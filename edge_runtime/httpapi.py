@@ -63,7 +63,8 @@ from pydantic import (
     model_validator,
 )
 
-from edge_runtime.engine import MAX_POINTS, Frame, Outcome, bounded_text
+from edge_runtime.engine import MAX_POINTS
+from edge_runtime.records import Committed, Frame, Record, bounded_text
 from edge_runtime.settings import is_loopback_host
 
 if TYPE_CHECKING:
@@ -273,7 +274,7 @@ class DaemonView(Protocol):
 
     def metrics_text(self) -> str: ...
 
-    def results_since(self, since: int, limit: int) -> list[dict[str, Any]]: ...
+    def results_since(self, since: int, limit: int) -> list[Record]: ...
 
     def model_axis(self) -> list[float]: ...
 
@@ -683,10 +684,10 @@ class _Handler(BaseHTTPRequestHandler):
             # merely unsorted axis is still refused by the engine, naming where its direction changes).
             axis, x = axis[::-1].copy(), x[::-1].copy()
         done = threading.Event()
-        box: list[Outcome] = []
+        box: list[Committed] = []
 
-        def on_done(o: Outcome) -> None:
-            box.append(o)
+        def on_done(c: Committed) -> None:
+            box.append(c)
             done.set()
 
         if axis is None:
@@ -703,12 +704,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(504, f"no result within {view.request_timeout_s:g} s; it will still be recorded",
                         ref=frame.ref)
             return
-        o = box[0]
-        rec = o.record or {"id": o.record_id}
-        if o.ok:
+        c = box[0]
+        rec = c.record or {"id": c.record_id}
+        if c.outcome.ok:
             self._json(200, rec)
         else:
-            self._error(422, o.error or "the spectrum could not be classified", record=rec)
+            self._error(422, c.outcome.error or "the spectrum could not be classified", record=rec)
 
 
 _CSV_SEPARATORS = re.compile(r"[,;\t ]+")

@@ -15,15 +15,14 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from edge_runtime.engine import Outcome, bounded_text
 from edge_runtime.errors import LedgerError
+from edge_runtime.records import RECORD_KEYS, Committed, LedgerEntry, ModelIdentity, Outcome, Record, bounded_text
 
-__all__ = ["SCHEMA_VERSION", "Ledger", "LedgerEntry", "explain"]
+__all__ = ["SCHEMA_VERSION", "Ledger", "explain", "record_dict"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +78,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS results_drop_key
 CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY REFERENCES results (id));
 """
 
-_COLUMNS = (
-    "source", "input_ref", "content_sha256", "status", "class", "class_index", "confidence", "probabilities",
-    "unknown", "open_set_distance", "error_kind", "error", "acquired_at", "received_at", "completed_at",
-    "read_ms", "preprocess_ms", "inference_ms", "queue_ms", "total_ms", "batch_size", "model_sha256",
-    "preprocess_hash", "provider", "device_serial", "integration_time_us", "seq", "saturated", "metadata",
-    "open_set_threshold", "drift", "drift_t2", "drift_q", "drift_t2_limit", "drift_q_limit",
-)
+#: the columns written, in the order of the table (and of a record's keys): a record's keys after its id
+_COLUMNS = RECORD_KEYS[1:]
 _INSERT = (
     f"INSERT INTO results ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     "ON CONFLICT DO NOTHING RETURNING id"
@@ -99,16 +93,8 @@ _OWN_KEYS = frozenset(
 
 
 _BOOL_KEYS = ("unknown", "saturated", "drift")
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """What the ledger already holds for a dropped file."""
-
-    id: int
-    status: str
-    error_kind: str | None
-    error: str | None
+#: what records name as their model before :meth:`Ledger.serve` was called (tools and tests)
+_NO_MODEL = ModelIdentity("", "", "")
 
 
 def _ms(s: float | None) -> float | None:
@@ -127,7 +113,7 @@ class Ledger:
 
     Args:
         path: database file (created with its parent folder when missing).
-        model_sha256, preprocess_hash, provider: what is being served, written into every record.
+        serving: the model named in every record (:meth:`serve` changes it); None: records name none.
         synchronous: ``normal`` (durable across process crashes, the WAL default) or ``full`` (also across
             power loss, one fsync per commit).
     """
@@ -136,16 +122,12 @@ class Ledger:
         self,
         path: str | Path,
         *,
-        model_sha256: str = "",
-        preprocess_hash: str = "",
-        provider: str = "",
+        serving: ModelIdentity | None = None,
         synchronous: Literal["normal", "full"] = "normal",
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.model_sha256 = model_sha256
-        self.preprocess_hash = preprocess_hash
-        self.provider = provider
+        self._serving = _NO_MODEL if serving is None else serving
         self._sync = "FULL" if synchronous == "full" else "NORMAL"
         #: when set (the MQTT sink), every new record's id is also queued in ``outbox``, in the same
         #: transaction, until the broker acknowledged it: a result is never committed without being owed.
@@ -210,7 +192,20 @@ class Ledger:
             self._local.con = con
         return con
 
-    def _row(self, o: Outcome, now_wall: float, now_mono: float) -> tuple[Any, ...]:
+    @property
+    def serving(self) -> ModelIdentity:
+        """The model the next records name."""
+        return self._serving
+
+    def serve(self, model: ModelIdentity) -> None:
+        """Name ``model`` in every record committed from now on (a model swap, between two batches).
+
+        One reference replaced at once: a batch being committed names either model whole, never a mix.
+        """
+        self._serving = model
+
+    @staticmethod
+    def _row(o: Outcome, model: ModelIdentity, now_wall: float, now_mono: float) -> tuple[Any, ...]:
         f = o.frame
         m = f.metadata
         total = max(0.0, now_mono - f.t_received)
@@ -238,9 +233,9 @@ class Ledger:
             _ms(max(0.0, total - work)),
             _ms(total),
             o.batch_size or None,
-            self.model_sha256,
-            self.preprocess_hash,
-            self.provider,
+            model.model_sha256,
+            model.preprocess_hash,
+            model.provider,
             None if m.get("device_serial") is None else str(m.get("device_serial")),
             _int_or_none(m.get("integration_time_us")),
             _int_or_none(m.get("seq")),
@@ -254,21 +249,25 @@ class Ledger:
             o.drift_q_limit,
         )
 
-    def commit(self, outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
-        """Record a batch in one transaction; sets ``record_id``/``completed_at`` (and ``duplicate``).
+    def commit(self, outcomes: Sequence[Outcome]) -> list[Committed]:
+        """Record a batch in one transaction. The outcomes are not changed.
 
         Returns:
-            the records written (duplicates left out), as /results and the JSON-lines sink show them.
+            one :class:`Committed` per outcome, in order: its new record (as /results and the sinks show it),
+            or for a drop already recorded, no record and what the ledger holds from the first time.
         """
         if not outcomes:
             return []
         now_wall, now_mono = time.time(), time.monotonic()
-        rows = [self._row(o, now_wall, now_mono) for o in outcomes]
+        model = self._serving
+        rows = [self._row(o, model, now_wall, now_mono) for o in outcomes]
+        # per outcome: (new record id, None) or (id of the record already there or None, what that one says)
+        ids: list[tuple[int | None, LedgerEntry | None]] = []
         with self._lock:
             con = self._writer
             con.execute("BEGIN IMMEDIATE")
             try:
-                for o, row in zip(outcomes, rows, strict=True):
+                for row in rows:
                     # The unique key (source, name, SHA-256) of a dropped file may already hold a record (a
                     # re-drop of the same bytes, or a crash between commit and move): the first one stays. It is
                     # looked up before inserting because a refused insert would still use up an id, and a gap
@@ -278,24 +277,23 @@ class Ledger:
                     if got is None:
                         if prev is None:  # lost a race with the unique index: same outcome
                             prev = con.execute(_LOOKUP, (row[0], row[1], row[2])).fetchone()
-                        o.previous = None if prev is None else LedgerEntry(int(prev[0]), str(prev[1]), prev[2], prev[3])
-                        o.record_id = None if prev is None else int(prev[0])
-                        o.duplicate = True
+                        entry = None if prev is None else LedgerEntry(int(prev[0]), str(prev[1]), prev[2], prev[3])
+                        ids.append((None if entry is None else entry.id, entry))
                     else:
-                        o.record_id = int(got[0])
+                        ids.append((int(got[0]), None))
                         if self.outbox:
-                            con.execute("INSERT INTO outbox (id) VALUES (?)", (o.record_id,))
-                    o.completed_at = now_wall
+                            con.execute("INSERT INTO outbox (id) VALUES (?)", (int(got[0]),))
                 con.execute("COMMIT")
             except BaseException:
                 _rollback(con)
                 raise
-        records = []
-        for o, row in zip(outcomes, rows, strict=True):
-            if not o.duplicate:
-                o.record = _as_record(o.record_id, row, o.probabilities, o.frame.metadata)
-                records.append(o.record)
-        return records
+        done = []
+        for o, row, (rid, entry) in zip(outcomes, rows, ids, strict=True):
+            if entry is not None or rid is None:  # a duplicate: no new record
+                done.append(Committed(o, rid, now_wall, None, entry))
+            else:
+                done.append(Committed(o, rid, now_wall, _as_record(rid, row, o.probabilities, o.frame.metadata)))
+        return done
 
     def lookup(self, source: str, ref: str, content_sha256: str) -> LedgerEntry | None:
         """The record of a dropped file, if it was already committed."""
@@ -304,14 +302,14 @@ class Ledger:
             return None
         return LedgerEntry(int(row[0]), str(row[1]), row[2], row[3])
 
-    def since(self, since_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+    def since(self, since_id: int = 0, limit: int = 1000) -> list[Record]:
         """Records with ``id > since_id``, oldest first, at most ``limit``."""
         rows = self._reader().execute(
             "SELECT * FROM results WHERE id > ? ORDER BY id LIMIT ?", (int(since_id), int(limit))
         ).fetchall()
         return [record_dict(r) for r in rows]
 
-    def outbox_after(self, after_id: int, limit: int) -> list[dict[str, Any]]:
+    def outbox_after(self, after_id: int, limit: int) -> list[Record]:
         """Records still owed to the broker with ``id > after_id``, oldest first."""
         rows = self._reader().execute(
             "SELECT r.* FROM outbox o JOIN results r ON r.id = o.id WHERE o.id > ? ORDER BY o.id LIMIT ?",
@@ -375,8 +373,8 @@ def _rollback(con: sqlite3.Connection) -> None:
 
 
 def _as_record(
-    record_id: int | None, row: tuple[Any, ...], probabilities: list[float] | None, metadata: dict[str, Any]
-) -> dict[str, Any]:
+    record_id: int, row: tuple[Any, ...], probabilities: list[float] | None, metadata: dict[str, Any]
+) -> Record:
     d: dict[str, Any] = {"id": record_id, **dict(zip(_COLUMNS, row, strict=True))}
     if probabilities is not None:
         d["probabilities"] = [round(p, 7) for p in probabilities]
@@ -385,12 +383,12 @@ def _as_record(
     for key in _BOOL_KEYS:
         if d[key] is not None:
             d[key] = bool(d[key])
-    return d
+    return cast("Record", d)
 
 
-def record_dict(row: sqlite3.Row) -> dict[str, Any]:
+def record_dict(row: sqlite3.Row) -> Record:
     """A ledger row as the JSON record used by /results and the JSON-lines sink."""
-    return _decode(dict(row))
+    return cast("Record", _decode(dict(row)))
 
 
 def _decode(d: dict[str, Any]) -> dict[str, Any]:
@@ -410,7 +408,7 @@ def _vs(value: float, limit: float | None, fmt: str, name: str = "") -> str:
     return f"{value:{fmt}} {'>' if value > limit else '<='} {name}{limit:{fmt}}"
 
 
-def explain(record: dict[str, Any]) -> dict[str, str | None]:
+def explain(record: Mapping[str, Any]) -> dict[str, str | None]:
     """The unknown and drift decisions of a record in words, each statistic against its threshold.
 
     ``{"unknown": "unknown: distance 0.412 > threshold 0.300", "drift": "drift: T^2 12.3 > 9.5, Q 0.031 <= 0.05"}``;

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from edge_runtime.engine import Outcome
+from edge_runtime.records import Committed
 from spectral_core.drift import window_alarm
 
 __all__ = ["LATENCY_BUCKETS_S", "Metrics"]
@@ -132,16 +132,17 @@ class Metrics:
         out["latency_ms_by_stage"] = {k: _percentiles_ms(v) for k, v in stages.items()}
         return out
 
-    def observe(self, outcomes: Sequence[Outcome], now_mono: float | None = None) -> None:
+    def observe(self, committed: Sequence[Committed], now_mono: float | None = None) -> None:
         """Account for a committed micro-batch."""
         now = time.monotonic() if now_mono is None else now_mono
         with self._lock:
             self._batches += 1
-            self._commits.append((now, sum(1 for o in outcomes if not o.duplicate)))
-            for o in outcomes:
-                if o.duplicate:
+            self._commits.append((now, sum(1 for c in committed if not c.duplicate)))
+            for c in committed:
+                if c.duplicate:
                     self._duplicates += 1
                     continue
+                o = c.outcome
                 if o.ok and o.class_name is not None:
                     self._by_class[o.class_name] = self._by_class.get(o.class_name, 0) + 1
                     if o.unknown:

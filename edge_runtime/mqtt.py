@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlsplit
 
 from edge_runtime.errors import SettingsError
 from edge_runtime.ledger import Ledger
+from edge_runtime.records import Record
 from edge_runtime.settings import is_loopback_host
 from spectral_core.errors import MissingExtraError
 
@@ -134,7 +135,7 @@ class MqttSink:
     Args:
         url: ``mqtt[s]://[user:password@]host:port/topic-prefix``.
         ledger: the daemon's ledger; its ``outbox`` is switched on.
-        flush_timeout_s: how long :meth:`close` keeps publishing what is left, s.
+        flush_timeout_s: how long :meth:`close` keeps publishing what is left at most, s.
         tls: CA and client certificate files for ``mqtts://``.
 
     Raises:
@@ -214,7 +215,7 @@ class MqttSink:
 
     # -- the publisher -------------------------------------------------------------------------------
 
-    def write(self, records: Sequence[dict[str, Any]]) -> None:
+    def write(self, records: Sequence[Record]) -> None:
         """Committed records are already in the outbox: only wake the publisher."""
         if records:
             self._wake.set()
@@ -267,11 +268,12 @@ class MqttSink:
         except sqlite3.Error:
             return False
 
-    def close(self) -> None:
-        """Publish what is left for up to ``flush_timeout_s``, then disconnect (the rest stays owed)."""
+    def close(self, timeout_s: float | None = None) -> None:
+        """Publish what is left for up to ``timeout_s`` (at most ``flush_timeout_s``; None: that), then
+        disconnect (the rest stays owed for the next start)."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(self.flush_timeout_s)
+        self._thread.join(self.flush_timeout_s if timeout_s is None else min(self.flush_timeout_s, timeout_s))
         self._abort.set()
         self._thread.join(1.0)
         left = -1

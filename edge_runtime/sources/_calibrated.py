@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from edge_runtime.engine import Frame, bounded_text
-from edge_runtime.sources._base import Source, Submit
+from edge_runtime.protocols import Source, Submit
+from edge_runtime.records import Frame, bounded_text
 from edge_runtime.sources._device import MAX_DEVICE_REASON
 
 __all__ = ["CalibratedSource"]
@@ -33,7 +33,7 @@ class CalibratedSource:
     @property
     def axis(self) -> NDArray[np.float64] | None:
         """The source's corrected axis, when the source knows it before its first spectrum."""
-        raw = getattr(self.inner, "axis", None)
+        raw = self.inner.axis
         if raw is None:
             return None
         from spectral_core.calibration import CalibrationError, apply_calibration
@@ -46,7 +46,7 @@ class CalibratedSource:
 
     @property
     def finished(self) -> bool:
-        return bool(getattr(self.inner, "finished", False))
+        return self.inner.finished
 
     def open(self) -> None:
         self.inner.open()

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.engine import Frame, bounded_text
-from edge_runtime.sources._base import Submit
+from edge_runtime.protocols import Submit
+from edge_runtime.records import Frame, bounded_text
 from spectral_core.errors import DriverError, RamanEdgeError
 
 __all__ = ["MAX_DEVICE_REASON", "DeviceSource"]

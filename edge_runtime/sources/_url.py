@@ -7,7 +7,7 @@ from urllib.parse import unquote
 
 from edge_runtime.errors import SettingsError
 from edge_runtime.ledger import Ledger
-from edge_runtime.sources._base import Source
+from edge_runtime.protocols import Source
 from edge_runtime.sources._calibrated import CalibratedSource
 from edge_runtime.sources._device import DeviceSource
 from edge_runtime.sources._watch import WatchSource

@@ -33,12 +33,13 @@ from typing import Any, get_args
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
+from numpy.typing import NDArray
 
-from edge_runtime.engine import Frame, Outcome, bounded_text
 from edge_runtime.errors import SettingsError
-from edge_runtime.ledger import Ledger, LedgerEntry
+from edge_runtime.ledger import Ledger
+from edge_runtime.protocols import Submit
+from edge_runtime.records import Committed, Frame, LedgerEntry, bounded_text
 from edge_runtime.settings import DEFAULT_TEMP_SUFFIXES, ServeSettings
-from edge_runtime.sources._base import Submit
 from edge_runtime.sources._events import EVENT_BACKENDS, Events, open_events
 from edge_runtime.sources._files import O_NOFOLLOW, OPEN_FLAGS, file_kind, move_exclusive, os_reason, refusal_key
 from edge_runtime.sources._names import input_ref, storable
@@ -717,6 +718,11 @@ class WatchSource:
             self._thread.join(timeout_s)
 
     @property
+    def axis(self) -> NDArray[np.float64] | None:
+        """None: every dropped file brings its own axis."""
+        return None
+
+    @property
     def finished(self) -> bool:
         return False
 
@@ -762,16 +768,16 @@ class _Claim:
         self.first_id: int | None = None
         self.lock = threading.Lock()
 
-    def outcome(self, k: int) -> Callable[[Outcome], None]:
+    def outcome(self, k: int) -> Callable[[Committed], None]:
         """The ``on_done`` of spectrum ``k``: called by the daemon once its record is committed."""
 
-        def done(o: Outcome) -> None:
-            prev = o.previous
-            if o.duplicate and prev is not None:
+        def done(c: Committed) -> None:
+            prev, o = c.previous, c.outcome
+            if c.duplicate and prev is not None:
                 # these exact bytes were already recorded under this name: moved on as that first record says
                 self.settle(k, prev.status == "ok", prev.id, prev.error_kind, prev.error)
             else:
-                self.settle(k, o.ok, o.record_id, o.error_kind, o.error)
+                self.settle(k, o.ok, c.record_id, o.error_kind, o.error)
 
         return done
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.engine import Engine, Frame, Outcome
+from edge_runtime.engine import Engine
+from edge_runtime.records import Frame, Outcome
 from spectral_core.io import read_dataset
 from spectral_core.spectrum import SpectralDataset
 from spectral_core.synth import synth_dataset

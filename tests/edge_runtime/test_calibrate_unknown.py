@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edge_runtime.calibrate_unknown import calibrate_unknown, replace_metadata
-from edge_runtime.engine import Engine, Frame
+from edge_runtime.engine import Engine
+from edge_runtime.records import Frame
 from ramanedge.cli import main
 from spectral_core.contract import METADATA_KEY
 from spectral_core.errors import ContractError, DataError

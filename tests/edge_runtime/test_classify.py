@@ -13,7 +13,8 @@ import pytest
 
 from edge_runtime._classify_out import BACKGROUND_RGB, ERROR_RGB, CsvWriter, NpzWriter, class_colours
 from edge_runtime.classify import engine_facts, expand_inputs, iter_chunks, run_classification
-from edge_runtime.engine import Engine, Frame
+from edge_runtime.engine import Engine
+from edge_runtime.records import Frame
 from ramanedge.cli import main
 from spectral_core.io import write_npz
 from spectral_core.spectrum import SpectralDataset

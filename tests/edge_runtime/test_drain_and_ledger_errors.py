@@ -19,8 +19,8 @@ from _er_daemon import REPO, query_ledger
 
 import edge_runtime.daemon as daemon_mod
 from edge_runtime.daemon import Daemon
-from edge_runtime.engine import Frame, Outcome
 from edge_runtime.ledger import Ledger
+from edge_runtime.records import Frame, Outcome
 from edge_runtime.settings import load_settings
 
 

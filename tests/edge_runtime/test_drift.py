@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.engine import Engine, Frame, Outcome
+from edge_runtime.engine import Engine
 from edge_runtime.ledger import SCHEMA_VERSION, Ledger, explain
 from edge_runtime.metrics import Metrics
+from edge_runtime.records import Frame, Outcome
 from spectral_core.contract import METADATA_KEY
 from spectral_core.drift import window_alarm
 from spectral_core.synth import synth_dataset
@@ -93,10 +94,10 @@ def test_old_contract_serves_with_drift_not_available(model, tmp_path, held_out)
     assert o.drift is None and o.drift_t2 is None and o.class_name is not None
     led = Ledger(tmp_path / "r.sqlite")
     try:
-        rec = led.commit([o])[0]
+        rec = led.commit([o])[0].record
     finally:
         led.close()
-    assert rec["drift"] is None and rec["drift_t2"] is None
+    assert rec is not None and rec["drift"] is None and rec["drift_t2"] is None
     assert explain(rec)["drift"] == "drift: not available (the model carries no drift model)"
 
 
@@ -110,7 +111,7 @@ def test_records_carry_t2_q_and_limits_and_explain_them(engine, held_out, tmp_pa
         read = led.since(0)
     finally:
         led.close()
-    assert [r["id"] for r in read] == [r["id"] for r in written]
+    assert [r["id"] for r in read] == [c.record_id for c in written]
     d = engine.contract.drift
     for o, rec in zip(out, read, strict=True):
         assert rec["drift"] is o.drift and isinstance(rec["drift"], bool)
@@ -183,19 +184,21 @@ def test_a_schema_1_ledger_is_migrated_and_its_records_stay_readable(engine, hel
     Ledger(db).close()  # and a second open finds nothing left to migrate
 
 
-def test_metrics_count_drift_flags_and_raise_the_window_alarm(engine, held_out):
+def test_metrics_count_drift_flags_and_raise_the_window_alarm(engine, held_out, tmp_path):
     axis, X = held_out
     m = Metrics({"model": "tiny"})
     m.set_drift_expected(engine.contract.drift.expected_flag_rate)
+    led = Ledger(tmp_path / "r.sqlite")
     calm = _classify(engine, axis, X[:50])
-    m.observe(calm)
+    m.observe(led.commit(calm))
     n_calm = sum(bool(o.drift) for o in calm)
     text = m.render()
     assert f"ramanedge_drift_total {n_calm}\n" in text and "ramanedge_drift_checked_total 50\n" in text
     assert "ramanedge_drift_alarm 0\n" in text
     t = (axis - axis[0]) / (axis[-1] - axis[0])
     rippled = _classify(engine, axis, X[50:] + 0.1 * X[50:].max(axis=1, keepdims=True) * np.sin(2 * np.pi * 4 * t))
-    m.observe(rippled)
+    m.observe(led.commit(rippled))
+    led.close()
     n = n_calm + sum(bool(o.drift) for o in rippled)
     text = m.render()
     assert f"ramanedge_drift_total {n}\n" in text and "ramanedge_drift_checked_total 100\n" in text
@@ -207,13 +210,15 @@ def test_metrics_count_drift_flags_and_raise_the_window_alarm(engine, held_out):
     assert m.snapshot()["drift_window"] is None and "ramanedge_drift_alarm" not in m.render()
 
 
-def test_metrics_keep_model_time_apart_from_queueing(engine, held_out):
+def test_metrics_keep_model_time_apart_from_queueing(engine, held_out, tmp_path):
     axis, X = held_out
     m = Metrics({"model": "tiny"})
     out = _classify(engine, axis, X[:4])
     for o in out:
         o.frame.t_received -= 0.5  # waited half a second in the queue
-    m.observe(out)
+    led = Ledger(tmp_path / "r.sqlite")
+    m.observe(led.commit(out))
+    led.close()
     st = m.snapshot()["latency_ms_by_stage"]
     assert st["inference"]["p50"] < 100 and st["queue"]["p50"] >= 400
     assert m.snapshot()["latency_ms"]["p50"] >= 500

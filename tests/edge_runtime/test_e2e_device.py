@@ -20,7 +20,7 @@ import pytest
 from _er_daemon import query_ledger
 
 from device_drivers.sim import SimConfig, SimulatedInstrument
-from edge_runtime.engine import Frame
+from edge_runtime.records import Frame
 from edge_runtime.sources import DeviceSource
 from spectral_core.io import write_npz
 from spectral_core.synth import synth_dataset

@@ -11,8 +11,9 @@ import onnxruntime as ort
 import pytest
 from _er_model import rewrite_contract
 
-from edge_runtime.engine import Engine, Frame
+from edge_runtime.engine import Engine
 from edge_runtime.errors import ModelRefusedError, ProviderError, SelfTestError
+from edge_runtime.records import Frame
 from spectral_core.errors import ContractError
 from spectral_core.hashing import sha256_file
 from spectral_core.synth import instrument_axis, synth_dataset

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.engine import MAX_ERROR_BYTES, PREPROCESS_IN_CALLER_POINTS, Engine, Frame, Outcome, bounded_text
+from edge_runtime.engine import PREPROCESS_IN_CALLER_POINTS, Engine
 from edge_runtime.ledger import Ledger
+from edge_runtime.records import MAX_ERROR_BYTES, Frame, Outcome, bounded_text
 from edge_runtime.settings import load_settings, request_bytes_for
 from edge_runtime.sinks import JsonlSink
 from spectral_core.synth import instrument_axis, synth_dataset
@@ -86,11 +87,11 @@ def test_a_50_mb_error_line_is_2_kib_in_the_ledger_and_the_sinks(tmp_path: Path)
     ledger = Ledger(tmp_path / "r.sqlite")
     sink = JsonlSink(tmp_path / "out.jsonl")
     try:
-        records = ledger.commit([o])
+        records = [c.record for c in ledger.commit([o]) if c.record is not None]
         sink.write(records)
         stored = ledger.since(0)[0]["error"]
     finally:
-        sink.close()
+        sink.close(0.0)
         ledger.close()
     assert len(stored.encode()) <= MAX_ERROR_BYTES and stored.startswith("parse error near: 7,7,")
     assert f"[cut {len(line.encode()) - len(stored.split(' ... [cut')[0].encode()):,} bytes]" in stored

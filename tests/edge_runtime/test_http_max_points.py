@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_runtime.engine import Frame, Outcome
 from edge_runtime.httpapi import BINARY_CTYPE, CSV_CTYPE, LAYOUT_HEADER, HttpApi
+from edge_runtime.records import Committed, Frame, Outcome
 from edge_runtime.settings import DEFAULT_MAX_POINTS, load_settings
 
 
@@ -31,8 +31,8 @@ class _View:
     def offer(self, frame: Frame, timeout_s: float) -> bool:
         self.offered.append(frame)
         assert frame.on_done is not None and frame.intensities is not None
-        frame.on_done(Outcome(frame=frame, ok=True, record={"id": len(self.offered),
-                                                            "points": int(frame.intensities.size)}))
+        record = {"id": len(self.offered), "points": int(frame.intensities.size)}  # a record stand-in
+        frame.on_done(Committed(Outcome(frame=frame, ok=True), len(self.offered), 0.0, record))  # type: ignore[arg-type]
         return True
 
 

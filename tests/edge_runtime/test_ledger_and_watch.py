@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.engine import Frame, Outcome
 from edge_runtime.errors import SettingsError
 from edge_runtime.ledger import Ledger
+from edge_runtime.records import Committed, Frame, LedgerEntry, ModelIdentity, Outcome
 from edge_runtime.sources import WatchSource
 from edge_runtime.sources._inotify import Inotify
 from edge_runtime.sources._inotify import available as inotify_available
@@ -30,14 +30,16 @@ def _ok(ref: str, sha: str | None) -> Outcome:
 
 
 def test_ledger_records_every_field_and_never_a_drop_twice(tmp_path: Path) -> None:
-    led = Ledger(tmp_path / "l.sqlite", model_sha256="m" * 64, preprocess_hash="p" * 64, provider="CPU")
+    led = Ledger(tmp_path / "l.sqlite", serving=ModelIdentity("m" * 64, "p" * 64, "CPU"))
     first = [_ok("a.csv", "h1"), _ok("b.csv", "h2"), _ok("seq=1", None), _ok("seq=1", None)]
-    recs = led.commit(first)
-    assert [o.record_id for o in first] == [1, 2, 3, 4] and len(recs) == 4
+    done = led.commit(first)
+    assert [c.record_id for c in done] == [1, 2, 3, 4] and [c.outcome for c in done] == first
+    assert all(c.record is not None and c.record["id"] == c.record_id for c in done)
     again = [_ok("a.csv", "h1"), _ok("a.csv", "h-other")]  # same drop again; same name, new content
-    recs = led.commit(again)
-    assert again[0].duplicate and again[0].record_id == 1
-    assert not again[1].duplicate and again[1].record_id == 5 and len(recs) == 1
+    done = led.commit(again)
+    assert done[0].duplicate and done[0].record_id == 1 and done[0].record is None
+    assert done[0].previous == LedgerEntry(1, "ok", None, None)
+    assert not done[1].duplicate and done[1].record_id == 5 and done[1].previous is None
     assert led.count() == 5
     hit = led.lookup(SRC, "a.csv", "h1")
     assert hit is not None and hit.id == 1 and hit.status == "ok"
@@ -78,13 +80,13 @@ def test_a_ledger_from_a_newer_version_is_refused_with_its_own_error(tmp_path: P
     from edge_runtime.ledger import SCHEMA_VERSION
 
     db = tmp_path / "l.sqlite"
-    Ledger(db, model_sha256="m").close()
+    Ledger(db).close()
     con = sqlite3.connect(db)
     with con:
         con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     con.close()
     with pytest.raises(LedgerError, match=rf"schema version {SCHEMA_VERSION + 1} was written by a newer") as info:
-        Ledger(db, model_sha256="m")
+        Ledger(db)
     assert isinstance(info.value, sqlite3.DatabaseError)  # still caught where any database problem is
 
 
@@ -144,12 +146,11 @@ def test_quarantine_writes_the_reason_beside_the_file(tmp_path: Path) -> None:
     got = _run_source(src, lambda g: len(g) >= 1)
     f = got[0]
     assert f.error is not None and f.error[0] == "read"
-    o = Outcome.failed(f, *f.error)
-    led.commit([o])
+    (c,) = led.commit([Outcome.failed(f, *f.error)])
     assert f.on_done is not None
-    f.on_done(o)
+    f.on_done(c)
     info = json.loads((drop / "quarantine" / "junk.csv.error.json").read_text())
-    assert info["record_id"] == o.record_id and "binary" in info["reason"] and info["kind"] == "read"
+    assert info["record_id"] == c.record_id and "binary" in info["reason"] and info["kind"] == "read"
     assert (drop / "quarantine" / "junk.csv").read_bytes() == b"\x00\x01garbage"
 
 
@@ -195,14 +196,14 @@ def _watching(tmp_path: Path, **options) -> tuple[Path, Ledger, WatchSource, lis
     return drop, led, src, _start_collecting(src)
 
 
-def _commit_and_move_on(led: Ledger, frame: Frame) -> Outcome:
+def _commit_and_move_on(led: Ledger, frame: Frame) -> Committed:
     """What the daemon's worker does with a frame that classified fine: commit, then the source's action."""
     o = _ok(frame.ref, frame.content_sha256)
     o.frame = frame
-    led.commit([o])
+    (c,) = led.commit([o])
     assert frame.on_done is not None
-    frame.on_done(o)
-    return o
+    frame.on_done(c)
+    return c
 
 
 def _wait_for(cond, timeout_s: float = 20.0) -> bool:
@@ -310,21 +311,21 @@ def test_the_same_bytes_dropped_again_are_moved_on_as_first_recorded(tmp_path: P
     first.frame.source = url
     if not first_ok:
         first = Outcome.failed(first.frame, "input", "first time it failed")
-    led.commit([first])
+    (before,) = led.commit([first])
     src = WatchSource(url, led, settle_s=0.05, poll_s=0.1)
     got = _run_source(src, lambda g: len(g) >= 1)
     again = _ok("x.csv", got[0].content_sha256)
     again.frame = got[0]
-    led.commit([again])  # classified fine this time, but the ledger already holds this drop
-    assert again.duplicate and again.previous is not None and again.previous.id == first.record_id
+    (c,) = led.commit([again])  # classified fine this time, but the ledger already holds this drop
+    assert c.duplicate and c.previous is not None and c.previous.id == before.record_id
     assert got[0].on_done is not None
-    got[0].on_done(again)
+    got[0].on_done(c)
     assert led.count() == 1
     where = "done" if first_ok else "quarantine"
     assert (drop / where / "x.csv").read_bytes() == data
     if not first_ok:
         info = json.loads((drop / "quarantine" / "x.csv.error.json").read_text())
-        assert info["record_id"] == first.record_id and info["reason"] == "first time it failed"
+        assert info["record_id"] == before.record_id and info["reason"] == "first time it failed"
 
 
 def test_a_name_still_in_processing_is_claimed_again_only_after_it_moved_on(tmp_path: Path) -> None:

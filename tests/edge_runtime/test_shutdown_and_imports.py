@@ -43,7 +43,7 @@ import numpy as np
 import edge_runtime
 from edge_runtime.daemon import Daemon
 from edge_runtime.settings import load_settings
-from edge_runtime.engine import Frame
+from edge_runtime.records import Frame
 from spectral_core.synth import synth_dataset, instrument_axis
 d = Daemon(load_settings({{"model": {str(model)!r}, "db": {str(tmp_path / "r.sqlite")!r}, "http": "127.0.0.1:0",
                            "sources": ["sim://?classes=4&rate=50"], "provider": "cpu"}}))

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.engine import Frame
 from edge_runtime.errors import SettingsError
 from edge_runtime.ledger import Ledger
+from edge_runtime.records import Frame
 from edge_runtime.sources import CalibratedSource, DeviceSource, WatchSource, open_source
 from spectral_core.calibration import calibrate
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.engine import Frame, Outcome
 from edge_runtime.errors import SettingsError
 from edge_runtime.ledger import Ledger
+from edge_runtime.records import Committed, Frame, Outcome
 from edge_runtime.settings import load_settings
 from edge_runtime.sources import WatchSource, input_ref, name_of_ref
 from edge_runtime.sources._inotify import available as inotify_available
@@ -71,17 +71,17 @@ class _Watch:
             time.sleep(0.02)
         return list(self.got)
 
-    def commit(self, frame: Frame, ok: bool | None = None, reason: str = "failed") -> Outcome:
+    def commit(self, frame: Frame, ok: bool | None = None, reason: str = "failed") -> Committed:
         """Commit as the daemon's worker would: ok when the frame has no error (unless told), then on_done."""
         good = frame.error is None if ok is None else ok
         if good:
             o = Outcome(frame=frame, ok=True, class_name="a", class_index=0, confidence=0.9)
         else:
             o = Outcome.failed(frame, *(frame.error or ("input", reason)))
-        self.led.commit([o])
+        (c,) = self.led.commit([o])
         assert frame.on_done is not None
-        frame.on_done(o)
-        return o
+        frame.on_done(c)
+        return c
 
     def stop(self) -> None:
         self.src.stop()
