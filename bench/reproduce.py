@@ -198,12 +198,12 @@ def _export_and_validate(ev_dir: Path, doc: dict[str, Any], ds: SpectralDataset)
     ref = ds.subset(np.asarray(split["train"][:8], dtype=np.int64))
     onnx_path = export_run(run, ev_dir / "ramannet.onnx", reference=ref)
     report = validate_model(onnx_path, run, test)
-    t = report.task
+    t, logits = report.task, report.outputs.get("logits")
     return {
-        "split": split["name"], "passed": report.passed, "reason": report.reason, "n": t["n"],
-        "accuracy_torch": t["accuracy_torch"], "accuracy_onnx": t["accuracy_onnx"],
-        "argmax_agreement": t["argmax_agreement"],
-        "logits_max_abs": report.outputs.get("logits", {}).get("max_abs"),
+        "split": split["name"], "passed": report.passed, "reason": report.reason, "n": t.n,
+        "accuracy_torch": t.accuracy_torch, "accuracy_onnx": t.accuracy_onnx,
+        "argmax_agreement": t.argmax_agreement,
+        "logits_max_abs": logits.abs.max if logits is not None and logits.abs is not None else None,
     }
 
 

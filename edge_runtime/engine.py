@@ -10,10 +10,10 @@ cached per source axis, so per-spectrum work is one small banded matrix product.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +26,25 @@ from edge_runtime.records import Frame, ModelIdentity, Outcome, Prepared, bounde
 from edge_runtime.settings import DEFAULT_MAX_POINTS
 from spectral_core.contract import ModelContract
 from spectral_core.drift import DriftModel, DriftScorer
-from spectral_core.errors import ContractError, ModelFileError, PreprocessError, RamanEdgeError
+from spectral_core.errors import (
+    ContractError,
+    ModelFileError,
+    PreprocessError,
+    RamanEdgeError,
+    ValidationReportError,
+)
 from spectral_core.hashing import sha256_arrays, sha256_file
 from spectral_core.openset import unknown_scores
 from spectral_core.preprocess import AxisSpec, PreprocessConfig, Preprocessor, normalise
 from spectral_core.providers import GPU_PROVIDERS, PROVIDER_CHOICES, PROVIDERS, ProviderName
+from spectral_core.validation_report import ValidationReport, report_path
 
 __all__ = [
     "MAX_POINTS",
     "PREPROCESS_IN_CALLER_POINTS",
     "PROVIDERS",
     "Engine",
+    "InferenceOutputs",
     "ProviderName",
     "find_validation_report",
     "task_changes",
@@ -78,52 +86,47 @@ def task_changes(old: ModelContract, new: ModelContract) -> list[str]:
 
 
 def find_validation_report(model: Path) -> Path | None:
-    """``<model>.validation.json`` beside the model (``m.validation.json`` or ``m.onnx.validation.json``)."""
-    for cand in (model.with_suffix(".validation.json"), model.with_name(model.name + ".validation.json")):
-        if cand.is_file():
-            return cand
-    return None
-
-
-def _report_hash(report: dict[str, Any]) -> str | None:
-    for key in ("model_sha256", "onnx_sha256", "sha256"):
-        v = report.get(key)
-        if isinstance(v, str):
-            return v
-    model = report.get("model")
-    if isinstance(model, dict):
-        for key in ("sha256", "model_sha256"):
-            v = model.get(key)
-            if isinstance(v, str):
-                return v
-    return None
+    """The validation report beside ``model`` (:func:`~spectral_core.validation_report.report_path`), if any."""
+    path = report_path(model)
+    return path if path.is_file() else None
 
 
 def check_validated(model: Path, model_sha256: str) -> Path:
-    """Raise :class:`ModelRefusedError` unless a passed validation report for exactly this model exists."""
-    report_path = find_validation_report(model)
-    if report_path is None:
+    """Raise :class:`ModelRefusedError` unless a passed validation report for exactly this model exists.
+
+    The report is read by its one schema (:class:`~spectral_core.validation_report.ValidationReport`, strict,
+    format version checked) and must vouch for this file: passed, this SHA-256, and consistent with its own
+    numbers (:meth:`~spectral_core.validation_report.ValidationReport.refusal`).
+    """
+    path = find_validation_report(model)
+    if path is None:
         raise ModelRefusedError(
             f"--require-validated: no validation report beside {model} "
-            f"(expected {model.with_suffix('.validation.json').name}); run `ramanedge validate` first"
+            f"(expected {report_path(model).name}); run `ramanedge validate` first"
         )
     try:
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelRefusedError(f"--require-validated: cannot read {report_path}: {exc}") from None
-    if not isinstance(report, dict):
-        raise ModelRefusedError(f"--require-validated: {report_path} is not a JSON object")
-    if report.get("passed") is not True:
-        raise ModelRefusedError(f"--require-validated: {report_path} says the model did not pass validation")
-    h = _report_hash(report)
-    if h is None:
-        raise ModelRefusedError(f"--require-validated: {report_path} names no model sha256")
-    if h != model_sha256:
-        raise ModelRefusedError(
-            f"--require-validated: {report_path} validated another model (sha256 {h[:12]}..., "
-            f"this one is {model_sha256[:12]}...)"
-        )
-    return report_path
+        report = ValidationReport.read(path)
+    except ValidationReportError as exc:
+        raise ModelRefusedError(f"--require-validated: cannot read {path.name}: {exc}") from None
+    why = report.refusal(model_sha256)
+    if why is not None:
+        raise ModelRefusedError(f"--require-validated: {path} {why}")
+    return path
+
+
+@dataclass(frozen=True)
+class InferenceOutputs:
+    """Every output of a RamanNet model for a batch of model inputs, float32, rows in input order.
+
+    Attributes:
+        probabilities: [N, C] softmax of the logits, classes in contract order.
+        logits: [N, C] class scores before the softmax.
+        embedding: [N, D] L2-normalised embedding (what open-set distances are measured in).
+    """
+
+    probabilities: NDArray[np.float32]
+    logits: NDArray[np.float32]
+    embedding: NDArray[np.float32]
 
 
 class Engine:
@@ -347,6 +350,38 @@ class Engine:
         Raises:
             ContractError: wrong rank, length or non-finite values.
         """
+        x = self._model_input(X)
+        outs = self.session.run(self._outputs, {self.contract.input_name: x})
+        probs = np.asarray(outs[0], dtype=np.float32)
+        emb = np.asarray(outs[1], dtype=np.float32) if len(outs) > 1 else None
+        return probs, emb
+
+    def infer_raw(self, X: NDArray[Any]) -> InferenceOutputs:
+        """Every output of the model on model-axis inputs, ``max_batch`` rows at a time.
+
+        What ``ramanedge validate`` compares with PyTorch: the same session (provider read back), input checks
+        and input dtype as :meth:`infer`, which serves only the outputs the daemon needs.
+
+        Raises:
+            ContractError: wrong rank, length or non-finite values; an output the contract names is missing.
+        """
+        x = self._model_input(X)
+        names = self.contract.output_names
+        have = {o.name for o in self.session.get_outputs()}
+        want = [names.get(key, key) for key in ("probabilities", "logits", "embedding")]  # InferenceOutputs' order
+        missing = [w for w in want if w not in have]
+        if missing:
+            raise ContractError(f"the model lacks output(s) {missing} (has {sorted(have)})")
+        parts: list[list[NDArray[np.float32]]] = [[], [], []]
+        for start in range(0, max(x.shape[0], 1), self.max_batch):
+            outs = self.session.run(want, {self.contract.input_name: x[start : start + self.max_batch]})
+            for part, o in zip(parts, outs, strict=True):
+                part.append(np.asarray(o, dtype=np.float32))
+        probs, logits, emb = (np.concatenate(p, axis=0) for p in parts)
+        return InferenceOutputs(probabilities=probs, logits=logits, embedding=emb)
+
+    def _model_input(self, X: NDArray[Any]) -> NDArray[Any]:
+        """``X`` checked against the contract ([batch, points], finite) in the model's input dtype."""
         x = np.asarray(X)
         n = self.contract.n_points
         if x.ndim != 2 or x.shape[1] != n:
@@ -355,10 +390,7 @@ class Engine:
             x = x.astype(self._dtype)
         if not np.isfinite(x).all():
             raise ContractError("model input holds NaN/inf")
-        outs = self.session.run(self._outputs, {self.contract.input_name: x})
-        probs = np.asarray(outs[0], dtype=np.float32)
-        emb = np.asarray(outs[1], dtype=np.float32) if len(outs) > 1 else None
-        return probs, emb
+        return x
 
     def self_test(self) -> None:
         """Check the model reproduces the exporter's probabilities on the contract's reference spectra."""

@@ -92,36 +92,50 @@ def _parse_pairs(items: list[str], what: str) -> dict[str, float]:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from export.validate import DEFAULT_CRITERIA, OutputTolerance, format_report, report_path, validate_model
-    from spectral_core.contract import ModelContract
+    from pydantic import ValidationError
+
+    from export.onnx_export import read_contract
+    from export.validate import (
+        DEFAULT_CRITERIA,
+        OUTPUTS,
+        Criteria,
+        OutputTolerance,
+        format_report,
+        report_path,
+        validate_model,
+    )
 
     criteria = None
     atols, rtols = _parse_pairs(args.atol, "--atol"), _parse_pairs(args.rtol, "--rtol")
     if atols or rtols or args.min_agreement is not None or args.max_accuracy_drop is not None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        meta = ort.InferenceSession(str(args.model), so, providers=["CPUExecutionProvider"]).get_modelmeta()
-        precision = ModelContract.from_metadata(meta.custom_metadata_map).precision
+        precision = read_contract(args.model).precision
         base = DEFAULT_CRITERIA[precision]
+        unknown = sorted((set(atols) | set(rtols)) - set(OUTPUTS))
+        if unknown:
+            raise SystemExit(f"ramanedge validate: no output {unknown[0]!r}; the outputs are {', '.join(OUTPUTS)}")
         tols = dict(base.tolerances)
-        for name in set(atols) | set(rtols):
-            old = tols.get(name)
-            tols[name] = OutputTolerance(
-                atol=atols.get(name, old.atol if old else 0.0), rtol=rtols.get(name, old.rtol if old else 0.0)
-            )
-        update: dict[str, object] = {"tolerances": tols}
-        if args.min_agreement is not None:
-            update["min_argmax_agreement"] = args.min_agreement
-        if args.max_accuracy_drop is not None:
-            update["max_accuracy_drop_pp"] = args.max_accuracy_drop
-        criteria = base.model_copy(update=update)
+        fields: dict[str, object] = dict(base)
+        try:
+            for name in set(atols) | set(rtols):
+                old = tols.get(name)
+                tols[name] = OutputTolerance(
+                    atol=atols.get(name, old.atol if old else 0.0), rtol=rtols.get(name, old.rtol if old else 0.0)
+                )
+            fields["tolerances"] = tols
+            if args.min_agreement is not None:
+                fields["min_argmax_agreement"] = args.min_agreement
+            if args.max_accuracy_drop is not None:
+                fields["max_accuracy_drop_pp"] = args.max_accuracy_drop
+            criteria = Criteria.model_validate(fields)  # validated, unlike model_copy(update=...)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise SystemExit(f"ramanedge validate: invalid criteria: {where}: {err['msg']}") from None
     paths = args.data
     # one plain file: validate_model reads it itself and records the file's own SHA-256 in the report
     data = paths[0] if len(paths) == 1 and not read_options(args) else read_data(args)
     report = validate_model(args.model, args.run, data, provider=args.provider, criteria=criteria)
-    print(report.model_dump_json(indent=2) if args.json else format_report(report))
+    print(report.to_json().rstrip("\n") if args.json else format_report(report))
     print(f"report: {report_path(args.model)}", file=sys.stderr)
     if not report.passed:
         print(f"ramanedge validate: FAILED: {report.reason}", file=sys.stderr)

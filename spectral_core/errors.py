@@ -22,6 +22,7 @@ __all__ = [
     "ProviderError",
     "RamanEdgeError",
     "ReaderError",
+    "ValidationReportError",
 ]
 
 
@@ -52,6 +53,11 @@ class PreprocessError(DataError):
 
 class ContractError(RamanEdgeError, ValueError):
     """A model contract that is missing, malformed, of another version, or does not match the data."""
+
+
+class ValidationReportError(ContractError):
+    """A validation report that cannot be read: not JSON, not a ramanedge report, another format version, or
+    fields that do not match the schema (:mod:`spectral_core.validation_report`)."""
 
 
 class ProviderError(RamanEdgeError, RuntimeError):

@@ -17,7 +17,7 @@ ALLOWED = {
     "device_drivers": {"spectral_core"},
     "edge_runtime": {"spectral_core", "device_drivers"},
     "trainer": {"spectral_core"},
-    "export": {"spectral_core", "trainer"},
+    "export": {"spectral_core", "trainer", "edge_runtime"},
 }
 OURS = {*ALLOWED, "ramanedge"}
 

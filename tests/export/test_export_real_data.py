@@ -27,6 +27,6 @@ def test_rruff_model_exports_and_validates(data_dir: Path, tmp_path: Path) -> No
         model = export_run(run, tmp_path / f"rruff_{precision}.onnx", precision=precision)
         report = validate_model(model, run, data)
         assert report.passed, format_report(report)
-        assert report.task["n"] == ds.n_spectra
+        assert report.task.n == ds.n_spectra
         if precision == "fp32":
-            assert report.task["argmax_agreement"] == 1.0
+            assert report.task.argmax_agreement == 1.0

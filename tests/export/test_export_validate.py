@@ -37,17 +37,17 @@ def test_every_precision_exports_and_passes_validation(
     onnx.checker.check_model(onnx.load(path), full_check=True)
     report = validate_model(path, tiny_run, held_out)
     assert report.passed, format_report(report)
-    assert report.model["precision"] == precision
-    assert report.environment["providers_used"][0] == "CPUExecutionProvider"
-    assert report.task["n"] == 400 and report.task["argmax_agreement"] >= 0.97
-    assert "unknown_agreement" in report.task  # the tiny run has an open set
+    assert report.model.precision == precision
+    assert report.environment.providers_used[0] == "CPUExecutionProvider"
+    assert report.task.n == 400 and report.task.argmax_agreement >= 0.97
+    assert report.task.unknown_agreement is not None  # the tiny run has an open set
     saved = json.loads(report_path(path).read_text())
     assert saved["passed"] is True and saved["model_sha256"] == sha256_file(path)
     for name in ("probabilities", "logits", "embedding"):
         assert set(saved["outputs"][name]["abs"]) == {"max", "mean", "median", "p99"}
     if precision == "fp32":
-        assert report.outputs["logits"]["abs"]["max"] <= 1e-4 and report.outputs["logits"]["passed"] is True
-        assert report.task["argmax_agreement"] == 1.0
+        assert report.outputs["logits"].abs.max <= 1e-4 and report.outputs["logits"].passed is True
+        assert report.task.argmax_agreement == 1.0
     if precision.startswith("int8"):
         assert any(n.op_type in ("MatMulInteger", "QuantizeLinear") for n in onnx.load(path).graph.node)
 
@@ -66,9 +66,9 @@ def test_corrupted_weight_fails_and_report_says_where(
     assert not report.passed
     assert report.reason.startswith("probabilities:") or report.reason.startswith("logits:")
     logits = report.outputs["logits"]
-    assert logits["passed"] is False
-    assert logits["abs"]["max"] == pytest.approx(0.05, rel=1e-3)
-    assert logits["worst"]["col"] == 1 and logits["worst"]["label"] == report_classes(tiny_run)[1]
+    assert logits.passed is False and logits.abs is not None and logits.worst is not None
+    assert logits.abs.max == pytest.approx(0.05, rel=1e-3)
+    assert logits.worst.col == 1 and logits.worst.label == report_classes(tiny_run)[1]
     assert any(f.startswith("logits: max abs error 0.05") for f in report.failures)
     saved = json.loads(report_path(bad).read_text())
     assert saved["passed"] is False and saved["model_sha256"] == sha256_file(bad)
@@ -131,7 +131,7 @@ def test_missing_provider_is_an_error_not_a_fallback(tiny_onnx: Path, tiny_run: 
         except ProviderError as exc:
             assert "CUDAExecutionProvider" in str(exc) or "fell back" in str(exc)
         else:
-            assert report.environment["providers_used"][0] == "CUDAExecutionProvider"
+            assert report.environment.providers_used[0] == "CUDAExecutionProvider"
     with pytest.raises(ProviderError, match="unknown provider"):
         validate_model(tiny_onnx, tiny_run, tiny_data, provider="tpu", write=False)
     with pytest.raises(ModelFileError, match="no such model file"):
@@ -140,17 +140,18 @@ def test_missing_provider_is_an_error_not_a_fallback(tiny_onnx: Path, tiny_run: 
 
 def test_compare_output_reports_polygraphy_style_minimum_tolerances() -> None:
     from export.validate import OutputTolerance, compare_output
+    from spectral_core.validation_report import WorstElement
 
     ref = np.array([[1.0, 0.0, -2.0], [0.5, 4.0, 0.0]])
     got = ref + np.array([[1e-3, 0.0, -4e-3], [0.0, 0.0, 2e-5]])
     out = compare_output("logits", got, ref, OutputTolerance(atol=1e-3), labels=["a", "b", "c"])
-    assert out["abs"]["max"] == pytest.approx(4e-3)
-    assert out["min_atol"] == pytest.approx(4e-3)  # the smallest atol (rtol 0) that passes
-    assert out["min_rtol"] == pytest.approx((4e-3 - 1e-3) / 2.0)  # the smallest rtol with atol 1e-3
-    assert out["passed"] is False and out["n_over"] == 1
-    assert out["worst"] == {"row": 0, "col": 2, "label": "c", "onnx": -2.004, "torch": -2.0,
-                            "abs": pytest.approx(4e-3)}
+    assert out.abs is not None and out.abs.max == pytest.approx(4e-3)
+    assert out.min_atol == pytest.approx(4e-3)  # the smallest atol (rtol 0) that passes
+    assert out.min_rtol == pytest.approx((4e-3 - 1e-3) / 2.0)  # the smallest rtol with atol 1e-3
+    assert out.passed is False and out.n_over == 1
+    assert out.worst == WorstElement(row=0, col=2, label="c", onnx=-2.004, torch=-2.0, abs=out.worst.abs)
+    assert out.worst.abs == pytest.approx(4e-3)
     # an error on an exact zero cannot be passed by rtol alone: reported as null, and strict JSON holds
     zero = compare_output("logits", got, ref, OutputTolerance(atol=0.0), labels=None)
-    assert zero["min_rtol"] is None
-    json.dumps(zero, allow_nan=False)
+    assert zero.min_rtol is None
+    json.dumps(zero.model_dump(mode="json"), allow_nan=False)
