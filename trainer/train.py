@@ -44,7 +44,7 @@ from trainer.data import MIN_PER_CLASS, check_labelled, choose_model_axis, valid
 from trainer.losses import triplet_semihard_loss
 from trainer.model import RamanNet, RamanNetConfig, window_starts
 from trainer.openset import fit_open_set
-from trainer.threads import ThreadChoice, apply_threads, choose_threads
+from trainer.threads import apply_threads, choose_threads
 
 __all__ = [
     "SIZE_KEYS",
@@ -463,9 +463,7 @@ def train(
 
     init_state = _init_state(init_from, mcfg, list(ds.classes), axis) if init_from is not None else None
 
-    choice = choose_threads(cfg.num_threads)
-    if cfg.num_threads is None and world > 1:  # the free cores are shared by this machine's ranks
-        choice = ThreadChoice(max(1, choice.threads // world), f"{choice.reason}, shared by {world} processes")
+    choice = choose_threads(cfg.num_threads, share=world)  # the free cores are shared by this machine's ranks
     old_threads = apply_threads(choice)
     try:
         with torch.random.fork_rng(devices=[]):
@@ -473,7 +471,7 @@ def train(
                 mcfg, cfg, X_tr=X_tr, y_tr=y_tr, X_va=X_va, y_va=y_va, progress=progress, rank=rank, world=world,
                 init_state=init_state,
             )
-            _, emb = predict(model, X_tr)
+            logits_tr, emb = predict(model, X_tr)
             logits_va, emb_va = predict(model, X_va)
     finally:
         torch.set_num_threads(old_threads)
@@ -489,7 +487,6 @@ def train(
     groups_fit = None if ds.groups is None or val is not None else np.concatenate([ds.groups[tr_idx], ds.groups[va_idx]])
     drift = _fit_drift(np.concatenate([X_tr, X_va]), groups_fit)
     best = history[best_epoch - 1]
-    logits_tr, _ = predict(model, X_tr)
     metrics: dict[str, Any] = {
         "best_epoch": best_epoch,
         "epochs_run": len(history),

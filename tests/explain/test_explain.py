@@ -114,10 +114,10 @@ def test_window_attributions_point_at_the_same_bands(explained):
 def test_cli_writes_table_and_plots(band_files, tmp_path):
     out = tmp_path / "ex"
     rc = run_explain(_args(str(band_files["run"]), "--data", str(band_files["train"]), "--out", str(out),
-                           "--background", "30", "--max-spectra", "45", "--top", "6", "--cross-check", "2"))
+                           "--background", "20", "--max-spectra", "24", "--top", "6", "--cross-check", "2"))
     assert rc == 0
     report = json.loads((out / "regions.json").read_text())
-    assert report["n_background"] == 30 and report["n_explained"] == 45
+    assert report["n_background"] == 20 and report["n_explained"] == 24
     assert report["additivity_max_abs_error"] < 1e-8
     assert report["cross_check"]["spectra"] == 2 and report["cross_check"]["min_spearman"] > 0.9
     imp = [r["importance"] for r in report["regions"]]
@@ -128,7 +128,7 @@ def test_cli_writes_table_and_plots(band_files, tmp_path):
     for png in ("class_attributions.png", "region_violin.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with np.load(out / "attributions.npz") as z:
-        assert z["values"].shape[0] == 45 and np.isfinite(z["values"]).all()
+        assert z["values"].shape[0] == 24 and np.isfinite(z["values"]).all()
 
 
 def test_cli_explains_one_unlabelled_spectrum(band_files, tmp_path):

@@ -20,7 +20,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# About 80 CPU seconds measured for the whole quick run with one thread; the limit leaves room for slower CPUs.
+# About 80 CPU seconds measured for the whole quick run with one thread before the COVID-19 tasks ran one
+# repeat each and exported once (docs/benchmarks.md, "The test suite"); the limit leaves room for slower CPUs.
 CPU_BUDGET_S = 600
 HANG_S = 3600
 
@@ -70,15 +71,22 @@ def test_quick_reproduction_on_every_data_set(data_dir: Path, tmp_path: Path) ->
                                   proc.stderr[-3000:])
     results = json.loads((out / "summary.json").read_text())
     assert {(r["dataset"], r["task"]) for r in results} == set(FLOORS)
+    # one ONNX export + validation a data set: its first task's (the COVID-19 tasks share one model shape)
+    exported = {r["dataset"]: r["task"] for r in results if r["onnx"] is not None}
+    assert exported == {"covid": "covid_vs_healthy", "melanoma": "nh2", "rruff": "rruff",
+                        "microplastics": "microplastics"}, exported
     for r in results:
         key = (r["dataset"], r["task"])
         models = r["models"]
         assert "ramannet" in models and len(models) >= 2, key  # RamanNet and at least one baseline
         n_splits = {len(s["per_split"]) for s in (json.loads(p.read_text()) for p in
                     (out / r["dataset"] / r["task"] / "evaluate").glob("*/results.json"))}
-        assert n_splits == {2 if r["dataset"] in ("covid", "melanoma") else 3}, (key, n_splits)  # same splits
+        want = {"covid": 1, "melanoma": 2}.get(r["dataset"], 3)  # the quick protocol's repeats / folds
+        assert n_splits == {want}, (key, n_splits)
         assert models["ramannet"]["accuracy"]["mean"] >= FLOORS[key], (key, models["ramannet"]["accuracy"])
         o = r["onnx"]
+        if o is None:
+            continue
         assert o["passed"], (key, o["reason"])
         assert o["argmax_agreement"] == 1.0 and o["accuracy_onnx"] == pytest.approx(o["accuracy_torch"]), key
         assert o["accuracy_onnx"] >= FLOORS[key] - 0.1, key
