@@ -236,6 +236,9 @@ def with_size_defaults(cfg: TrainConfig, n_train: int, given: set[str]) -> tuple
     current = {"batch_size": out.batch_size, "model.bn_momentum": out.model.get("bn_momentum"),
                "epochs": out.epochs, "early_stopping_patience": out.early_stopping_patience}
     parts = [names[k].format(current[k]) + ("" if k in chosen else " (given)") for k in SIZE_KEYS]
+    if out.selection.mode == "swa":  # a fixed schedule: the patience is not used, and the line must not say so
+        parts[SIZE_KEYS.index("early_stopping_patience")] = "no early stopping (swa: a fixed schedule)"
+    parts.append(f"model selection {out.selection.describe()}, augmentation {out.augment.describe()}")
     return out, f"training settings: {', '.join(parts)}; {why}"
 
 

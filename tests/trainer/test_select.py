@@ -174,3 +174,14 @@ def test_select_flag_merges_with_the_config_file_and_is_recorded(small_ds: Spect
                                          "swa_lr": None}
     assert raw["metrics"]["selection"]["describe"] == "smoothed:window=3,min_epoch=3"
     assert raw["metrics"]["best_epoch"] >= 3
+
+
+def test_the_settings_line_says_which_selection_and_that_swa_does_not_stop_early() -> None:
+    from trainer.train import with_size_defaults
+
+    _, line = with_size_defaults(TrainConfig(), 300, set())
+    assert "early stopping after 60 epochs" in line and "model selection best-loss, augmentation none" in line
+    swa = TrainConfig.model_validate({"selection": {"mode": "swa"}, "augment": {"noise": 0.01}})
+    _, line = with_size_defaults(swa, 300, set())
+    assert "early stopping after" not in line and "no early stopping (swa: a fixed schedule)" in line
+    assert "model selection swa:swa_start=0.75, augmentation noise=0.01" in line
