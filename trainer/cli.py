@@ -236,8 +236,10 @@ def given_sizes(args: argparse.Namespace) -> set[str]:
         given |= file_cfg.model_fields_set & {"batch_size", "epochs", "early_stopping_patience"}
         if "bn_momentum" in file_cfg.model:
             given.add("model.bn_momentum")
+        if "selection" in file_cfg.model_fields_set:
+            given.add("selection.mode")
     flags = {"batch_size": "batch_size", "epochs": "epochs", "early_stopping": "early_stopping_patience",
-             "bn_momentum": "model.bn_momentum"}
+             "bn_momentum": "model.bn_momentum", "select": "selection.mode"}
     given |= {key for flag, key in flags.items() if getattr(args, flag, None) is not None}
     return given
 

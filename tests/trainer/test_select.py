@@ -121,6 +121,11 @@ def test_swa_run_ignores_early_stopping_and_keeps_bn_statistics_of_the_averaged_
     tr, va = validation_split(small_ds.y, small_ds.groups, cfg.val_fraction, cfg.seed)
     pre = Preprocessor(loaded.preprocess)
     x_tr = torch.tensor(pre.transform(small_ds.X[tr], small_ds.axis))
+    # the recorded validation numbers are the averaged model's
+    from trainer.train import predict
+
+    logits, _ = predict(model, pre.transform(small_ds.X[va], small_ds.axis))
+    assert float((logits.argmax(1) == small_ds.y[va]).mean()) == pytest.approx(info.metrics["val_accuracy"])
     # The first batch norm sits before any dropout, so its statistics are a deterministic function of the
     # weights and the training spectra: those of the averaged weights (the later ones see dropout masks).
     before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("window_bn.running")}
@@ -128,11 +133,6 @@ def test_swa_run_ignores_early_stopping_and_keeps_bn_statistics_of_the_averaged_
     recalibrate_batchnorm(model, x_tr, cfg.batch_size)
     for k, v in before.items():
         torch.testing.assert_close(model.state_dict()[k], v, rtol=1e-4, atol=1e-5)
-    # the recorded validation numbers are the averaged model's
-    from trainer.train import predict
-
-    logits, _ = predict(model, pre.transform(small_ds.X[va], small_ds.axis))
-    assert float((logits.argmax(1) == small_ds.y[va]).mean()) == pytest.approx(info.metrics["val_accuracy"])
     plain = train(small_ds, tmp_path / "plain", TrainConfig.model_validate({**SMALL, "early_stopping_patience": 1}))
     assert plain.weights_sha256 != info.weights_sha256
 
@@ -176,12 +176,18 @@ def test_select_flag_merges_with_the_config_file_and_is_recorded(small_ds: Spect
     assert raw["metrics"]["best_epoch"] >= 3
 
 
-def test_the_settings_line_says_which_selection_and_that_swa_does_not_stop_early() -> None:
-    from trainer.train import with_size_defaults
+def test_small_data_defaults_to_swa_over_150_epochs_unless_a_selection_is_given() -> None:
+    from trainer.train import SWA_EPOCHS_SMALL, with_size_defaults
 
-    _, line = with_size_defaults(TrainConfig(), 300, set())
-    assert "early stopping after 60 epochs" in line and "model selection best-loss, augmentation none" in line
-    swa = TrainConfig.model_validate({"selection": {"mode": "swa"}, "augment": {"noise": 0.01}})
-    _, line = with_size_defaults(swa, 300, set())
-    assert "early stopping after" not in line and "no early stopping (swa: a fixed schedule)" in line
-    assert "model selection swa:swa_start=0.75, augmentation noise=0.01" in line
+    cfg, line = with_size_defaults(TrainConfig(), 300, set())
+    assert cfg.selection.mode == "swa" and cfg.epochs == SWA_EPOCHS_SMALL == 150
+    assert "no early stopping (swa: a fixed schedule)" in line and "early stopping after" not in line
+    assert "model selection swa:swa_start=0.75, augmentation none" in line
+    cfg, line = with_size_defaults(TrainConfig(), 300, {"selection.mode"})  # best-loss given: 300 epochs, patience
+    assert cfg.selection.mode == "best-loss" and cfg.epochs == 300
+    assert "early stopping after 60 epochs" in line and "model selection best-loss (given)" in line
+    large, _ = with_size_defaults(TrainConfig(), 5000, set())  # not measured on large data: the paper's
+    assert large.selection.mode == "best-loss" and large.epochs == 200
+    aug = TrainConfig.model_validate({"augment": {"noise": 0.01}})
+    _, line = with_size_defaults(aug, 300, set())
+    assert line.count("augmentation noise=0.01") == 1
