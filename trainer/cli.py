@@ -37,6 +37,14 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--early-stopping", type=int, metavar="EPOCHS",
                    help="stop after EPOCHS without improvement (default: from the number of training spectra)")
     g.add_argument("--triplet-margin", type=float)
+    g.add_argument("--select", metavar="MODE[:KEY=VALUE,...]",
+                   help="which weights are kept: best-loss (the best validation loss, default), smoothed (the best "
+                        "centred running median of the validation loss; window=9,min_epoch=10) or swa (a fixed "
+                        "schedule, weights averaged over the last part; swa_start=0.75,swa_lr=RATE); see "
+                        "trainer/selection.py")
+    g.add_argument("--augment", metavar="OP=VALUE,...|none",
+                   help="augment the training batches after preprocessing: shift=CM1,scale=S,baseline=B,noise=N,"
+                        "mixup=P (each optional; e.g. shift=3,noise=0.01); default none; see trainer/augment.py")
     g.add_argument("--unknown-rate", type=float, metavar="RATE",
                    help="target share of known spectra flagged unknown (default 0.05), fitted on held-out spectra")
     g.add_argument("--window", type=int, help="RamanNet window length w, points")
@@ -193,6 +201,16 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     if args.target_axis:
         overrides["preprocess.target_axis"] = _parse_axis(args.target_axis)
     cfg = cfg.with_overrides(overrides)
+    if getattr(args, "select", None):
+        from trainer.selection import parse_selection
+
+        given = parse_selection(args.select)  # the keys it names override the config's, the rest are kept
+        merged = {**cfg.selection.model_dump(), **given.model_dump(include=given.model_fields_set)}
+        cfg = cfg.model_copy(update={"selection": type(given).model_validate(merged)})
+    if getattr(args, "augment", None) is not None:
+        from trainer.augment import parse_augment
+
+        cfg = cfg.model_copy(update={"augment": parse_augment(args.augment)})
     steps = preprocess_overrides(args)
     if steps:
         from pydantic import ValidationError
@@ -218,8 +236,10 @@ def given_sizes(args: argparse.Namespace) -> set[str]:
         given |= file_cfg.model_fields_set & {"batch_size", "epochs", "early_stopping_patience"}
         if "bn_momentum" in file_cfg.model:
             given.add("model.bn_momentum")
+        if "selection" in file_cfg.model_fields_set:
+            given.add("selection.mode")
     flags = {"batch_size": "batch_size", "epochs": "epochs", "early_stopping": "early_stopping_patience",
-             "bn_momentum": "model.bn_momentum"}
+             "bn_momentum": "model.bn_momentum", "select": "selection.mode"}
     given |= {key for flag, key in flags.items() if getattr(args, flag, None) is not None}
     return given
 

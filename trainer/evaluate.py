@@ -402,6 +402,8 @@ def results_table(merged: dict[str, Any]) -> str:
         f"protocol {p.get('protocol')} ({', '.join(f'{k}={v}' for k, v in p.items() if k != 'protocol')}), "
         f"{merged.get('data', {}).get('spectra')} spectra, {n_classes} classes; {grouping_text(merged.get('grouping'))}",
         *(["", f"**Warning**: {leak}."] if (leak := leakage_text(merged.get("leakage"))) else []),
+        *(["", training_text(merged["train_config"])] if "ramannet" in merged.get("models", {})
+          and merged.get("train_config") else []),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -415,6 +417,16 @@ def results_table(merged: dict[str, Any]) -> str:
             row += [_pm(s["sensitivity"].get(pos)), _pm(s["specificity"].get(pos))]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def training_text(train_config: dict[str, Any]) -> str:
+    """One line for results.md: how RamanNet chose its weights and whether its batches were augmented."""
+    from trainer.augment import AugmentConfig
+    from trainer.selection import SelectionConfig
+
+    sel = SelectionConfig.model_validate(train_config.get("selection", {})).describe()
+    aug = AugmentConfig.model_validate(train_config.get("augment", {})).describe()
+    return f"RamanNet: model selection {sel}; augmentation {aug}."
 
 
 def open_set_evaluation(

@@ -26,10 +26,12 @@ def _sizes(cfg) -> tuple[object, ...]:  # type: ignore[no-untyped-def]
 
 def test_the_rule_switches_at_the_threshold() -> None:
     small, why = size_defaults(SMALL_DATA_SPECTRA - 1)
-    assert small == {"batch_size": 64, "model.bn_momentum": 0.1, "epochs": 300, "early_stopping_patience": 60}
+    assert small == {"batch_size": 64, "model.bn_momentum": 0.1, "epochs": 300, "early_stopping_patience": 60,
+                     "selection.mode": "swa"}
     assert "small_data.toml" in why and str(SMALL_DATA_SPECTRA - 1) in why
     large, why = size_defaults(SMALL_DATA_SPECTRA)
-    assert large == {"batch_size": 256, "model.bn_momentum": 0.01, "epochs": 200, "early_stopping_patience": 50}
+    assert large == {"batch_size": 256, "model.bn_momentum": 0.01, "epochs": 200, "early_stopping_patience": 50,
+                     "selection.mode": "best-loss"}
     assert "paper.toml" in why
 
 
@@ -37,19 +39,25 @@ def test_small_data_gets_the_small_data_settings_and_says_so(capsys: pytest.Capt
     ds = synth_dataset(classes=3, per_class=20, points=100, seed=1)
     args = _args("train")
     cfg = with_data_defaults(args, build_config(args), ds)
-    assert _sizes(cfg) == (64, 0.1, 300, 60)
+    assert _sizes(cfg) == (64, 0.1, 150, 60) and cfg.selection.mode == "swa"  # swa: 150 epochs, not 300
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "training settings: batch 64" in err and "54 training spectra" in err
-    # The small-data settings are the ones small_data.toml encodes, so the file and the defaults agree.
-    file_cfg = build_config(_args("train", "--config", str(CONFIGS / "small_data.toml")))
-    assert _sizes(file_cfg) == _sizes(cfg)
+    # The small-data settings are the ones small_data_swa.toml encodes, so the file and the defaults agree;
+    # small_data.toml keeps best-loss (and the 300 epochs with early stopping it needs).
+    file_cfg = build_config(_args("train", "--config", str(CONFIGS / "small_data_swa.toml")))
+    assert _sizes(file_cfg) == _sizes(cfg) and file_cfg.selection == cfg.selection
+    best = build_config(_args("train", "--config", str(CONFIGS / "small_data.toml")))
+    assert _sizes(best) == (64, 0.1, 300, 60) and best.selection.mode == "best-loss"
+    args = _args("train", "--select", "best-loss")  # choosing best-loss brings back its 300 epochs
+    chosen = with_data_defaults(args, build_config(args), ds)
+    assert _sizes(chosen) == (64, 0.1, 300, 60) and chosen.selection.mode == "best-loss"
 
 
 def test_each_setting_is_overridden_by_a_flag_or_the_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ds = synth_dataset(classes=3, per_class=20, points=100, seed=1)
-    args = _args("train", "--batch-size", "16", "--early-stopping", "7")
+    args = _args("train", "--batch-size", "16", "--early-stopping", "7", "--select", "best-loss")
     cfg = with_data_defaults(args, build_config(args), ds)
     assert _sizes(cfg) == (16, 0.1, 300, 7)
     assert "batch 16 (given)" in capsys.readouterr().err
@@ -60,6 +68,10 @@ def test_each_setting_is_overridden_by_a_flag_or_the_config(
     args = _args("train", "--config", str(f))
     assert given_sizes(args) == {"epochs", "model.bn_momentum"}
     assert _sizes(with_data_defaults(args, build_config(args), ds)) == (64, 0.5, 9, 60)
+    f.write_text('[selection]\nmode = "smoothed"\n')
+    args = _args("train", "--config", str(f))
+    assert given_sizes(args) == {"selection.mode"}
+    assert _sizes(with_data_defaults(args, build_config(args), ds)) == (64, 0.1, 300, 60)
     # The paper's file keeps the paper's setup whatever the data size; a run.json repeats its run exactly.
     args = _args("train", "--config", str(CONFIGS / "paper.toml"))
     assert _sizes(with_data_defaults(args, build_config(args), ds)) == (256, 0.01, 200, 50)
