@@ -166,3 +166,25 @@ def test_evaluate_reports_the_ensemble_beside_the_single_model_on_the_same_split
         member0 = load_run(tmp_path / "ramannet-x2" / s / "members" / "0")[1]
         assert member0.weights_sha256 == single.weights_sha256  # the comparison is one model against K
     assert "ramannet-x2" in (tmp_path / "results.md").read_text()
+
+
+def test_train_command_writes_an_ensemble_and_refuses_sizes_out_of_range(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ramanedge.cli import build_parser
+    from trainer.cli import run_train
+
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps({**TINY_TRAIN_CONFIG, "epochs": 3}))
+    parser = build_parser(only="train")
+    for bad in ("0", "17", "two"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["train", "--data", str(tiny_data), "--out", "o", "--ensemble", bad])
+    out = tmp_path / "ens"
+    args = parser.parse_args(["train", "--data", str(tiny_data), "--out", str(out), "--config", str(cfg),
+                              "--ensemble", "2"])
+    assert run_train(args) == 0
+    captured = capsys.readouterr()
+    assert "ensemble member 2/2 (seed 1)" in captured.err
+    assert json.loads(captured.out.strip().splitlines()[-1])["size"] == 2
+    assert is_ensemble(out) and load_ensemble(out)[1].member_seeds == [0, 1]
