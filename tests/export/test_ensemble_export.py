@@ -129,14 +129,14 @@ def test_validate_passes_on_the_ensemble(ens: Path, ens_onnx: Path, tiny_data: P
 
 
 def _retrained_member(ens: Path, tmp_path: Path) -> Path:
-    """A copy of ``ens`` whose member 1 is swapped for member 2 with every hash in the run directory made
+    """A copy of ``ens`` whose member 1 is swapped for member 0 with every hash in the run directory made
     consistent again (what an edit of the run directory, not of the ONNX file, would look like)."""
     copy = tmp_path / "ens"
     shutil.copytree(ens, copy)
     shutil.rmtree(copy / "members" / "1")
-    shutil.copytree(ens / "members" / "2", copy / "members" / "1")
+    shutil.copytree(ens / "members" / "0", copy / "members" / "1")
     doc = json.loads((copy / ENSEMBLE_JSON).read_text())
-    doc["member_weights_sha256"][1] = doc["member_weights_sha256"][2]
+    doc["member_weights_sha256"][1] = doc["member_weights_sha256"][0]
     doc["weights_sha256"] = ensemble_weights_sha256(doc["member_weights_sha256"])
     (copy / ENSEMBLE_JSON).write_text(json.dumps(doc))
     return copy
