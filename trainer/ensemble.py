@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -203,7 +204,7 @@ def train_ensemble(
     progress: ProgressFn | None = None,
     val: SpectralDataset | None = None,
     init_from: str | Path | None = None,
-    on_member: Any = None,
+    on_member: Callable[[int, int], None] | None = None,
 ) -> EnsembleInfo:
     """Train ``size`` RamanNets (seeds ``config.seed + i``) on one split and write the ensemble to ``out_dir``.
 
