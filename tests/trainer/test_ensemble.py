@@ -31,7 +31,7 @@ from trainer.ensemble import (
 )
 from trainer.train import TrainConfig, train
 
-CFG = TrainConfig.model_validate({**TINY_TRAIN_CONFIG, "epochs": 12})
+CFG = TrainConfig.model_validate({**TINY_TRAIN_CONFIG, "epochs": 6})  # what is tested needs no accuracy
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +99,9 @@ def test_logits_stay_finite_where_a_member_is_certain() -> None:
 def test_member_zero_is_the_single_model_of_the_same_split(tiny_ds: SpectralDataset, tmp_path: Path) -> None:
     assert tiny_ds.y is not None
     tr, va = validation_split(tiny_ds.y, tiny_ds.groups, CFG.val_fraction, CFG.seed)
-    single = train(tiny_ds.subset(tr), tmp_path / "single", CFG, val=tiny_ds.subset(va))
-    ens = train_ensemble(tiny_ds.subset(tr), tmp_path / "ens", CFG, 2, val=tiny_ds.subset(va))
+    cfg = CFG.with_overrides({"epochs": 3})
+    single = train(tiny_ds.subset(tr), tmp_path / "single", cfg, val=tiny_ds.subset(va))
+    ens = train_ensemble(tiny_ds.subset(tr), tmp_path / "ens", cfg, 2, val=tiny_ds.subset(va))
     assert ens.member_weights_sha256[0] == single.weights_sha256
     assert ens.member_weights_sha256[1] != single.weights_sha256
 
@@ -153,7 +154,7 @@ def test_evaluate_reports_the_ensemble_beside_the_single_model_on_the_same_split
 ) -> None:
     from trainer.evaluate import evaluate
 
-    cfg = CFG.with_overrides({"epochs": 6})
+    cfg = CFG.with_overrides({"epochs": 3})
     evaluate(tiny_ds, tmp_path, cfg, folds=2, models=["ramannet"])
     splits = (tmp_path / "splits.json").read_text()
     merged = evaluate(tiny_ds, tmp_path, cfg, folds=2, models=["ramannet"], ensemble=2)
