@@ -124,8 +124,9 @@ def test_the_edge_engine_serves_the_ensemble(ens: Path, ens_onnx: Path, tiny_dat
 def test_validate_passes_on_the_ensemble(ens: Path, ens_onnx: Path, tiny_data: Path) -> None:
     report = validate_model(ens_onnx, ens, tiny_data, write=False)
     assert report.passed, report.reason
-    assert report.run["weights_sha256"] == read_contract(ens_onnx).weights_sha256
-    assert report.outputs["probabilities"]["abs"]["max"] <= 1e-5
+    assert report.run.weights_sha256 == read_contract(ens_onnx).weights_sha256
+    probs = report.outputs["probabilities"].abs
+    assert probs is not None and probs.max <= 1e-5
 
 
 def _retrained_member(ens: Path, tmp_path: Path) -> Path:
