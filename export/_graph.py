@@ -16,9 +16,15 @@ What changes from the training module, and why each rewrite is exact in eval mod
   2.5x slower at batch 1 on the 2-core CPU, so it is not used.)
 - Dropout is the identity.
 - fp16 models are built here (layers in float16, explicit Casts), not by rewriting the ONNX graph.
+
+An ensemble (:class:`InferenceEnsemble`, ``trainer.ensemble``) is K folded members behind one normalisation,
+with the single model's inputs and outputs: probabilities the mean of the members' softmax, logits the log of
+that mean, embedding the members' unit embeddings concatenated and divided by sqrt(K) (unit norm).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -27,10 +33,13 @@ from torch import nn
 from spectral_core.preprocess import FLAT_EPS, NORMALISATIONS
 from trainer.model import RamanNet
 
-__all__ = ["InferenceRamanNet", "torch_normalise"]
+__all__ = ["InferenceEnsemble", "InferenceRamanNet", "torch_normalise"]
 
 OUTPUT_NAMES = ("probabilities", "logits", "embedding")
 INPUT_NAME = "spectrum"
+#: the buffer (and so ONNX initialiser) name of the classifier weight: ``wc`` in a single model, ``members.K.wc``
+#: in an ensemble; the int8 export keeps the MatMuls that read it in float32
+CLASSIFIER_WEIGHT = "wc"
 
 
 def torch_normalise(x: torch.Tensor, method: str) -> torch.Tensor:
@@ -138,3 +147,43 @@ class InferenceRamanNet(nn.Module):
         z = F.leaky_relu(e * self.s3 + self.t3, self.slope)
         logits = (z @ self.wc + self.bc).float()
         return torch.softmax(logits, dim=1), logits, emb
+
+
+class InferenceEnsemble(nn.Module):
+    """K RamanNets folded for inference behind one in-graph normalisation:
+    ``forward(x [B, L]) -> (probabilities, logits, embedding)`` as :class:`InferenceRamanNet`.
+
+    - probabilities [B, C]: the mean of the members' softmax;
+    - logits [B, C]: ``logsumexp_k(log_softmax_k) - log K``, the log of that mean without underflow to -inf;
+    - embedding [B, K * nf]: the members' L2-normalised embeddings concatenated, divided by sqrt(K).
+
+    Args:
+        members: the RamanNets (weights copied, not modified).
+        normalise: the normalisation to run once in the graph.
+        dtype: the members' compute dtype (see :class:`InferenceRamanNet`).
+    """
+
+    def __init__(self, members: list[RamanNet], normalise: str = "none", dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        if normalise not in NORMALISATIONS:
+            raise ValueError(f"unknown normalisation {normalise!r}; choose from {NORMALISATIONS}")
+        self.normalise = normalise
+        self.members = nn.ModuleList([InferenceRamanNet(m, "none", dtype=dtype) for m in members])
+        self.log_k = math.log(len(members))
+        self.inv_sqrt_k = 1.0 / math.sqrt(len(members))
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Args: x [B, L] float32 on the model axis, host-preprocessed except the in-graph normalisation."""
+        x = torch_normalise(x, self.normalise)
+        probs, logps, embs = [], [], []
+        for m in self.members:
+            p, lg, e = m(x)
+            probs.append(p)
+            logps.append(F.log_softmax(lg, dim=1))
+            embs.append(e)
+        prob = torch.stack(probs).mean(dim=0)
+        logits = torch.logsumexp(torch.stack(logps), dim=0) - self.log_k
+        return prob, logits, torch.cat(embs, dim=1) * self.inv_sqrt_k

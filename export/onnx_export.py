@@ -22,6 +22,13 @@ Choices, measured on torch 2.13 / onnx 1.23 / onnxruntime 1.31 (see docs/benchma
   ``int8-static`` inserts QDQ pairs with activation ranges calibrated on real spectra. Normalisation, the
   window layer (a batched MatMul with its constant first, which has no fused int8 kernel), the classifier
   (its int8 output would quantise the logits), softmax and the embedding norm stay float32.
+
+An ensemble run (``trainer.ensemble``, ``ramanedge train --ensemble K``) exports as ONE graph with the same
+input and outputs (:class:`export._graph.InferenceEnsemble`): probabilities the mean of the members' softmax,
+logits the log of that mean, embedding the members' unit embeddings concatenated / sqrt(K) (the open-set
+centroids in the contract are fitted on it). The contract's ``ensemble`` field records the size and the
+members' weights hashes; ``weights_sha256`` is the hash of those hashes. A runtime needs no change: it reads
+the same names and shapes, only the embedding is K times wider.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from export._host import host_preprocess
-from spectral_core.contract import ModelContract, ReferenceSpectra
+from spectral_core.contract import EnsembleSpec, ModelContract, ReferenceSpectra
 from spectral_core.drift import DriftModel, fit_drift
 from spectral_core.errors import ContractError, DataError, RamanEdgeError
 from spectral_core.preprocess import PreprocessConfig, Preprocessor
@@ -232,9 +239,14 @@ def export_run(
     if precision == "int8-static" and calibration is None:
         raise ExportError("int8-static needs calibration spectra (--calibration DATA)")
     out = Path(out_path)
-    from trainer.checkpoint import load_run
+    from trainer.ensemble import EnsembleInfo, load_reference
 
-    model, info = load_run(run_dir)  # ContractError on an incomplete run or another format version
+    # ContractError on an incomplete run, another format version, or an ensemble member that was modified
+    model, info = load_reference(run_dir)
+    ensemble = None
+    if isinstance(info, EnsembleInfo):
+        ensemble = EnsembleSpec(size=info.size, member_weights_sha256=list(info.member_weights_sha256),
+                                combination=dict(info.combination))
     contract = ModelContract(
         classes=list(info.classes),
         axis=list(info.axis),
@@ -244,6 +256,7 @@ def export_run(
         in_graph_steps=list(IN_GRAPH_STEPS),
         open_set=info.open_set,
         drift=info.drift if drift_data is None else _fit_drift(info.preprocess, drift_data, info.axis),
+        ensemble=ensemble,
         weights_sha256=info.weights_sha256,
         data_sha256=info.data_sha256,
         opset=opset,
@@ -257,14 +270,23 @@ def export_run(
     import onnx
     import torch
 
-    from export._graph import INPUT_NAME, OUTPUT_NAMES, InferenceRamanNet
+    from export._graph import CLASSIFIER_WEIGHT, INPUT_NAME, OUTPUT_NAMES, InferenceEnsemble, InferenceRamanNet
+    from trainer.ensemble import EnsembleNet
+    from trainer.model import RamanNet
 
     dtype = torch.float16 if precision == "fp16" else torch.float32
-    net = InferenceRamanNet(model, info.preprocess.normalise, dtype=dtype).eval()
-    example = torch.from_numpy(np.repeat(ref_x[:1], 2, axis=0))
+    net: torch.nn.Module
+    ref_in = torch.from_numpy(_host_normalise(ref_x, info.preprocess.normalise))
     with torch.no_grad():
-        ref_logits, _ = model(torch.from_numpy(_host_normalise(ref_x, info.preprocess.normalise)))
-        ref_prob = torch.softmax(ref_logits, dim=1).numpy()
+        if isinstance(model, EnsembleNet):
+            net = InferenceEnsemble(model.member_nets(), info.preprocess.normalise, dtype=dtype).eval()
+            ref_prob = model.probabilities(ref_in).numpy()  # the mean of the members' softmax, as such
+        elif isinstance(model, RamanNet):
+            net = InferenceRamanNet(model, info.preprocess.normalise, dtype=dtype).eval()
+            ref_prob = torch.softmax(model(ref_in)[0], dim=1).numpy()
+        else:  # load_reference gives one of the two
+            raise ExportError(f"{run_dir}: a {type(model).__name__} cannot be exported")
+    example = torch.from_numpy(np.repeat(ref_x[:1], 2, axis=0))
     try:
         with _quiet_exporter():
             prog = torch.onnx.export(
@@ -287,8 +309,10 @@ def export_run(
     inits = {t.name for t in proto.graph.initializer}
     matmuls = [n for n in proto.graph.node if n.op_type == "MatMul"]
     exclude = _normalise_ancestors(proto) + [n.name for n in matmuls if n.input[0] in inits]
-    if matmuls:
-        exclude.append(matmuls[-1].name)
+    # every classifier: one per ensemble member, found by its weight's name (members.K.wc); else the last MatMul
+    classifiers = [n.name for n in matmuls if any(
+        i == CLASSIFIER_WEIGHT or i.endswith(f".{CLASSIFIER_WEIGHT}") for i in n.input if i in inits)]
+    exclude += classifiers or [matmuls[-1].name for _ in matmuls[:1]]
 
     with tempfile.TemporaryDirectory(prefix="ramanedge-export-") as tmp:
         work = Path(tmp)

@@ -61,6 +61,7 @@ from spectral_core.validation_report import (
 
 if TYPE_CHECKING:
     from trainer.checkpoint import RunInfo
+    from trainer.ensemble import EnsembleInfo
 
 __all__ = [
     "DEFAULT_CRITERIA",
@@ -190,14 +191,14 @@ def _top_k_agreement(p: NDArray[np.floating], q: NDArray[np.floating], k: int) -
 
 def torch_reference(
     run_dir: str | Path, contract: ModelContract, X_host: NDArray[np.float32]
-) -> tuple[InferenceOutputs, RunInfo]:
+) -> tuple[InferenceOutputs, RunInfo | EnsembleInfo]:
     """PyTorch's answers for host-preprocessed spectra, from the run the model was exported from.
 
     The steps the graph runs itself (``contract.in_graph_steps``) are applied first with the reference numpy
     implementation, so PyTorch sees fully preprocessed spectra as in training.
 
     Args:
-        run_dir: the training run (``ramanedge train``).
+        run_dir: the training run (``ramanedge train``), or an ensemble of runs (``--ensemble K``).
         contract: the exported model's contract.
         X_host: [N, points] spectra after the host part of the contract's preprocessing (model axis).
 
@@ -209,9 +210,10 @@ def torch_reference(
     """
     import torch
 
-    from trainer.checkpoint import load_run
+    from trainer.ensemble import load_reference
 
-    model, info = load_run(run_dir)
+    # a single run, or an ensemble (trainer.ensemble): softmax of its logits is the mean of the members' softmax
+    model, info = load_reference(run_dir)
     if contract.weights_sha256 and info.weights_sha256 and contract.weights_sha256 != info.weights_sha256:
         raise ContractError(
             f"the model was exported from other weights ({contract.weights_sha256[:12]}) than run {run_dir} "

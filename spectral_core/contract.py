@@ -20,7 +20,7 @@ from spectral_core.errors import ContractError
 from spectral_core.preprocess import STEPS, PreprocessConfig, default_axis_tolerance
 from spectral_core.spectrum import check_axis
 
-__all__ = ["CONTRACT_VERSION", "METADATA_KEY", "ModelContract", "OpenSet", "ReferenceSpectra"]
+__all__ = ["CONTRACT_VERSION", "METADATA_KEY", "EnsembleSpec", "ModelContract", "OpenSet", "ReferenceSpectra"]
 
 CONTRACT_VERSION = 1
 METADATA_KEY = "ramanedge.contract"
@@ -73,6 +73,24 @@ class ReferenceSpectra(BaseModel):
     predicted_classes: list[str] | None = None
 
 
+class EnsembleSpec(BaseModel):
+    """The model is an ensemble of ``size`` RamanNets in one graph (``trainer.ensemble``). Its inputs and outputs
+    are a single model's; ``combination`` says how each output is made from the members'. The contract's
+    ``weights_sha256`` is the hash of ``member_weights_sha256`` (``trainer.ensemble.ensemble_weights_sha256``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(ge=2)
+    member_weights_sha256: list[str] = Field(description="each member's weights hash (its run's), in member order")
+    combination: dict[str, str] = Field(default_factory=dict, description="per output, in words")
+
+    @model_validator(mode="after")
+    def _one_hash_a_member(self) -> EnsembleSpec:
+        if len(self.member_weights_sha256) != self.size:
+            raise ValueError(f"ensemble of {self.size} with {len(self.member_weights_sha256)} member hashes")
+        return self
+
+
 class ModelContract(BaseModel):
     """What a model expects and what it answers. Versioned; unknown fields are refused."""
 
@@ -104,6 +122,8 @@ class ModelContract(BaseModel):
     reference: ReferenceSpectra | None = None
     #: PCA drift model of the preprocessed training spectra (absent in older contracts: drift not available)
     drift: DriftModel | None = None
+    #: set when the graph is an ensemble of several RamanNets (absent: a single model)
+    ensemble: EnsembleSpec | None = None
     weights_sha256: str = ""
     data_sha256: str = ""
     package_version: str = ""

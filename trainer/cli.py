@@ -332,7 +332,23 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the RUN directory to write")
     p.add_argument("--force", action="store_true", help="overwrite a RUN directory that holds another run")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_ensemble_option(p)
     _add_config_options(p)
+
+
+def _add_ensemble_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ensemble", type=_ensemble_size, default=1, metavar="K",
+                   help="train K RamanNets (seeds SEED..SEED+K-1, one validation part) combined by the mean of "
+                   "their softmax; exported as one ONNX graph (default 1: a single model)")
+
+
+def _ensemble_size(text: str) -> int:
+    from trainer.ensemble import MAX_MEMBERS
+
+    n = _positive_int(text)
+    if n > MAX_MEMBERS:
+        raise argparse.ArgumentTypeError(f"{n} members is more than {MAX_MEMBERS}")
+    return n
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -344,7 +360,17 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = with_data_defaults(args, cfg, ds)
     prog = None if args.quiet else _Progress(cfg.epochs)
     try:
-        info = train(ds, args.out, cfg, force=args.force, progress=prog)
+        if args.ensemble > 1:
+            from trainer.ensemble import train_ensemble
+
+            def member(i: int, k: int) -> None:
+                if not args.quiet:
+                    print(f"ensemble member {i + 1}/{k} (seed {cfg.seed + i})", file=sys.stderr, flush=True)
+
+            info: Any = train_ensemble(ds, args.out, cfg, args.ensemble, force=args.force, progress=prog,
+                                       on_member=member)
+        else:
+            info = train(ds, args.out, cfg, force=args.force, progress=prog)
     finally:
         if prog is not None:
             prog.close()
@@ -376,6 +402,7 @@ def configure_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=_positive_int, default=None,
                    help="processes for the baselines' folds and models (default: the cores not busy now)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_ensemble_option(p)
     _add_config_options(p)
 
 
@@ -438,6 +465,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     print(f"evaluate: {ds.n_spectra} spectra; {grouping_text(grouping_of(ds))}", file=sys.stderr, flush=True)
     if args.protocol == "openset":
+        if args.ensemble > 1:
+            raise DataError("--ensemble is not available with --protocol openset (single models only)")
         unknown = [c.strip() for c in args.unknown.split(",")] if args.unknown else None
         doc = open_set_evaluation(ds, args.out, cfg, unknown_classes=unknown, test_fraction=args.test_fraction,
                                   force=args.force, log=say)
@@ -455,7 +484,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         merged = evaluate(
             ds, args.out, cfg, protocol=args.protocol, models=models, folds=args.folds, repeats=args.repeats,
             test_fraction=args.test_fraction, finetune=finetune, test=test, force=args.force,
-            log=prog.say if prog is not None else None, progress=prog, jobs=args.jobs,
+            log=prog.say if prog is not None else None, progress=prog, jobs=args.jobs, ensemble=args.ensemble,
         )
     finally:
         if prog is not None:

@@ -169,24 +169,27 @@ def _idx(split: dict[str, Any], key: str) -> NDArray[np.int64]:
 
 def _ramannet_split(
     ds: SpectralDataset, X: NDArray[np.float32], split: dict[str, Any], run_dir: Path, cfg: TrainConfig,
-    *, finetune: SpectralDataset | None,
+    *, finetune: SpectralDataset | None, ensemble: int = 1,
 ) -> tuple[NDArray[np.float32], dict[str, Any]]:
-    """Train (and fine-tune) RamanNet on one split; scores of the test part."""
-    from trainer.checkpoint import load_run
-    from trainer.train import predict, train
+    """Train (and fine-tune) RamanNet (an ensemble of ``ensemble`` when > 1) on one split; scores of the test part."""
+    from trainer.ensemble import load_reference, predict_any, train_ensemble
+    from trainer.train import train
 
     def fit(data: SpectralDataset, tr: NDArray[np.int64], va: NDArray[np.int64], d: Path,
             init: Path | None) -> dict[str, Any]:
         c = cfg if va.size else cfg.with_overrides({"val_fraction": 0.0})
-        info = train(data.subset(tr), d, c, force=True, val=data.subset(va) if va.size else None, init_from=init)
+        v = data.subset(va) if va.size else None
+        if ensemble > 1:
+            return dict(train_ensemble(data.subset(tr), d, c, ensemble, force=True, val=v, init_from=init).metrics)
+        info = train(data.subset(tr), d, c, force=True, val=v, init_from=init)
         return dict(info.metrics)
 
     info = fit(ds, _idx(split, "train"), _idx(split, "val"), run_dir, None)
     if finetune is not None:
         info = fit(finetune, _idx(split, "finetune"), _idx(split, "finetune_val"), run_dir / "finetuned", run_dir)
         run_dir = run_dir / "finetuned"
-    model, _ = load_run(run_dir)
-    logits, _ = predict(model, X)
+    model, _ = load_reference(run_dir)
+    logits, _ = predict_any(model, X)
     return logits, {"best_epoch": info["best_epoch"], "val_accuracy": info["val_accuracy"]}
 
 
@@ -238,8 +241,12 @@ def evaluate(
     log: LogFn | None = None,
     progress: ProgressFn | None = None,
     jobs: int | None = None,
+    ensemble: int = 1,
 ) -> dict[str, Any]:
     """Evaluate ``models`` under one protocol; returns the merged results document (also DIR/results.json).
+
+    With ``ensemble`` K > 1, "ramannet" is an ensemble of K (``trainer.ensemble``), reported as "ramannet-xK"
+    beside a single RamanNet evaluated into the same DIR (same splits).
 
     The baselines' (model, split) fits run in ``jobs`` processes (default: :func:`free_cores`); their results
     are those of a serial run. ``progress(done, total, line)`` is called once with ``done == 0`` before the first
@@ -255,6 +262,8 @@ def evaluate(
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise DataError(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+    rn = "ramannet" if ensemble <= 1 else f"ramannet-x{ensemble}"
+    models = [rn if m == "ramannet" else m for m in models]
     out = Path(out_dir)
     doc = make_splits(
         ds, protocol=protocol, folds=folds, repeats=repeats, test_fraction=test_fraction,
@@ -320,7 +329,7 @@ def evaluate(
     # in this process afterwards, one split at a time, with the torch threads its configuration asks for.
     if progress is not None:
         progress(0, total, f"{len(models)} model(s) x {len(splits)} split(s)")  # a bar shows from the start
-    pairs = [(name, i) for name in models if name != "ramannet" for i in range(len(splits))]
+    pairs = [(name, i) for name in models if name != rn for i in range(len(splits))]
     n_jobs = max(1, min(jobs if jobs is not None else free_cores(), len(pairs) or 1))
     if pairs:
         logger.info("%d baseline fits on %d process(es)", len(pairs), n_jobs)
@@ -329,19 +338,19 @@ def evaluate(
         tasks = (baseline_task(name, i) for name, i in pairs)
         for name, i, m in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
             record(name, i, m)
-    if "ramannet" in models:
+    if rn in models:
         for i, s in enumerate(splits):
             t0 = time.perf_counter()
             X_test, y_test = test_part(s)
             scores, extra = _ramannet_split(
-                ds, X_test, s, out / "ramannet" / s["name"], cfg,
-                finetune=finetune if protocol == "fixed" else None,
+                ds, X_test, s, out / rn / s["name"], cfg,
+                finetune=finetune if protocol == "fixed" else None, ensemble=ensemble,
             )
             m = classification_metrics(y_test, scores, classes)
             if ds.groups is not None and protocol != "fixed":
                 m["group_accuracy"], m["test_groups"] = group_accuracy(y_test, scores, ds.groups[_idx(s, "test")])
             m.update(split=s["name"], seconds=time.perf_counter() - t0, **extra)
-            record("ramannet", i, m)
+            record(rn, i, m)
     for name in models:
         merged["models"][name] = {"summary": summaries[name]}
     merged.update(params=doc["params"], grouping=doc.get("grouping", grouping_of(ds)), fingerprints=doc["fingerprints"],
