@@ -265,6 +265,16 @@ def _evaluate(data: Path, out: Path, folds: int, *, models: list[str], extra: li
                 return int(exc.code or 0) if isinstance(exc.code, int) else 2
 
 
+def _commit() -> str:
+    """The checkout's commit (short), "unknown" outside git: defaults change, so a table names the code."""
+    try:
+        proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return proc.stdout.strip() or "unknown"
+
+
 def _read_json(p: Path) -> dict[str, Any]:
     try:
         return dict(json.loads(p.read_text(encoding="utf-8")))
@@ -314,7 +324,8 @@ def run_set(spec: SetSpec, out: Path, *, data: Path, folds: int | None, baseline
                 tail = [ln for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
                 raise DataError(f"ramanedge evaluate ({step}) exited with {rc}: {tail[-1][:200] if tail else ''}")
             state["done"][step] = {"models": models, "args": extra, "seconds": round(time.perf_counter() - t1, 1),
-                                   "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+                                   "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                                   "commit": _commit()}
             save()
     except Exception as exc:  # one set's failure is recorded, the next set still runs
         logger.exception("%s failed", spec.name)
@@ -404,8 +415,9 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
     found.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
     rows, diffs, notes, leaks = [], [], [], []
     ramannet_args = set()
-    finished = [str(step.get("finished", ""))[:10] for p in found
-                for step in _read_json(p / SET_JSON).get("done", {}).values() if step.get("finished")]
+    steps = [step for p in found for step in _read_json(p / SET_JSON).get("done", {}).values()]
+    finished = [str(step["finished"])[:10] for step in steps if step.get("finished")]
+    commits = sorted({str(step["commit"]) for step in steps if step.get("commit")})
     contrast = any((p / "ungrouped" / "results.json").is_file() for p in found)
     for sdir in found:
         state = _read_json(sdir / SET_JSON)
@@ -445,7 +457,7 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
         "",
         wrap(f"RamanNet options beyond the data-size defaults: {', '.join(sorted(ramannet_args)) or 'none'}. "
              f"Measured {max(finished) if finished else 'not yet'} on {cpu_model()} ({os.cpu_count()} cores, "
-             "shared with other jobs)."),
+             f"shared with other jobs), code at commit {', '.join(commits) or 'not recorded'}."),
         "",
         "| data set | classes | grouping | folds | spectra / groups | RamanNet | RamanNet, groups | best baseline | "
         "best baseline, groups | difference |" + (" best baseline, split by spectrum |" if contrast else ""),
