@@ -56,18 +56,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # --- trainer fixtures (owned by the trainer; export and edge_runtime tests build on them) -------------------
 # A tiny RamanNet trained once per session on synthetic data: 4 classes x 40 spectra x 300 points
 # (400-1800 cm^-1), windows 20/10, n2 64, embedding 32, 30 epochs; about a second on 2 CPU cores.
-TINY_DATA_ARGS = {"classes": 4, "per_class": 40, "points": 300, "seed": 0}
-TINY_TRAIN_CONFIG = {
-    "epochs": 30,
-    "batch_size": 32,
-    "lr": 3e-3,
-    "seed": 0,
-    "model": {"window": 20, "step": 10, "n2": 64, "embedding_dim": 32, "bn_momentum": 0.1},
-    "num_threads": 1,
-    # The data's own axis (no margin chosen inside it): the tests built on this model send 300-point spectra
-    # on 400-1800 cm^-1; shifted spectra then exercise the serving tolerance (edge fill) rather than the margin.
-    "axis_tolerance_cm1": 0,
-}
+from _tiny import TINY_DATA_ARGS, TINY_TRAIN_CONFIG  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import TINY_TRAIN_CONFIG
+from _tiny import TINY_TRAIN_CONFIG
 
 from export.onnx_export import export_run, read_contract
 from export.validate import validate_model

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_TRAIN_CONFIG
+from _tiny import TINY_TRAIN_CONFIG
 
 from spectral_core.errors import ContractError, DataError
 from spectral_core.io import read_dataset
