@@ -7,6 +7,9 @@ RAMANEDGE := $(VENV)/bin/ramanedge
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 DEMO ?= demo_out
+# pytest workers (pytest-xdist). Two, measured on 2 cores with one core busy: 4 min 55 s against 6 min 32 s in one
+# process (docs/benchmarks.md, "The test suite"); PYTEST_WORKERS=0 runs the suite in this one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: install demo test lint unit services bench clean
 
@@ -31,7 +34,7 @@ services:
 	sh scripts/test-services.sh
 
 unit: $(STAMP) services
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS)
 
 test: lint unit
 
