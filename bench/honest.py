@@ -365,8 +365,26 @@ def _pm(v: dict[str, Any] | None) -> str:
     return f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f}"
 
 
+def ramannet_name(state: dict[str, Any]) -> str:
+    """The model name evaluate reports RamanNet under for this set's options: "ramannet", or "ramannet-xK" for
+    ``--ensemble K``."""
+    args = [str(a) for a in state.get("ramannet_args", [])]
+    k = "1"
+    for i, a in enumerate(args):
+        if a == "--ensemble" and i + 1 < len(args):
+            k = args[i + 1]
+        elif a.startswith("--ensemble="):
+            k = a.split("=", 1)[1]
+    return "ramannet" if k.strip() in ("", "1") else f"ramannet-x{k.strip()}"
+
+
+def _baselines(models: dict[str, Any]) -> dict[str, Any]:
+    """The classical models' summaries: every model but RamanNet (single or ensemble)."""
+    return {m: r["summary"] for m, r in models.items() if not m.startswith("ramannet")}
+
+
 def _best(models: dict[str, Any]) -> str:
-    base = {m: r["summary"] for m, r in models.items() if m != "ramannet"}
+    base = _baselines(models)
     if not base:
         return "-"
     best = max(base, key=lambda m: base[m]["accuracy"]["mean"])
@@ -386,10 +404,11 @@ def set_row(state: dict[str, Any], results: dict[str, Any],
     size = f"{spectra} / {n_groups if n_groups is not None else 'ungrouped'}"
     label = state.get("label") or (known.grouping if known else str(state.get("grouping", "-")).split(":")[0])
     head = [title, str(state.get("classes", "-")), label, str(state.get("folds", "-")), size]
-    if state.get("error") and "ramannet" not in models:
+    rn_name = ramannet_name(state)
+    if state.get("error") and rn_name not in models:
         return [*head, f"failed: {state['error']}", "", "", "", "", *([""] if ungrouped is not None else [])], None
-    rn = models.get("ramannet", {}).get("summary")
-    base = {m: r["summary"] for m, r in models.items() if m != "ramannet"}
+    rn = models.get(rn_name, {}).get("summary")
+    base = _baselines(models)
     best = max(base, key=lambda m: base[m]["accuracy"]["mean"]) if base else None
     diff = None
     if rn is not None and best is not None:
@@ -427,7 +446,7 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
         diffs.append(diff)
         ramannet_args.add(" ".join(state.get("ramannet_args", [])) or "none")
         epochs = [str(m.get("best_epoch")) for m in
-                  _read_json(sdir / "eval" / "ramannet" / "results.json").get("per_split", [])]
+                  _read_json(sdir / "eval" / ramannet_name(state) / "results.json").get("per_split", [])]
         kept = f" RamanNet's kept epochs per fold: {', '.join(epochs)}." if epochs else ""
         notes.append(textwrap.fill(f"- {row[0]}: {state.get('grouping', '-')}.{kept}", width=115,
                                    subsequent_indent="  ", break_long_words=False, break_on_hyphens=False))
@@ -477,7 +496,8 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
         "carry; the largest group is reported (single linkage chains at low R)."),
         "",
         wrap("Groupings as recorded in each `splits.json`, and the epoch of the checkpoint RamanNet kept in each "
-             "fold (best validation loss):"),
+             "fold (with `--select best-loss`, the epoch of the best validation loss; with `swa`, the last epoch of "
+             "the fixed schedule whose final quarter was averaged):"),
         "",
         *notes,
     ]

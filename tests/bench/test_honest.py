@@ -105,3 +105,20 @@ def test_microplastics_groups_join_a_variant_across_waters(data_dir: Path) -> No
     assert "particle variant" in ds.provenance["groups_from"]
     # 11 references + 64 FW + 54 SW columns; a variant name in both files is one group
     assert np.unique(ds.groups).size < 129 - 40
+
+
+def test_an_ensemble_run_is_the_ramannet_column_not_a_baseline() -> None:
+    honest = _honest()
+    assert honest.ramannet_name({"ramannet_args": ["--select", "swa"]}) == "ramannet"
+    assert honest.ramannet_name({"ramannet_args": ["--ensemble", "3", "--jobs", "2"]}) == "ramannet-x3"
+    assert honest.ramannet_name({"ramannet_args": ["--ensemble=5"]}) == "ramannet-x5"
+
+    def summary(acc: float) -> dict[str, object]:
+        return {"summary": {"accuracy": {"mean": acc, "std": 0.0}}}
+
+    state = {"set": "covid", "folds": 5, "classes": 3, "ramannet_args": ["--ensemble", "3"]}
+    # an earlier single-model result in the same folder is neither the RamanNet column nor a baseline
+    models = {"svm": summary(0.80), "ramannet": summary(0.99), "ramannet-x3": summary(0.85)}
+    row, diff = honest.set_row(state, {"models": models})
+    assert row[5] == "85.0 ± 0.0" and row[7].startswith("svm 80.0")
+    assert diff is not None and abs(diff - 5.0) < 1e-9
