@@ -53,7 +53,7 @@ from trainer.checkpoint import RunInfo, load_run, versions
 from trainer.data import validation_split
 from trainer.model import RamanNet
 from trainer.openset import fit_open_set
-from trainer.train import ProgressFn, RunExistsError, TrainConfig, train
+from trainer.train import ProgressFn, RunExistsError, TrainConfig, predict, train
 
 __all__ = [
     "ENSEMBLE_JSON",
@@ -152,26 +152,14 @@ class EnsembleNet(nn.Module):
         return torch.stack([torch.softmax(m(x)[0], dim=1) for m in self.members]).mean(dim=0)
 
 
-@torch.no_grad()
 def predict_any(
     model: nn.Module, X: NDArray[np.float32], *, batch_size: int = 1024
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Logits and embeddings of preprocessed spectra from a RamanNet or an :class:`EnsembleNet`, in eval mode
-    (the mode is restored afterwards)."""
-    was_training = model.training
-    model.eval()
-    x = torch.as_tensor(np.asarray(X, dtype=np.float32))
-    logits, embs = [], []
-    try:
-        for i in range(0, x.shape[0], batch_size):
-            lo, em = model(x[i : i + batch_size])
-            logits.append(lo)
-            embs.append(em)
-    finally:
-        model.train(was_training)
-    if not logits:
+    (the mode is restored afterwards): :func:`trainer.train.predict`. Raises DataError without spectra."""
+    if len(X) == 0:
         raise DataError("no spectra to predict")
-    return torch.cat(logits).numpy(), torch.cat(embs).numpy()
+    return predict(model, X, batch_size=batch_size)
 
 
 def _check_out(out: Path, data_sha: str, train_cfg: dict[str, Any], size: int, force: bool) -> None:

@@ -322,11 +322,13 @@ def _check_run_dir(out: Path, data_sha: str, train_cfg: dict[str, Any], force: b
 
 @torch.no_grad()
 def predict(
-    model: RamanNet, X: NDArray[np.float32] | torch.Tensor, *, batch_size: int = 1024
+    model: torch.nn.Module, X: NDArray[np.float32] | torch.Tensor, *, batch_size: int = 1024
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Logits [N, C] and L2-normalised embeddings [N, D] of preprocessed spectra, in eval mode.
+    """Logits [N, C] and L2-normalised embeddings [N, D] of preprocessed spectra, in eval mode, from a RamanNet
+    or any module with its outputs (an ensemble: ``trainer.ensemble.EnsembleNet``).
 
-    The model's train/eval mode is restored afterwards.
+    The model's train/eval mode is restored afterwards. No spectra: empty arrays for a RamanNet, a DataError for
+    another module (whose output widths are not known without a forward pass).
     """
     was_training = model.training
     model.eval()
@@ -339,10 +341,12 @@ def predict(
             embs.append(em)
     finally:
         model.train(was_training)
-    c, d = model.config.n_classes, model.config.embedding_dim
-    lg = torch.cat(logits).numpy() if logits else np.zeros((0, c), np.float32)
-    eb = torch.cat(embs).numpy() if embs else np.zeros((0, d), np.float32)
-    return lg, eb
+    if not logits:
+        if not isinstance(model, RamanNet):
+            raise DataError("no spectra to predict")
+        c, d = model.config.n_classes, model.config.embedding_dim
+        return np.zeros((0, c), np.float32), np.zeros((0, d), np.float32)
+    return torch.cat(logits).numpy(), torch.cat(embs).numpy()
 
 
 @torch.no_grad()
