@@ -282,18 +282,33 @@ def _read_json(p: Path) -> dict[str, Any]:
         return {}
 
 
-def run_set(spec: SetSpec, out: Path, *, data: Path, folds: int | None, baselines: list[str],
-            common: list[str], ramannet: list[str], in_process: bool = False) -> dict[str, Any]:
-    """Evaluate one set (baselines, then RamanNet, on the same splits); returns and writes its ``honest.json``.
+def eval_dir_name(seed: int) -> str:
+    """The evaluation folder of one split seed: ``eval`` for seed 0 (evaluate's default), ``eval_seedS`` else."""
+    return "eval" if seed == 0 else f"eval_seed{seed}"
 
-    A step done before with the same models and options is skipped. When the data, their grouping, the folds
-    or the common options changed, the set starts again (its old splits and results are replaced)."""
+
+def _step_key(step: str, seed: int) -> str:
+    return step if seed == 0 else f"{step}@seed{seed}"
+
+
+def run_set(spec: SetSpec, out: Path, *, data: Path, folds: int | None, baselines: list[str],
+            common: list[str], ramannet: list[str], in_process: bool = False,
+            seeds: list[int] | None = None) -> dict[str, Any]:
+    """Evaluate one set (baselines, then RamanNet, on the same splits) once per split seed; returns and writes
+    its ``honest.json``.
+
+    ``seeds`` (default ``[0]``): each seed is ``evaluate --seed S``, a new partition into folds (and new
+    RamanNet initialisations), in ``OUT/<set>/eval`` for seed 0 and ``eval_seedS`` otherwise. A step done
+    before with the same models and options is skipped. When the data, their grouping, the folds or the
+    common options changed, the set starts again (its old splits and results are replaced)."""
+    seeds = list(seeds or [0])
     sdir = out / spec.name
     sdir.mkdir(parents=True, exist_ok=True)
     old = _read_json(sdir / SET_JSON)
     k = folds or spec.folds
     state: dict[str, Any] = {"set": spec.name, "title": spec.title, "label": spec.grouping, "folds": k,
-                             "baselines": baselines, "common_args": common, "ramannet_args": ramannet}
+                             "baselines": baselines, "common_args": common, "ramannet_args": ramannet,
+                             "seeds": seeds}
 
     def save() -> None:
         (sdir / SET_JSON).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
@@ -310,23 +325,28 @@ def run_set(spec: SetSpec, out: Path, *, data: Path, folds: int | None, baseline
         write_npz(ds, sdir / "data.npz")
         save()
         log = sdir / "evaluate.log"
-        steps = [("baselines", baselines, common), ("ramannet", ["ramannet"], [*common, *ramannet])]
-        for i, (step, models, extra) in enumerate(steps):
-            done = state["done"].get(step, {})
-            if done.get("models") == models and done.get("args") == extra:
-                logger.info("%s: %s done before, skipped", spec.name, step)
-                continue
-            force = ["--force"] if fresh and i == 0 and (sdir / "eval").exists() else []  # new splits
-            t1 = time.perf_counter()
-            rc = _evaluate(sdir / "data.npz", sdir / "eval", k, models=models, extra=[*extra, *force], log=log,
-                           in_process=in_process)
-            if rc != 0:
-                tail = [ln for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-                raise DataError(f"ramanedge evaluate ({step}) exited with {rc}: {tail[-1][:200] if tail else ''}")
-            state["done"][step] = {"models": models, "args": extra, "seconds": round(time.perf_counter() - t1, 1),
-                                   "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                                   "commit": _commit()}
-            save()
+        for seed in seeds:
+            edir = sdir / eval_dir_name(seed)
+            seed_arg = ["--seed", str(seed)] if seed else []
+            steps = [("baselines", baselines, common), ("ramannet", ["ramannet"], [*common, *ramannet])]
+            for i, (step, models, extra) in enumerate(steps):
+                key = _step_key(step, seed)
+                done = state["done"].get(key, {})
+                if done.get("models") == models and done.get("args") == extra:
+                    logger.info("%s: %s done before, skipped", spec.name, key)
+                    continue
+                force = ["--force"] if fresh and i == 0 and edir.exists() else []  # new splits
+                t1 = time.perf_counter()
+                rc = _evaluate(sdir / "data.npz", edir, k, models=models, extra=[*extra, *seed_arg, *force],
+                               log=log, in_process=in_process)
+                if rc != 0:
+                    tail = [ln for ln in log.read_text(encoding="utf-8", errors="replace").splitlines()
+                            if ln.strip()]
+                    raise DataError(f"ramanedge evaluate ({key}) exited with {rc}: {tail[-1][:200] if tail else ''}")
+                state["done"][key] = {"models": models, "args": extra, "seconds": round(time.perf_counter() - t1, 1),
+                                      "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                                      "commit": _commit()}
+                save()
     except Exception as exc:  # one set's failure is recorded, the next set still runs
         logger.exception("%s failed", spec.name)
         state["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -357,6 +377,42 @@ def run_contrast(spec: SetSpec, out: Path, *, data: Path, folds: int | None, bas
     except Exception as exc:  # recorded; the grouped results stand without the contrast
         logger.exception("%s: the ungrouped contrast failed", spec.name)
         return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=float)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0}
+
+
+def pooled_results(sdir: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """The set's ``results.json`` for one split seed; for several, the same shape with every model's summary
+    pooled over all folds of all seeds (mean ± std, ddof 1, as evaluate's) and ``per_repeat``: its mean
+    accuracy per seed, in ``seeds`` order. A model missing from any seed is left out (not a partial mean)."""
+    seeds = [int(s) for s in state.get("seeds") or [0]]
+    first = _read_json(sdir / eval_dir_name(seeds[0]) / "results.json")
+    if len(seeds) == 1:
+        return first
+    per: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for seed in seeds:
+        edir = sdir / eval_dir_name(seed)
+        for m in _read_json(edir / "results.json").get("models", {}):
+            splits = _read_json(edir / m / "results.json").get("per_split", [])
+            if splits:
+                per.setdefault(m, {})[seed] = splits
+    models: dict[str, Any] = {}
+    for m, by_seed in per.items():
+        if set(by_seed) != set(seeds):
+            continue
+        summary: dict[str, Any] = {
+            "splits": sum(len(v) for v in by_seed.values()),
+            "accuracy": _mean_std([s["accuracy"] for seed in seeds for s in by_seed[seed]]),
+            "per_repeat": [float(np.mean([s["accuracy"] for s in by_seed[seed]])) for seed in seeds],
+        }
+        groups = [s.get("group_accuracy") for seed in seeds for s in by_seed[seed]]
+        if all(g is not None for g in groups):
+            summary["group_accuracy"] = _mean_std([float(g) for g in groups if g is not None])
+        models[m] = {"summary": summary}
+    return {**first, "models": models, "seeds": seeds}
 
 
 def _pm(v: dict[str, Any] | None) -> str:
@@ -391,6 +447,17 @@ def _best(models: dict[str, Any]) -> str:
     return f"{best} {_pm(base[best].get('accuracy'))}"
 
 
+def repeat_differences(rn: dict[str, Any] | None, best: dict[str, Any] | None) -> list[float]:
+    """RamanNet minus the best baseline, in points, per split seed (empty for a single seed)."""
+    a, b = (rn or {}).get("per_repeat") or [], (best or {}).get("per_repeat") or []
+    return [100 * (x - y) for x, y in zip(a, b, strict=True)] if len(a) > 1 and len(a) == len(b) else []
+
+
+def _ahead(rn: dict[str, Any] | None, best: dict[str, Any] | None) -> str:
+    d = repeat_differences(rn, best)
+    return f" (>= in {sum(x >= 0 for x in d)} of {len(d)} seeds)" if d else ""
+
+
 def set_row(state: dict[str, Any], results: dict[str, Any],
             ungrouped: dict[str, Any] | None = None) -> tuple[list[str], float | None]:
     """One table row of a set, and RamanNet's lead over the best baseline in points (None when missing);
@@ -403,7 +470,9 @@ def set_row(state: dict[str, Any], results: dict[str, Any],
     spectra = results.get("data", {}).get("spectra", state.get("spectra"))
     size = f"{spectra} / {n_groups if n_groups is not None else 'ungrouped'}"
     label = state.get("label") or (known.grouping if known else str(state.get("grouping", "-")).split(":")[0])
-    head = [title, str(state.get("classes", "-")), label, str(state.get("folds", "-")), size]
+    seeds = results.get("seeds") or [0]
+    folds = str(state.get("folds", "-")) + (f" × {len(seeds)} seeds" if len(seeds) > 1 else "")
+    head = [title, str(state.get("classes", "-")), label, folds, size]
     rn_name = ramannet_name(state)
     if state.get("error") and rn_name not in models:
         return [*head, f"failed: {state['error']}", "", "", "", "", *([""] if ungrouped is not None else [])], None
@@ -419,7 +488,7 @@ def set_row(state: dict[str, Any], results: dict[str, Any],
         _pm(rn.get("group_accuracy")) if rn else "-",
         f"{best} {_pm(base[best].get('accuracy'))}" if best else "not run yet",
         _pm(base[best].get("group_accuracy")) if best else "-",
-        "-" if diff is None else f"{diff:+.1f}",
+        "-" if diff is None else f"{diff:+.1f}" + _ahead(rn, base[best] if best else None),
     ]
     if ungrouped is not None:
         row.append(_best(ungrouped.get("models", {})))
@@ -433,6 +502,7 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
     order = {name: i for i, name in enumerate(SETS)}
     found.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
     rows, diffs, notes, leaks = [], [], [], []
+    n_seeds, seed_sets = 1, set()
     ramannet_args = set()
     steps = [step for p in found for step in _read_json(p / SET_JSON).get("done", {}).values()]
     finished = [str(step["finished"])[:10] for step in steps if step.get("finished")]
@@ -440,14 +510,29 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
     contrast = any((p / "ungrouped" / "results.json").is_file() for p in found)
     for sdir in found:
         state = _read_json(sdir / SET_JSON)
-        results = _read_json(sdir / "eval" / "results.json")
+        results = pooled_results(sdir, state)
+        seeds = [int(x) for x in state.get("seeds") or [0]]
+        if len(seeds) > 1:
+            n_seeds = max(n_seeds, len(seeds))
+            seed_sets.add(",".join(map(str, seeds)))
         row, diff = set_row(state, results, _read_json(sdir / "ungrouped" / "results.json") if contrast else None)
         rows.append("| " + " | ".join(row) + " |")
         diffs.append(diff)
         ramannet_args.add(" ".join(state.get("ramannet_args", [])) or "none")
-        epochs = [str(m.get("best_epoch")) for m in
-                  _read_json(sdir / "eval" / ramannet_name(state) / "results.json").get("per_split", [])]
+        rn_dir = sdir / eval_dir_name(seeds[0]) / ramannet_name(state)
+        epochs = [str(m.get("best_epoch")) for m in _read_json(rn_dir / "results.json").get("per_split", [])]
         kept = f" RamanNet's kept epochs per fold: {', '.join(epochs)}." if epochs else ""
+        if len(seeds) > 1 and epochs:
+            kept = kept.replace("per fold", f"per fold (seed {seeds[0]})")
+        models = results.get("models", {})
+        base = _baselines(models)
+        best = max(base, key=lambda m: base[m]["accuracy"]["mean"]) if base else None
+        per_seed = repeat_differences(models.get(ramannet_name(state), {}).get("summary"),
+                                      base.get(best) if best else None)
+        if per_seed:
+            kept += (f" RamanNet minus {best} per split seed ({', '.join(map(str, seeds))}): "
+                     f"{', '.join(f'{d:+.1f}' for d in per_seed)}; their mean {np.mean(per_seed):+.1f}, "
+                     f"standard error {np.std(per_seed, ddof=1) / np.sqrt(len(per_seed)):.1f}.")
         notes.append(textwrap.fill(f"- {row[0]}: {state.get('grouping', '-')}.{kept}", width=115,
                                    subsequent_indent="  ", break_long_words=False, break_on_hyphens=False))
         leak = results.get("leakage") or {}
@@ -463,12 +548,16 @@ def render_section(out: Path, command: str, expected: list[str] | None = None) -
     lines = [
         SECTION,
         "",
-        wrap("Accuracy %, mean ± std over k folds, RamanNet beside every classical baseline (svm, logreg, pca-svm, knn, "
-        "anova-svm, library search) on the same `splits.json` per set; a group never straddles a split "
-        "(training, validation, test). Group accuracy: each group's prediction is the argmax of its spectra's "
-        "mean probability. Best baseline: the highest mean spectrum accuracy. Difference: RamanNet minus best "
-        "baseline, in points. From `bench/honest.py` (why each grouping: its docstring; `similar`/`adjacent`: "
-        "`trainer/grouping.py`)."),
+        wrap(f"Accuracy %, mean ± std over k folds{f' × {n_seeds} split seeds' if seed_sets else ''}, RamanNet "
+        "beside every classical baseline (svm, logreg, pca-svm, knn, anova-svm, library search) on the same "
+        "`splits.json` per set; a group never straddles a split (training, validation, test). Group accuracy: "
+        "each group's prediction is the argmax of its spectra's mean probability. Best baseline: the highest mean "
+        "spectrum accuracy. Difference: RamanNet minus best baseline, in points. From `bench/honest.py` (why each "
+        "grouping: its docstring; `similar`/`adjacent`: `trainer/grouping.py`)." + (
+            f" Split seeds {'; '.join(sorted(seed_sets))}: each seed is a new partition into folds (`evaluate "
+            "--seed`) with new RamanNet initialisations, both models on the same splits in every seed; the "
+            "difference cell says in how many seeds RamanNet was at or above the best baseline, and the notes "
+            "below give the difference per seed." if seed_sets else "")),
         "",
         "```",
         command,
@@ -515,6 +604,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--groups", help="derived grouping of --set files: similar[:R] or adjacent[:R]")
     ap.add_argument("--data-dir", type=Path, default=None, help="the shared data folder (default ../shared/data)")
     ap.add_argument("--folds", type=int, help="folds for every set (default: per set)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="split seeds per set (each a new partition into folds); pooled in the table")
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="the first split seed (seeds FIRST..FIRST+REPEATS-1; 0 is evaluate's default)")
     ap.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated baseline models")
     ap.add_argument("--ramannet-args", default="", help="extra `ramanedge evaluate` options for RamanNet only")
     ap.add_argument("--common-args", default="", help="extra `ramanedge evaluate` options for every model")
@@ -544,6 +637,9 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             ap.error(f"unknown set(s) {unknown}; choose from {', '.join(SETS)}")
         specs = [SETS[s] for s in args.sets.split(",") if s]
+    if args.repeats < 1 or args.first_seed < 0:
+        ap.error("--repeats must be >= 1 and --first-seed >= 0")
+    seeds = list(range(args.first_seed, args.first_seed + args.repeats))
     folds = args.folds or (2 if args.quick else None)
     baselines = [m for m in (",".join(QUICK_BASELINES) if args.quick else args.baselines).split(",") if m]
     ramannet = [*(QUICK_RAMANNET if args.quick else ()), *shlex.split(args.ramannet_args)]
@@ -553,13 +649,15 @@ def main(argv: list[str] | None = None) -> int:
         for spec in specs:
             if not args.contrast_only:
                 state = run_set(spec, out, data=data, folds=folds, baselines=baselines, common=common,
-                                ramannet=ramannet, in_process=args.quick)
+                                ramannet=ramannet, in_process=args.quick, seeds=seeds)
                 logger.info("%s: %s", spec.name, state.get("error") or f"done in {state['seconds']} s")
             if args.contrast or args.contrast_only:
                 error = run_contrast(spec, out, data=data, folds=folds, baselines=baselines, common=common,
                                      in_process=args.quick)
                 logger.info("%s, ungrouped contrast: %s", spec.name, error or "done")
     shown = ["--out", "OUT"] + (["--quick"] if args.quick else []) + (["--contrast"] if args.contrast or args.contrast_only else [])
+    if seeds != [0]:
+        shown += ["--repeats", str(args.repeats)] + (["--first-seed", str(args.first_seed)] if args.first_seed else [])
     if args.ramannet_args:
         shown += ["--ramannet-args", shlex.quote(args.ramannet_args)]
     if args.common_args:

@@ -122,3 +122,45 @@ def test_an_ensemble_run_is_the_ramannet_column_not_a_baseline() -> None:
     row, diff = honest.set_row(state, {"models": models})
     assert row[5] == "85.0 ± 0.0" and row[7].startswith("svm 80.0")
     assert diff is not None and abs(diff - 5.0) < 1e-9
+
+
+def test_repeats_pool_every_split_seed_and_compare_per_seed(tmp_path: Path) -> None:
+    honest = _honest()
+    _tiny_with_copies(tmp_path / "syn.npz")
+    doc = tmp_path / "results.md"
+    argv = ["--quick", "--set", f"syn={tmp_path / 'syn.npz'}", "--groups", "similar", "--out", str(tmp_path / "out"),
+            "--doc", str(doc), "--repeats", "2", "--first-seed", "3"]
+    assert honest.main(argv) == 0
+    out = tmp_path / "out" / "syn"
+    keys = []
+    accs: dict[str, list[float]] = {}
+    for seed in (3, 4):
+        edir = out / f"eval_seed{seed}"
+        splits = json.loads((edir / "splits.json").read_text())
+        assert splits["grouping"]["grouped"]
+        keys.append(splits["key"])
+        results = json.loads((edir / "results.json").read_text())
+        assert results["params"]["seed"] == seed  # both calls of the seed ran with --seed
+        for m in results["models"]:
+            per = json.loads((edir / m / "results.json").read_text())["per_split"]
+            accs.setdefault(m, []).extend(s["accuracy"] for s in per)
+    assert keys[0] != keys[1]  # each seed is a new partition
+    assert not (out / "eval").exists()  # seed 0 not asked for, not run
+    pooled = honest.pooled_results(out, json.loads((out / "honest.json").read_text()))
+    for m, values in accs.items():
+        assert len(values) == 4
+        assert pooled["models"][m]["summary"]["accuracy"]["mean"] == pytest.approx(np.mean(values))
+        assert pooled["models"][m]["summary"]["accuracy"]["std"] == pytest.approx(np.std(values, ddof=1))
+    text = doc.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| syn |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3] == "2 × 2 seeds"
+    rn = pooled["models"]["ramannet"]["summary"]
+    best = max(("svm", "knn", "library"), key=lambda m: pooled["models"][m]["summary"]["accuracy"]["mean"])
+    per_seed = [100 * (a - b) for a, b in zip(rn["per_repeat"], pooled["models"][best]["summary"]["per_repeat"],
+                                                 strict=True)]
+    assert cells[7].startswith(best + " ")
+    assert cells[9] == f"{100 * (rn['accuracy']['mean'] - pooled['models'][best]['summary']['accuracy']['mean']):+.1f}" \
+        f" (>= in {sum(d >= 0 for d in per_seed)} of 2 seeds)"
+    assert f"per split seed (3, 4): {per_seed[0]:+.1f}, {per_seed[1]:+.1f}" in text
+    assert "--repeats 2 --first-seed 3" in text
